@@ -1,0 +1,83 @@
+"""The ``avfuse`` command line. Each command lives in its own module, imported only when that
+command is called, so the edge install (no torch) runs ``avfuse run`` and ``avfuse probe``
+and says which extra to install for ``train`` or ``export``.
+
+A command module provides ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from stream import __version__
+from stream.errors import AvfuseError
+
+# name -> (module, one-line help, extra the module needs beyond the base install)
+COMMANDS: dict[str, tuple[str, str, str | None]] = {
+    "demo": ("stream.demo", "whole loop on generated data, then on a real clip", "train"),
+    "probe": ("stream.probe", "show a source's streams, duration and segment count", None),
+    "synth": ("models.synth_cmd", "write a labelled synthetic data set", None),
+    "train": ("models.train_cmd", "train a model from a manifest or a folder per class", "train"),
+    "export": ("export.export_cmd", "export a checkpoint to one self-describing ONNX file", "train"),
+    "inspect": ("stream.inspect_cmd", "show an ONNX model's inputs, outputs, labels and config", None),
+    "run": ("stream.run_cmd", "label files, folders and live streams with an ONNX model", None),
+    "bench": ("stream.bench", "measure throughput against a baseline in the same run", None),
+}
+
+_TORCH_MODULES = ("torch", "torchvision", "torchaudio", "onnx", "onnxscript")
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"avfuse {__version__}: label video segments with a fused video, audio and text model", "",
+             "usage: avfuse COMMAND [options]   (avfuse COMMAND -h for a command's options)", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_, _) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def _load(name: str):
+    module, _, extra = COMMANDS[name]
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if extra and e.name and e.name.split(".")[0] in _TORCH_MODULES:
+            raise SystemExit(f"avfuse {name}: needs the '{extra}' extra ({e.name} is not installed): "
+                             f"pip install 'avfuse[{extra}]'") from e
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] == "--version":
+        print(__version__)
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        print(f"avfuse: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    module = _load(name)
+    parser = argparse.ArgumentParser(prog=f"avfuse {name}", description=COMMANDS[name][1])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    if args.verbose:
+        logging.getLogger().setLevel(logging.DEBUG)
+    try:
+        return int(module.run(args) or 0)
+    except AvfuseError as e:
+        print(f"avfuse {name}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"avfuse {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

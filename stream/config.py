@@ -1,0 +1,97 @@
+"""Typed, frozen configuration for decoding and segmenting. The CLI only builds these."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from stream.errors import ConfigError
+
+RESIZE_POLICIES = ("stretch", "letterbox", "crop")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodeConfig:
+    """How a source is decoded: frame rate and size of sampled frames, audio rate."""
+
+    fps: float = 4.0
+    height: int = 160
+    width: int = 160
+    resize: str = "stretch"  # stretch | letterbox (pad, keep aspect) | crop (centre, keep aspect)
+    sample_rate: int = 16000
+    threads: int = 0  # FFmpeg decoder threads; 0 lets FFmpeg choose
+    queue_size: int = 64  # decoded items buffered between the decode thread and the segmenter
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fps <= 120:
+            raise ConfigError(f"fps must be in (0, 120], got {self.fps!r}")
+        if not (8 <= self.height <= 4096 and 8 <= self.width <= 4096):
+            raise ConfigError(f"frame size must be 8..4096 on each side, got {self.width}x{self.height}")
+        if self.resize not in RESIZE_POLICIES:
+            raise ConfigError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
+        if not 1000 <= self.sample_rate <= 192000:
+            raise ConfigError(f"sample_rate must be 1000..192000 Hz, got {self.sample_rate!r}")
+        if self.threads < 0 or self.queue_size < 1:
+            raise ConfigError(f"threads must be >= 0 and queue_size >= 1, got {self.threads}, {self.queue_size}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SegmentConfig:
+    """How decoded media is cut into windows: ``window_s`` long, one every ``hop_s`` seconds."""
+
+    window_s: float = 2.0
+    hop_s: float | None = None  # None means hop = window (no overlap)
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.window_s <= 600:
+            raise ConfigError(f"window_s must be 0.1..600 seconds, got {self.window_s!r}")
+        if self.hop_s is not None and not 0.05 <= self.hop_s <= 600:
+            raise ConfigError(f"hop_s must be 0.05..600 seconds, got {self.hop_s!r}")
+
+    @property
+    def hop(self) -> float:
+        return self.window_s if self.hop_s is None else self.hop_s
+
+
+def frames_per_window(decode: DecodeConfig, segment: SegmentConfig) -> int:
+    """T = round(fps * window_s), at least 1."""
+    return max(1, round(decode.fps * segment.window_s))
+
+
+def samples_per_window(decode: DecodeConfig, segment: SegmentConfig) -> int:
+    """S = sample_rate * window_s."""
+    return round(decode.sample_rate * segment.window_s)
+
+
+def decode_metadata(decode: DecodeConfig, segment: SegmentConfig) -> dict:
+    """The ``avfuse.decode`` metadata dict that is stored in every exported model."""
+    return {
+        "fps": decode.fps,
+        "frames": frames_per_window(decode, segment),
+        "height": decode.height,
+        "width": decode.width,
+        "resize": decode.resize,
+        "sample_rate": decode.sample_rate,
+        "samples": samples_per_window(decode, segment),
+        "window_s": segment.window_s,
+        "hop_s": segment.hop,
+    }
+
+
+def configs_from_metadata(meta: dict) -> tuple[DecodeConfig, SegmentConfig]:
+    """Rebuild the configs from an ``avfuse.decode`` dict (inverse of :func:`decode_metadata`)."""
+    try:
+        decode = DecodeConfig(
+            fps=float(meta["fps"]),
+            height=int(meta["height"]),
+            width=int(meta["width"]),
+            resize=str(meta.get("resize", "stretch")),
+            sample_rate=int(meta["sample_rate"]),
+        )
+        segment = SegmentConfig(window_s=float(meta["window_s"]), hop_s=float(meta["hop_s"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"avfuse.decode metadata is incomplete or invalid: {meta!r}") from e
+    return decode, segment
+
+
+def as_dict(config: DecodeConfig | SegmentConfig) -> dict:
+    return asdict(config)

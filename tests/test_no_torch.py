@@ -1,0 +1,40 @@
+"""The edge install has no torch: every runtime module must import and work without it."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import stream
+
+BLOCK_TORCH = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {'torch', 'torchvision', 'torchaudio'}:
+            raise ImportError('blocked for this test: ' + name)
+        return None
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def run_without_torch(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_every_stream_module_imports_without_torch():
+    names = [m.name for m in pkgutil.walk_packages([str(Path(stream.__file__).parent)], "stream.")]
+    assert "stream.cli" in names
+    code = "import importlib\n" + "".join(f"importlib.import_module({n!r})\n" for n in names)
+    code += "print('torch' in sys.modules)"
+    r = run_without_torch(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
+
+
+def test_blocker_really_blocks_torch():
+    r = run_without_torch("import torch")
+    assert r.returncode != 0 and "blocked for this test" in r.stderr
