@@ -1,0 +1,160 @@
+"""The synthetic data set: real H.264/AAC/subtitle files whose class needs all three modalities."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import av
+import numpy as np
+import pysubs2
+import pytest
+
+from models.synth import LABELS, WORDS, best_single_factor_accuracy, label_of, synthesize
+from stream.cli import main
+from stream.errors import ConfigError
+
+FACTORS = ("shape", "tone", "mood")
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    # 8 videos x 4 windows = 32 windows: four full decks of the 8 factor combinations.
+    return synthesize(tmp_path_factory.mktemp("synth"), videos=8, test_videos=3, seed=7)
+
+
+def _rows(csv_path: Path) -> list[dict]:
+    with open(csv_path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_manifest_lists_every_window_with_relative_paths(synth):
+    rows = _rows(synth.manifest)
+    assert list(rows[0]) == ["path", "start", "end", "label"]
+    assert len(rows) == 8 * 4
+    for row in rows:
+        assert (synth.manifest.parent / row["path"]).is_file()
+        assert row["label"] in LABELS
+        assert float(row["end"]) - float(row["start"]) == 2.0
+    by_file = Counter(row["path"] for row in rows)
+    assert set(by_file.values()) == {4}
+    test_rows = _rows(synth.test_manifest)
+    assert len(test_rows) == 3 * 4
+    assert all((synth.test_manifest.parent / r["path"]).is_file() for r in test_rows)
+    info = json.loads((synth.out_dir / "info.json").read_text())
+    assert info["classes"] == list(LABELS) and "XOR" in info["rule"]
+
+
+def test_no_single_modality_suffices(synth):
+    windows = synth.train
+    assert Counter(w.label for w in windows) == {label: 8 for label in LABELS}
+    for factor in FACTORS:
+        for value in {getattr(w, factor) for w in windows}:
+            given = Counter(w.label for w in windows if getattr(w, factor) == value)
+            # Given one factor, at least two classes stay equally likely.
+            assert len(given) >= 2 and max(given.values()) == min(given.values())
+        assert best_single_factor_accuracy(windows, factor) <= 0.5
+    assert best_single_factor_accuracy(windows, "shape") == best_single_factor_accuracy(windows, "tone") == 0.25
+    for a, b in itertools.combinations(FACTORS, 2):  # no pair suffices either
+        pairs = Counter((getattr(w, a), getattr(w, b), w.label) for w in windows)
+        per_pair = Counter((x, y) for x, y, _ in pairs)
+        assert all(n == 2 for n in per_pair.values())
+    # All three together fix the class.
+    for shape, tone, mood in itertools.product(("circle", "square"), ("low", "high"), ("calm", "alert")):
+        labels = {w.label for w in windows if (w.shape, w.tone, w.mood) == (shape, tone, mood)}
+        assert labels == {label_of(shape, tone, mood)}
+
+
+def test_videos_decode_with_the_planned_audio_and_captions(synth):
+    files = {}
+    for w in synth.train:
+        files.setdefault(w.path, []).append(w)
+    kinds = Counter()
+    for name, windows in files.items():
+        path = synth.out_dir / name
+        with av.open(str(path)) as c:
+            assert c.streams.video[0].codec_context.name == "h264"
+            assert bool(c.streams.audio) == windows[0].has_audio
+            if c.streams.audio:
+                assert c.streams.audio[0].codec_context.name == "aac"
+            frames = sum(1 for _ in c.decode(video=0))
+        assert frames == 25 * 8
+        captions = [w.caption for w in windows if w.caption]
+        if path.suffix == ".mkv":
+            assert not path.with_suffix(".srt").exists()
+            with av.open(str(path)) as c:
+                cues = [(float(p.pts * p.time_base), bytes(s.dialogue).decode())
+                        for p in c.demux(c.streams.subtitles[0]) for s in p.decode()]
+            starts, texts = [t for t, _ in cues], [text for _, text in cues]
+        else:
+            subs = pysubs2.load(str(path.with_suffix(".srt")))
+            texts = [e.text for e in subs]
+            starts = [e.start / 1000 for e in subs]
+        assert texts == captions
+        for start, w in zip(starts, [w for w in windows if w.caption], strict=True):
+            assert w.start <= start < w.end  # each caption lies inside its window
+        kinds[(path.suffix, windows[0].has_audio)] += 1
+    assert kinds[(".mkv", True)] + kinds[(".mkv", False)] == 2  # a quarter of the files embed captions
+    assert kinds[(".mp4", False)] + kinds[(".mkv", False)] == 1  # some files have no audio track
+    assert any(not w.caption for w in synth.train)
+
+
+def test_each_caption_holds_exactly_one_word_of_its_group(synth):
+    group_of = {word: mood for mood, words in WORDS.items() for word in words}
+    captions = [w for w in synth.train + synth.test if w.caption]
+    assert captions
+    for w in captions:
+        moods = [group_of[word] for word in w.caption.split() if word in group_of]
+        assert moods == [w.mood]
+        assert len(w.caption.split()) >= 2  # with distractor words
+
+
+def test_held_out_videos_are_rendered_from_other_seeds(synth):
+    def first_frame(path: Path) -> np.ndarray:
+        with av.open(str(path)) as c:
+            return next(c.decode(video=0)).to_ndarray(format="rgb24")
+
+    train = {first_frame(synth.out_dir / w.path).tobytes() for w in synth.train[::4]}
+    test = {first_frame(synth.out_dir / "test" / w.path).tobytes() for w in synth.test[::4]}
+    assert not train & test
+
+
+def test_same_seed_same_data_other_seed_other_data(tmp_path):
+    a = synthesize(tmp_path / "a", videos=2, test_videos=0, seed=3, seconds=4.0, width=64, height=64)
+    b = synthesize(tmp_path / "b", videos=2, test_videos=0, seed=3, seconds=4.0, width=64, height=64)
+    c = synthesize(tmp_path / "c", videos=2, test_videos=0, seed=4, seconds=4.0, width=64, height=64)
+    assert a.train == b.train and a.train != c.train
+    assert a.test_manifest is None and not (tmp_path / "a" / "test").exists()
+    for name in ("v000", "v001"):
+        for ext in (".mp4", ".mkv"):
+            if (tmp_path / "a" / f"{name}{ext}").exists():
+                assert (tmp_path / "a" / f"{name}{ext}").read_bytes() == (tmp_path / "b" / f"{name}{ext}").read_bytes()
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ConfigError, match="multiple of the 2 s window"):
+        synthesize("/nonexistent", videos=1, test_videos=0, seconds=3.0)
+    with pytest.raises(ConfigError, match="size"):
+        synthesize("/nonexistent", videos=1, test_videos=0, width=20)
+    with pytest.raises(ConfigError, match="videos"):
+        synthesize("/nonexistent", videos=0, test_videos=0)
+
+
+def test_cli_writes_a_data_set_without_torch_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "set"
+    code = ("import sys; from stream.cli import main; rc = main(sys.argv[1:]); "
+            "sys.exit(rc if 'torch' not in sys.modules else 99)")
+    args = [sys.executable, "-c", code, "synth", str(out), "--videos", "2", "--test-videos", "1", "--seconds", "2",
+            "--size", "64x48"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "wrote 2 training windows" in done.stdout and "calm_match" in done.stdout
+    with av.open(str(out / "test" / _rows(out / "test" / "manifest.csv")[0]["path"])) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (64, 48)
+    assert main(["synth", str(out), "--videos", "2"]) == 1  # already holds a data set
+    assert main(["synth", str(tmp_path / "x"), "--videos", "1", "--seconds", "3"]) == 1
