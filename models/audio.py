@@ -1,0 +1,77 @@
+"""Audio encoder: a log-mel frontend inside the model, then a small CNN over the log-mel image.
+
+The frontend uses only operators every ONNX runtime takes (onnxruntime, TensorRT, OpenVINO): the
+STFT is a fixed ``Conv1d`` whose kernels are Hann-windowed DFT rows (real and imaginary parts),
+then power, a fixed mel matrix applied as a matmul, and a log. It matches
+``torchaudio.transforms.MelSpectrogram(center=True, pad_mode="constant", power=2.0)`` (tested).
+SpecAugment (torchaudio's FrequencyMasking and TimeMasking) runs in training only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torchaudio
+from torch import Tensor, nn
+
+from stream.errors import ConfigError
+
+LOG_FLOOR = 1e-6
+
+
+class LogMel(nn.Module):
+    """Raw waveform float32 [B, S] -> log-mel [B, n_mels, frames], frames = S // hop + 1."""
+
+    def __init__(self, *, sample_rate: int = 16000, n_fft: int = 400, hop_length: int = 160, n_mels: int = 64,
+                 f_min: float = 0.0, f_max: float | None = None) -> None:
+        super().__init__()
+        if not (n_fft >= 16 and 1 <= hop_length <= n_fft and 1 <= n_mels <= n_fft // 2 + 1):
+            raise ConfigError(f"log-mel needs n_fft >= 16, 1 <= hop <= n_fft, 1 <= n_mels <= n_fft/2+1; "
+                              f"got n_fft={n_fft}, hop={hop_length}, n_mels={n_mels}")
+        self.n_fft, self.hop_length = n_fft, hop_length
+        n_freq = n_fft // 2 + 1
+        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+        k = torch.arange(n_freq, dtype=torch.float64).unsqueeze(1)
+        n = torch.arange(n_fft, dtype=torch.float64).unsqueeze(0)
+        angle = 2 * math.pi * k * n / n_fft
+        kernels = torch.cat([window * torch.cos(angle), -window * torch.sin(angle)])  # [2*n_freq, n_fft]
+        self.register_buffer("dft", kernels.float().unsqueeze(1), persistent=False)  # [2*n_freq, 1, n_fft]
+        mel = torchaudio.functional.melscale_fbanks(n_freq, f_min, f_max or sample_rate / 2, n_mels, sample_rate)
+        self.register_buffer("mel", mel.t().contiguous(), persistent=False)  # [n_mels, n_freq]
+
+    def power(self, audio: Tensor) -> Tensor:
+        """Power spectrogram [B, n_freq, frames]."""
+        spec = nn.functional.conv1d(audio.unsqueeze(1), self.dft, stride=self.hop_length, padding=self.n_fft // 2)
+        re, im = spec.chunk(2, dim=1)
+        return re * re + im * im
+
+    def forward(self, audio: Tensor) -> Tensor:
+        return torch.log(torch.matmul(self.mel, self.power(audio)) + LOG_FLOOR)
+
+
+def _block(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2)]
+
+
+class AudioEncoder(nn.Module):
+    """Waveform float32 [B, S] -> embedding [B, dim]."""
+
+    def __init__(self, *, sample_rate: int = 16000, n_fft: int = 400, hop_length: int = 160, n_mels: int = 64,
+                 dim: int = 128, width: int = 16, freq_mask: int = 8, time_mask: int = 20) -> None:
+        super().__init__()
+        self.frontend = LogMel(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
+        self.norm = nn.BatchNorm2d(1)  # learns the scale of log-mel values
+        self.spec_augment = nn.Sequential(torchaudio.transforms.FrequencyMasking(freq_mask, iid_masks=True),
+                                          torchaudio.transforms.TimeMasking(time_mask, iid_masks=True))
+        self.cnn = nn.Sequential(*_block(1, width), *_block(width, 2 * width), *_block(2 * width, 4 * width),
+                                 nn.Conv2d(4 * width, 8 * width, 3, padding=1), nn.ReLU(inplace=True),
+                                 nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.proj = nn.Sequential(nn.Linear(8 * width, dim), nn.ReLU(inplace=True))
+
+    def forward(self, audio: Tensor) -> Tensor:
+        x = self.norm(self.frontend(audio).unsqueeze(1))  # [B, 1, n_mels, frames]
+        if self.training:
+            x = self.spec_augment(x)
+        return self.proj(self.cnn(x))

@@ -1,0 +1,138 @@
+"""The whole avfuse model: three encoders, a fusion head, softmax. Rebuilt from a ModelConfig.
+
+Inputs and outputs are the ONNX contract in DESIGN.md. Every model has the same four inputs:
+a modality not in ``config.modalities`` has no encoder and counts as absent whatever ``present``
+says, and empty text (all-zero tokens) counts as absent text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import Tensor, nn
+
+from models.audio import AudioEncoder
+from models.fusion import FUSIONS, make_fusion
+from models.image import BACKBONES, POOLINGS, ImageEncoder
+from models.text import TextEncoder
+from stream.errors import ConfigError
+from stream.segment import MODALITIES
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Everything that rebuilds the network; saved in the checkpoint and the ONNX metadata."""
+
+    labels: tuple[str, ...]
+    frames: int  # T
+    height: int  # H
+    width: int  # W
+    sample_rate: int  # 16000
+    samples: int  # S
+    vocab_size: int  # len(tokenizer)
+    max_tokens: int  # tokenizer.max_len (L)
+    image_backbone: str = "tiny"
+    pooling: str = "mean"  # over frames: mean | attention
+    fusion: str = "gated"
+    modalities: tuple[str, ...] = MODALITIES  # encoders are built only for these
+    dim: int = 128  # every modality embedding and the fused embedding
+    n_mels: int = 64
+    n_fft: int = 400
+    hop_length: int = 160
+    text_embed: int = 64
+    dropout: float = 0.1
+    modality_dropout: float = 0.25  # training only: chance to hide each present modality per sample
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", tuple(self.labels))
+        object.__setattr__(self, "modalities", tuple(self.modalities))
+        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
+            raise ConfigError(f"labels must be at least 2 distinct names, got {self.labels!r}")
+        bad = [m for m in self.modalities if m not in MODALITIES]
+        if bad or not self.modalities or len(set(self.modalities)) != len(self.modalities):
+            raise ConfigError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities!r}")
+        if self.image_backbone not in BACKBONES:
+            raise ConfigError(f"image_backbone must be one of {BACKBONES}, got {self.image_backbone!r}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        for name in ("frames", "height", "width", "sample_rate", "samples", "vocab_size", "max_tokens", "dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model {name} must be >= 1, got {getattr(self, name)!r}")
+        if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.modality_dropout < 1.0):
+            raise ConfigError(f"dropout and modality_dropout must be in [0, 1), got "
+                              f"{self.dropout}, {self.modality_dropout}")
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able types (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"model config has unknown fields {unknown}; it was written by another avfuse version")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+class AvfuseNet(nn.Module):
+    def __init__(self, config: ModelConfig, *, pretrained: bool = False) -> None:
+        super().__init__()
+        self.config = c = config
+        self.video = (ImageEncoder(backbone=c.image_backbone, pooling=c.pooling, dim=c.dim, pretrained=pretrained)
+                      if "video" in c.modalities else None)
+        self.audio = (AudioEncoder(sample_rate=c.sample_rate, n_fft=c.n_fft, hop_length=c.hop_length,
+                                   n_mels=c.n_mels, dim=c.dim) if "audio" in c.modalities else None)
+        self.text = (TextEncoder(vocab_size=c.vocab_size, dim=c.dim, embed=c.text_embed)
+                     if "text" in c.modalities else None)
+        self.fusion = make_fusion(c.fusion, (c.dim,) * 3, dim=c.dim, num_classes=len(c.labels), dropout=c.dropout)
+        enabled = torch.tensor([float(m in c.modalities) for m in MODALITIES])
+        self.register_buffer("enabled", enabled, persistent=False)
+
+    def effective_present(self, tokens: Tensor, present: Tensor) -> Tensor:
+        """present [B, 3] with disabled modalities and empty text zeroed (and, in training, modality dropout)."""
+        has_text = tokens.ne(0).any(dim=1, keepdim=True).float()
+        ones = torch.ones_like(has_text)
+        p = present.float() * self.enabled * torch.cat([ones, ones, has_text], dim=1)
+        if self.training and self.config.modality_dropout > 0:
+            keep = p * (torch.rand_like(p) >= self.config.modality_dropout).float()
+            # never hide every modality: where all were dropped, keep one present modality at random
+            one = nn.functional.one_hot((torch.rand_like(p) * p).argmax(dim=1), p.shape[1]).float() * p
+            p = torch.where(keep.sum(dim=1, keepdim=True) > 0, keep, one)
+        return p
+
+    def fuse(self, frames: Tensor, audio: Tensor, tokens: Tensor, present: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """-> logits [B, C], gates [B, 3], embedding [B, D]."""
+        p = self.effective_present(tokens, present)
+        zeros = p.new_zeros(p.shape[0], self.config.dim)
+        embs = []
+        for i, (enc, x) in enumerate(((self.video, frames), (self.audio, audio), (self.text, tokens))):
+            embs.append(zeros if enc is None else enc(x) * p[:, i: i + 1])  # absent modalities contribute zeros
+        return self.fusion(embs, p)
+
+    def logits(self, frames: Tensor, audio: Tensor, tokens: Tensor, present: Tensor) -> Tensor:
+        """Pre-softmax scores [B, C], for the loss."""
+        return self.fuse(frames, audio, tokens, present)[0]
+
+    def forward(self, frames: Tensor, audio: Tensor, tokens: Tensor, present: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """frames uint8 [B,T,H,W,3]; audio float32 [B,S]; tokens int64 [B,L]; present float32 [B,3]
+        -> probs [B,C] (softmax), gates [B,3], embedding [B,D]."""
+        logits, gates, embedding = self.fuse(frames, audio, tokens, present)
+        return torch.softmax(logits, dim=1), gates, embedding
+
+    def describe(self) -> dict:
+        """The ``avfuse.model`` metadata: encoders, fusion, dims."""
+        c = self.config
+        encoders = {"video": f"{c.image_backbone}+{c.pooling}-pool", "audio": f"log-mel{c.n_mels}+cnn",
+                    "text": "embedding+bigru+masked-mean"}
+        return {"encoders": {m: encoders[m] for m in c.modalities}, "fusion": c.fusion, "dim": c.dim,
+                "modalities": list(c.modalities), "num_classes": len(c.labels),
+                "parameters": sum(p.numel() for p in self.parameters())}
+
+
+def build_model(config: ModelConfig, *, pretrained: bool = False) -> AvfuseNet:
+    """The network for ``config``; ``pretrained`` loads ImageNet weights into the image backbone."""
+    return AvfuseNet(config, pretrained=pretrained)

@@ -1,0 +1,109 @@
+"""The model's forward contract: shapes, dtypes, gates, absent modalities, config validation."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from models.net import ModelConfig, build_model  # noqa: E402
+from stream.errors import ConfigError  # noqa: E402
+
+B, T, H, W, S, L = 3, 2, 32, 32, 8000, 6
+
+
+def config(**kw) -> ModelConfig:
+    base = dict(labels=("a", "b", "c", "d"), frames=T, height=H, width=W, sample_rate=16000, samples=S,
+                vocab_size=20, max_tokens=L, dim=32, n_mels=32)
+    return ModelConfig(**{**base, **kw})
+
+
+def inputs(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.randint(0, 256, (B, T, H, W, 3), dtype=torch.uint8, generator=g)
+    audio = torch.randn(B, S, generator=g) * 0.1
+    tokens = torch.randint(1, 20, (B, L), generator=g)
+    tokens[:, 4:] = 0
+    present = torch.ones(B, 3)
+    return frames, audio, tokens, present
+
+
+@pytest.mark.parametrize("fusion", ["gated", "concat", "sequential"])
+def test_forward_shapes_dtypes_and_gates(fusion):
+    model = build_model(config(fusion=fusion)).eval()
+    frames, audio, tokens, present = inputs()
+    present[0, 1] = 0  # no audio track
+    tokens[1] = 0  # no captions: a missing modality even though present says 1
+    present[2] = torch.tensor([0.0, 0.0, 1.0])
+    with torch.no_grad():
+        probs, gates, emb = model(frames, audio, tokens, present)
+    assert probs.shape == (B, 4) and gates.shape == (B, 3) and emb.shape == (B, 32)
+    assert probs.dtype == gates.dtype == emb.dtype == torch.float32
+    assert torch.allclose(probs.sum(1), torch.ones(B), atol=1e-5)
+    assert torch.allclose(gates.sum(1), torch.ones(B), atol=1e-5)
+    assert gates[0, 1] == 0 and gates[1, 2] == 0 and gates[2, 0] == 0 and gates[2, 1] == 0
+    assert gates[2, 2] == pytest.approx(1.0)
+    assert torch.isfinite(emb).all()
+
+
+def test_absent_modality_input_is_ignored():
+    model = build_model(config()).eval()
+    frames, audio, tokens, present = inputs()
+    present[:, 1] = 0
+    with torch.no_grad():
+        a = model(frames, audio, tokens, present)[0]
+        b = model(frames, torch.randn(B, S), tokens, present)[0]
+    assert torch.allclose(a, b)
+
+
+def test_modality_not_configured_has_no_encoder_and_zero_gate():
+    model = build_model(config(modalities=("video", "text"))).eval()
+    assert model.audio is None and not any(k.startswith("audio.") for k in model.state_dict())
+    with torch.no_grad():
+        _, gates, _ = model(*inputs())
+    assert (gates[:, 1] == 0).all() and torch.allclose(gates.sum(1), torch.ones(B))
+
+
+def test_all_padding_text_gives_no_nan_in_training_mode():
+    model = build_model(config(modalities=("text",), modality_dropout=0.5)).train()
+    frames, audio, tokens, present = inputs()
+    tokens[0] = 0
+    logits = model.logits(frames, audio, tokens, present)
+    logits.sum().backward()
+    assert torch.isfinite(logits).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_modality_dropout_never_hides_everything():
+    model = build_model(config(modality_dropout=0.9)).train()
+    _, _, tokens, _ = inputs()
+    present = torch.ones(B, 3).repeat(200, 1)
+    p = model.effective_present(tokens.repeat(200, 1), present)
+    assert (p.sum(1) > 0).all()
+    assert (p.sum(1) < 3).float().mean() > 0.5  # it really drops
+    assert torch.equal(model.eval().effective_present(tokens, torch.ones(B, 3)), torch.ones(B, 3))
+
+
+def test_attention_pooling_and_uint8_normalisation():
+    model = build_model(config(pooling="attention")).eval()
+    frames, audio, tokens, present = inputs()
+    with torch.no_grad():
+        x = model.video(frames)
+    assert x.shape == (B, 32) and torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize("bad", [dict(labels=("only",)), dict(fusion="sum"), dict(modalities=("smell",)),
+                                 dict(modalities=()), dict(image_backbone="vgg"), dict(pooling="max"),
+                                 dict(frames=0), dict(modality_dropout=1.0)])
+def test_bad_config_is_a_config_error(bad):
+    with pytest.raises(ConfigError):
+        config(**bad)
+
+
+def test_config_dict_round_trip():
+    c = config(fusion="concat", modalities=("audio", "text"))
+    d = c.to_dict()
+    assert d["labels"] == ["a", "b", "c", "d"]
+    assert ModelConfig.from_dict(d) == c
+    with pytest.raises(ConfigError, match="unknown fields"):
+        ModelConfig.from_dict({**d, "colour": "red"})
