@@ -1,0 +1,172 @@
+"""A real RTSP server for the live-source tests: GStreamer's RTSP server serving generated H.264 + AAC.
+
+Run as a script by the system Python (which has ``gi`` and the GstRtspServer typelib)::
+
+    /usr/bin/python3 tests/rtsp_server.py --port 8554 --path /cam [--user u --password p] [--width 320 ...]
+
+It prints ``READY`` on stdout once it listens. Imported by the tests (from the project's venv, no ``gi``
+needed), it gives :class:`RtspServer`, which starts and stops that script as a subprocess, and
+:func:`free_port`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+SCRIPT = Path(__file__).resolve()
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gstreamer_available() -> bool:
+    if not Path(SYSTEM_PYTHON).exists() or shutil.which("gst-inspect-1.0") is None:
+        return False
+    probe = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0');"
+             "from gi.repository import Gst, GstRtspServer; Gst.init(None);"
+             "assert all(Gst.ElementFactory.find(n) for n in ('x264enc', 'voaacenc', 'rtph264pay', 'rtpmp4gpay'))")
+    try:
+        return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+class RtspServer:
+    """The script above as a subprocess on ``port``; ``start`` waits until it listens, ``stop`` kills it.
+
+    Use as a context manager or call ``stop`` in a fixture finalizer: the process never outlives the test.
+    """
+
+    def __init__(self, *, port: int | None = None, path: str = "/cam", width: int = 320, height: int = 240,
+                 fps: int = 25, audio: bool = True, user: str | None = None, password: str | None = None):
+        self.port = port or free_port()
+        self.path = path
+        self.args = ["--port", str(self.port), "--path", path, "--width", str(width), "--height", str(height),
+                     "--fps", str(fps)]
+        if not audio:
+            self.args.append("--no-audio")
+        if user is not None:
+            self.args += ["--user", user, "--password", password or ""]
+        self.user, self.password = user, password
+        self.proc: subprocess.Popen | None = None
+
+    def url(self, *, path: str | None = None, user: str | None = None, password: str | None = None) -> str:
+        user = self.user if user is None else user
+        password = self.password if password is None else password
+        cred = f"{user}:{password}@" if user else ""
+        return f"rtsp://{cred}127.0.0.1:{self.port}{path or self.path}"
+
+    def start(self, timeout: float = 20.0) -> RtspServer:
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        deadline = time.monotonic() + timeout
+        while True:  # the port may linger for a moment after a kill; retry the bind until the deadline
+            self.proc = subprocess.Popen([SYSTEM_PYTHON, str(SCRIPT), *self.args], stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+            line = self._read_line(deadline)
+            if line == "READY":
+                return self
+            err = self._kill()
+            if time.monotonic() > deadline or "BIND" not in line:
+                raise RuntimeError(f"RTSP server did not start ({line!r}): {err}")
+            time.sleep(0.2)
+
+    def _read_line(self, deadline: float) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        return self.proc.stdout.readline().strip() if ready else "TIMEOUT"
+
+    def _kill(self) -> str:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return ""
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            return "(did not exit)"
+        return (err or "")[-2000:]
+
+    def stop(self) -> None:
+        """Kill the server at once (SIGKILL, like a camera losing power)."""
+        self._kill()
+
+    def __enter__(self) -> RtspServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# ---- the server itself (system python, gi) ----
+
+def _launch(width: int, height: int, fps: int, audio: bool) -> str:
+    video = (f"videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={fps}/1 "
+             f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} bitrate=1500 "
+             "! rtph264pay name=pay0 pt=96 config-interval=1")
+    sound = ("audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample "
+             "! audio/x-raw,rate=48000,channels=1 ! voaacenc ! rtpmp4gpay name=pay1 pt=97")
+    return f"( {video} {sound if audio else ''} )"
+
+
+def serve(argv: list[str] | None = None) -> int:
+    import gi
+
+    gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtspServer", "1.0")
+    from gi.repository import GLib, Gst, GstRtspServer
+
+    p = argparse.ArgumentParser(description="RTSP test server: generated H.264 + AAC")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--path", default="/cam")
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--fps", type=int, default=25)
+    p.add_argument("--no-audio", action="store_true")
+    p.add_argument("--user")
+    p.add_argument("--password", default="")
+    a = p.parse_args(argv)
+
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(str(a.port))
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(_launch(a.width, a.height, a.fps, not a.no_audio))
+    factory.set_shared(True)
+    if a.user:
+        auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(a.user, a.password), token)
+        server.set_auth(auth)
+        perms = GstRtspServer.RTSPPermissions()
+        perms.add_permission_for_role("viewer", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS, True)
+        perms.add_permission_for_role("viewer", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, True)
+        factory.set_permissions(perms)
+    server.get_mount_points().add_factory(a.path, factory)
+    if server.attach(None) == 0:
+        print("BIND failed", flush=True)
+        return 1
+    print("READY", flush=True)
+    GLib.MainLoop().run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve())

@@ -1,0 +1,70 @@
+"""Credentials in source URLs never reach what a user sees."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from stream.errors import ConfigError
+from stream.live import Gap, is_live
+from stream.reconnect import Backoff
+from stream.redact import redact, scrub
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("rtsp://user:pass@host/path", "rtsp://***@host/path"),
+    ("rtsp://admin:p%40ss:w0rd@10.0.0.5:554/Streaming/Channels/101",
+     "rtsp://***@10.0.0.5:554/Streaming/Channels/101"),
+    ("rtsp://onlyuser@cam.local/live", "rtsp://***@cam.local/live"),
+    ("rtsps://u:p@[::1]:322/x", "rtsps://***@[::1]:322/x"),
+    ("https://example.com/live.m3u8?token=abc123&quality=hd", "https://example.com/live.m3u8?token=***&quality=hd"),
+    ("srt://host:9000?mode=caller&passphrase=hunter22", "srt://host:9000?mode=caller&passphrase=***"),
+    ("rtsp://host/path", "rtsp://host/path"),
+    ("videos/clip.mp4", "videos/clip.mp4"),
+    ("/data/user:pass@weird/name.mp4", "/data/user:pass@weird/name.mp4"),
+])
+def test_redact_hides_credentials_and_keeps_the_rest(url, shown):
+    assert redact(url) == shown
+
+
+def test_scrub_removes_the_password_wherever_it_appears():
+    url = "rtsp://alice:s3cr%21t@cam:554/live"
+    text = f"Server returned 401 Unauthorized: '{url}' (user alice, password s3cr!t, raw s3cr%21t)"
+    out = scrub(text, url)
+    assert "s3cr" not in out
+    assert "rtsp://***@cam:554/live" in out
+
+
+def test_gap_record_has_the_documented_fields():
+    gap = Gap(source=redact("rtsp://a:b@h/p"), start_wallclock=10.0, end_wallclock=12.5, reason="stalled")
+    assert gap.as_record() == {"type": "gap", "source": "rtsp://***@h/p", "start_wallclock": 10.0,
+                               "end_wallclock": 12.5, "reason": "stalled"}
+    assert gap.duration == 2.5
+
+
+@pytest.mark.parametrize("source, live", [
+    ("rtsp://cam/live", True), ("RTSPS://cam/live", True), ("rtmp://x/app/key", True), ("srt://h:1", True),
+    ("udp://239.0.0.1:1234", True), ("https://cdn/x/index.m3u8", True), ("https://cdn/x/video.mp4", False),
+    ("clip.mp4", False), ("/tmp/rtsp.mp4", False),
+])
+def test_is_live(source, live):
+    assert is_live(source) is live
+
+
+def test_backoff_grows_exponentially_to_the_cap_with_jitter_below_the_base():
+    b = Backoff(initial=0.5, factor=2.0, cap=4.0, jitter=0.5)
+    rng = random.Random(1)
+    delays = [[b.delay(n, rng) for _ in range(200)] for n in range(1, 7)]
+    bases = [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    for ds, base in zip(delays, bases):
+        assert all(base * 0.5 <= d <= base for d in ds)
+        assert max(ds) - min(ds) > base * 0.3  # really jittered, not a constant
+    assert Backoff(jitter=0.0).delay(3) == 2.0
+
+
+def test_backoff_rejects_bad_settings():
+    with pytest.raises(ConfigError, match="factor"):
+        Backoff(factor=0.5)
+    with pytest.raises(ConfigError, match="cap"):
+        Backoff(initial=5.0, cap=1.0)
