@@ -1,0 +1,286 @@
+"""Decode a source with PyAV into timed items: scaled RGB frames and 16 kHz mono audio chunks.
+
+Times are seconds of media time relative to the file's first timestamp (the minimum ``start_time``
+over its video and audio streams), so a file whose pts start at 10 s yields its first frame at 0.0.
+Frames are scaled in libswscale (``VideoReformatter``); only frames that a segment can sample are
+converted. Audio goes through ``av.AudioResampler``. Corrupt packets are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+from av.video.reformatter import Interpolation, VideoReformatter
+
+from stream.config import DecodeConfig, SegmentConfig, frames_per_window
+from stream.errors import CodecError, MediaError, SourceError
+
+log = logging.getLogger(__name__)
+
+EPS = 1e-6  # seconds; a frame at t counts as "at or before" a sample time s when t <= s + EPS
+AUDIO_RESYNC_S = 0.05  # audio pts drifting further than this from the running sample count restarts the clock
+INTERPOLATION = Interpolation.BILINEAR
+
+Item = tuple[str, float, np.ndarray]
+
+
+@dataclass
+class DecodeStats:
+    """Counters filled while decoding (mutable; share one across sources to total them)."""
+
+    packets: int = 0
+    corrupt_packets: int = 0
+    video_frames: int = 0
+    audio_frames: int = 0
+
+
+def is_url(source: str | os.PathLike) -> bool:
+    return "://" in str(source)
+
+
+def open_container(source: str | os.PathLike, *, options: dict[str, str] | None = None,
+                   timeout: float | tuple[float, float] | None = None) -> av.container.InputContainer:
+    """Open a file or URL for reading, with one typed error naming the source and the reason.
+
+    SourceError: missing/empty file, unreachable URL. MediaError: not media, or no video/audio stream.
+    CodecError: a video or audio stream uses a codec this FFmpeg cannot decode.
+    """
+    name = str(source)
+    if not is_url(source):
+        path = Path(source)
+        if not path.exists():
+            raise SourceError(f"{name}: no such file")
+        if path.is_dir():
+            raise SourceError(f"{name}: is a directory, not a media file")
+        if path.stat().st_size == 0:
+            raise SourceError(f"{name}: file is empty")
+    try:
+        container = av.open(name, "r", options=options or {}, timeout=timeout)
+    except av.error.InvalidDataError as e:
+        raise MediaError(f"{name}: not a readable media file ({e.strerror or e})") from e
+    except (av.error.DemuxerNotFoundError, av.error.DecoderNotFoundError) as e:
+        raise MediaError(f"{name}: unrecognised format ({e.strerror or e})") from e
+    except (av.error.FFmpegError, OSError) as e:
+        raise SourceError(f"{name}: cannot open ({getattr(e, 'strerror', None) or e})") from e
+    try:
+        _check_streams(name, container)
+    except BaseException:
+        container.close()
+        raise
+    return container
+
+
+def _check_streams(name: str, container: av.container.InputContainer) -> None:
+    streams = list(container.streams.video) + list(container.streams.audio)
+    if not streams:
+        raise MediaError(f"{name}: has no video or audio stream")
+    for s in streams:
+        ctx = s.codec_context
+        if ctx is None or not ctx.codec.is_decoder:
+            tag = getattr(ctx, "name", None) or getattr(s, "codec_tag", None) or "unknown"
+            raise CodecError(f"{name}: {s.type} stream #{s.index} uses a codec FFmpeg cannot decode ({tag})")
+
+
+def media_start(container: av.container.InputContainer) -> float:
+    """The file's first timestamp in seconds: the minimum start_time over its video and audio streams."""
+    starts = [float(s.start_time * s.time_base) for s in list(container.streams.video) + list(container.streams.audio)
+              if s.start_time is not None and s.time_base is not None]
+    return min(starts) if starts else 0.0
+
+
+def media_duration(container: av.container.InputContainer) -> float | None:
+    """Declared duration in seconds (container header), or None when unknown."""
+    if container.duration is not None and container.duration > 0:
+        return container.duration / av.time_base
+    durations = [float(s.duration * s.time_base) for s in container.streams if s.duration and s.time_base]
+    return max(durations) if durations else None
+
+
+class SampleClock:
+    """Which frames a segment can sample: sample times are k*hop + (i+0.5)*window/T for k >= 0, i < T."""
+
+    def __init__(self, decode: DecodeConfig, segment: SegmentConfig):
+        self.window = segment.window_s
+        self.hop = segment.hop
+        self.T = frames_per_window(decode, segment)
+        self.dt = self.window / self.T
+
+    def _windows(self, lo: float, hi: float) -> range:
+        """Indices of windows that overlap [lo, hi]."""
+        first = max(0, math.ceil((lo - self.window) / self.hop - 1e-9))
+        return range(first, max(first, math.floor(hi / self.hop + 1e-9) + 1))
+
+    def sample_in(self, lo: float, hi: float) -> bool:
+        """True if some sample time s has lo - EPS <= s < hi - EPS (a frame at lo is the latest for s)."""
+        for k in self._windows(lo, hi):
+            start = k * self.hop
+            i = max(0, math.ceil((lo - EPS - start) / self.dt - 0.5 - 1e-9))
+            if i < self.T and start + (i + 0.5) * self.dt < hi - EPS:
+                return True
+        return False
+
+    def needed(self, t: float, t_next: float, t_last_kept: float | None) -> bool:
+        """Must the frame at t be kept, given the next frame is at t_next and the last kept one at t_last_kept?
+
+        Kept if it is the latest frame for some sample time, or if it is the last frame of a window
+        that holds no kept frame yet (so ``present.video`` is true for every window that had video)."""
+        if self.sample_in(t, t_next):
+            return True
+        for k in self._windows(t, t):
+            start, end = k * self.hop, k * self.hop + self.window
+            if start - EPS <= t < end - EPS <= t_next - EPS and (t_last_kept is None or t_last_kept < start - EPS):
+                return True
+        return False
+
+    def needed_last(self, t: float, t_last_kept: float | None) -> bool:
+        """Must the stream's last frame, at t, be kept? (Only windows that contain t exist after it.)"""
+        for k in self._windows(t, t):
+            start = k * self.hop
+            if start + (self.T - 0.5) * self.dt >= t - EPS or t_last_kept is None or t_last_kept < start - EPS:
+                return True
+        return False
+
+
+class FrameScaler:
+    """Scale a decoded frame to [H, W, 3] rgb24 in libswscale under the configured resize policy."""
+
+    def __init__(self, decode: DecodeConfig):
+        self.h, self.w, self.policy = decode.height, decode.width, decode.resize
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        h, w = self.h, self.w
+        if self.policy == "stretch" or frame.width * h == frame.height * w:
+            return self._scale(frame, w, h)
+        scale_fit = min(w / frame.width, h / frame.height)
+        scale_cover = max(w / frame.width, h / frame.height)
+        if self.policy == "letterbox":
+            sw, sh = max(1, round(frame.width * scale_fit)), max(1, round(frame.height * scale_fit))
+            out = np.zeros((h, w, 3), np.uint8)
+            y, x = (h - sh) // 2, (w - sw) // 2
+            out[y:y + sh, x:x + sw] = self._scale(frame, sw, sh)
+            return out
+        sw, sh = max(w, round(frame.width * scale_cover)), max(h, round(frame.height * scale_cover))
+        y, x = (sh - h) // 2, (sw - w) // 2
+        return np.ascontiguousarray(self._scale(frame, sw, sh)[y:y + h, x:x + w])
+
+    def _scale(self, frame: av.VideoFrame, w: int, h: int) -> np.ndarray:
+        out = self._reformatter.reformat(frame, width=w, height=h, format="rgb24", interpolation=INTERPOLATION)
+        return out.to_ndarray()
+
+
+class AudioChunker:
+    """Resample decoded audio frames to float32 mono and time them by the running sample count."""
+
+    def __init__(self, rate: int, t0: float):
+        self.rate, self.t0 = rate, t0
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        self._base: float | None = None  # time of the first output sample since the last resync
+        self._count = 0  # output samples since the last resync
+
+    def push(self, frame: av.AudioFrame | None) -> Iterator[tuple[float, np.ndarray]]:
+        if frame is not None and frame.pts is not None and frame.time_base is not None:
+            t = float(frame.pts * frame.time_base) - self.t0
+            expected = None if self._base is None else self._base + self._count / self.rate
+            if expected is None or abs(t - expected) > AUDIO_RESYNC_S:
+                if expected is not None:
+                    log.debug("audio timestamp jump %.3f s -> %.3f s; resyncing", expected, t)
+                    yield from self._drain(None)
+                    self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
+                self._base, self._count = t, 0
+        elif frame is not None and self._base is None:
+            self._base = 0.0
+        yield from self._drain(frame)
+
+    def _drain(self, frame: av.AudioFrame | None) -> Iterator[tuple[float, np.ndarray]]:
+        if self._base is None:
+            return
+        for out in self._resampler.resample(frame):
+            samples = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+            if samples.size:
+                yield self._base + self._count / self.rate, samples
+                self._count += samples.size
+
+
+def decode_items(container: av.container.InputContainer, decode: DecodeConfig, stats: DecodeStats,
+                 segment: SegmentConfig | None = None) -> Iterator[Item]:
+    """Yield ("video", t, rgb[H, W, 3] uint8) and ("audio", t, float32 mono at decode.sample_rate) in
+    decode order. Video frames that no segment can sample are skipped before conversion (pass the
+    ``segment`` config used downstream; the default one is assumed otherwise)."""
+    clock = SampleClock(decode, segment or SegmentConfig())
+    name = str(getattr(container, "name", "source"))
+    vstream = container.streams.video[0] if container.streams.video else None
+    astream = container.streams.audio[0] if container.streams.audio else None
+    streams = [s for s in (vstream, astream) if s is not None]
+    for s in streams:
+        s.thread_type = "AUTO"
+        s.thread_count = decode.threads
+    t0 = media_start(container)
+    scale = FrameScaler(decode)
+    audio = AudioChunker(decode.sample_rate, t0) if astream is not None else None
+    pending: tuple[float, av.VideoFrame] | None = None
+    last_kept: float | None = None
+    last_t = -math.inf
+    vtb = float(vstream.time_base) if vstream is not None and vstream.time_base else 0.0
+    frame_step = 1.0 / float(vstream.average_rate) if vstream is not None and vstream.average_rate else 0.04
+
+    def frames(packet: av.Packet):
+        try:
+            return packet.decode()
+        except (av.error.InvalidDataError, av.error.UndefinedError, av.error.PatchWelcomeError) as e:
+            stats.corrupt_packets += 1
+            log.debug("%s: skipping corrupt %s packet at pts %s: %s", name, packet.stream.type, packet.pts, e)
+            return []
+
+    try:
+        packets = container.demux(*streams)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except (av.error.FFmpegError, OSError) as e:
+                raise MediaError(f"{name}: reading failed after {max(last_t, 0.0):.2f} s, the file may be "
+                                 f"truncated or the connection lost ({getattr(e, 'strerror', None) or e})") from e
+            if packet.size:
+                stats.packets += 1
+            for frame in frames(packet):
+                if packet.stream is astream:
+                    stats.audio_frames += 1
+                    for t, samples in audio.push(frame):
+                        yield "audio", t, samples
+                    continue
+                stats.video_frames += 1
+                t = frame.pts * vtb - t0 if frame.pts is not None else last_t + frame_step
+                if t < last_t - EPS:
+                    log.debug("%s: video frame at %.3f s goes back in time; dropped", name, t)
+                    continue
+                if pending is not None and clock.needed(pending[0], t, last_kept):
+                    last_kept = pending[0]
+                    yield "video", pending[0], scale(pending[1])
+                pending, last_t = (t, frame), t
+        if audio is not None:
+            for t, samples in audio.push(None):
+                yield "audio", t, samples
+        if pending is not None and (astream is not None or clock.needed_last(pending[0], last_kept)):
+            yield "video", pending[0], scale(pending[1])  # with audio, windows after it may need it as padding
+    finally:
+        if audio is not None:
+            audio._resampler = None
+
+
+def check_complete(container: av.container.InputContainer, end: float) -> None:
+    """Raise MediaError if the data ended well before the duration the header declares (a truncated file)."""
+    declared = media_duration(container)
+    # Containers disagree on whether the duration counts from pts 0 or from the first pts: accept either.
+    reached = end + media_start(container)
+    if declared is not None and reached < declared - max(1.0, 0.05 * declared):
+        raise MediaError(f"{container.name}: truncated: the header says {declared:.2f} s but the media "
+                         f"ends at {max(end, 0.0):.2f} s")

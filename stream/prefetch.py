@@ -1,0 +1,88 @@
+"""Run a generator stage on its own thread behind a bounded queue.
+
+Unlike torchcodec's helper, exceptions raised upstream reach the consumer (re-raised in its thread,
+with the original traceback), and a consumer that stops early stops the producer: nothing hangs.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_POLL_S = 0.1
+_JOIN_S = 5.0
+
+
+class _Done:
+    pass
+
+
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def prefetch(upstream: Iterable[T], size: int, *, name: str = "prefetch") -> Iterator[T]:
+    """Iterate ``upstream`` on a daemon thread, at most ``size`` items ahead of the consumer."""
+    if size < 1:
+        raise ValueError(f"prefetch size must be >= 1, got {size}")
+    q: queue.Queue = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        it = iter(upstream)
+        try:
+            for item in it:
+                if not put(item):
+                    break
+            else:
+                put(_Done())
+        except BaseException as e:  # forwarded to the consumer, which re-raises it
+            put(_Failed(e))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                try:
+                    close()  # runs the upstream's finally blocks in the thread that ran it
+                except Exception:
+                    log.exception("%s: error while closing the upstream", name)
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+
+    def consume() -> Iterator[T]:
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if isinstance(item, _Done):
+                    return
+                if isinstance(item, _Failed):
+                    raise item.error
+                yield item
+        finally:
+            stop.set()
+            while True:  # unblock a producer waiting on a full queue
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    break
+            thread.join(_JOIN_S)
+            if thread.is_alive():
+                log.warning("%s: producer still busy after %.0f s; left running as a daemon", name, _JOIN_S)
+
+    return consume()
