@@ -1,0 +1,101 @@
+"""Output files that never look complete when they are not.
+
+Each output file is written as ``NAME.partial`` and renamed to ``NAME`` only when its source is
+finished; a source that finished cleanly also gets a completion marker ``OUT/.done/STEM.json`` (written
+atomically, last). ``--resume`` skips the sources whose marker matches the source file (same size
+and modification time) and reprocesses the rest. A killed run leaves only ``.partial`` files and no
+marker for the sources it was working on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TextIO
+
+from stream.errors import SourceError
+from stream.sources import Source
+
+log = logging.getLogger(__name__)
+PARTIAL = ".partial"
+DONE_DIR = ".done"
+
+
+def _fingerprint(source: Source) -> dict:
+    path = source.path
+    if path is None or not path.is_file():
+        return {}
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + PARTIAL)
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class AtomicFile:
+    """A text file written under ``path.partial`` and moved to ``path`` by ``commit``."""
+
+    def __init__(self, path: Path, *, newline: str | None = None) -> None:
+        self.path = path
+        self.partial = path.with_name(path.name + PARTIAL)
+        self.file: TextIO = open(self.partial, "w", encoding="utf-8", newline=newline)  # noqa: SIM115
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def commit(self) -> None:
+        """fsync, close and rename to the final name."""
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.partial, self.path)
+
+    def abandon(self) -> None:
+        """Close, leaving the ``.partial`` file for a person to look at (not complete)."""
+        if not self.file.closed:
+            self.file.flush()
+            self.file.close()
+
+
+class OutputDir:
+    """The ``-o OUT`` folder: output paths per source and completion markers."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        try:
+            (self.root / DONE_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SourceError(f"{self.root}: cannot create the output folder ({e.strerror})") from e
+
+    def path(self, stem: str, ext: str) -> Path:
+        return self.root / f"{stem}.{ext}"
+
+    def _marker(self, stem: str) -> Path:
+        return self.root / DONE_DIR / f"{stem}.json"
+
+    def mark_done(self, source: Source, stem: str, info: dict) -> None:
+        record = {"source": source.name, **_fingerprint(source), "finished": time.time(), **info}
+        write_atomic(self._marker(stem), json.dumps(record) + "\n")
+
+    def clear_done(self, stem: str) -> None:
+        self._marker(stem).unlink(missing_ok=True)
+
+    def is_done(self, source: Source, stem: str) -> bool:
+        """True when a previous run finished ``source`` and the source has not changed since."""
+        try:
+            record = json.loads(self._marker(stem).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return False
+        if record.get("source") != source.name:
+            return False
+        fp = _fingerprint(source)
+        return all(record.get(k) == v for k, v in fp.items())

@@ -1,0 +1,331 @@
+"""The run: sources -> decode -> [bounded queue] -> micro-batches -> engine -> postprocess -> sinks.
+
+Three stages on three threads: the reader (opens each source in turn; the decoder itself runs on its
+own thread inside ``iter_segments``), inference (batches, the engine, smoothing, events) and the sinks.
+Between them, ``Channel``s: files get backpressure (nothing dropped); segments of live sources may be
+dropped oldest-first when inference is behind, and are counted. End-of-source markers travel with the
+segments, so each sink sees a source open, its records, and its close, in order.
+
+``stop()`` (SIGINT/SIGTERM) stops the reading, lets the batch in flight finish, discards what was
+queued, and closes every source as unfinished: the sinks flush what they have, and no output of an
+unfinished source is renamed to its final name. A stage that fails hands its error on and the run
+ends with it; nothing waits forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from stream.batching import Channel, micro_batches
+from stream.engine import Engine
+from stream.errors import AvfuseError, SourceError
+from stream.events import EventConfig, EventTracker
+from stream.metrics import Metrics
+from stream.outputs import OutputDir
+from stream.postprocess import PostprocessConfig, Smoother, error_record, segment_record
+from stream.segment import Segment
+from stream.sinks.base import Sink
+from stream.sources import Source, output_stems
+from stream.summary import RunStats
+
+log = logging.getLogger(__name__)
+_JOIN_POLL_S = 0.2
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    batch: int = 8
+    max_wait_ms: float = 50.0
+    queue_size: int = 32  # segments waiting for inference
+    post: PostprocessConfig = field(default_factory=PostprocessConfig)
+    events: EventConfig = field(default_factory=EventConfig)
+    resume: bool = False
+
+
+@dataclass
+class _Item:
+    key: str
+    segment: Segment
+    t: float  # perf_counter when the segment came out of the decoder
+    live: bool
+
+
+@dataclass
+class _Start:
+    key: str
+    source: Source
+
+
+@dataclass
+class _End:
+    key: str
+    source: Source
+    error: BaseException | None = None
+    interrupted: bool = False
+
+
+@dataclass
+class _Records:
+    key: str
+    records: list[dict]
+    times: list[float]  # decoder-exit time of each segment record (latency), empty for others
+
+
+Opener = Callable[[Source, threading.Event], Iterable]
+
+
+def open_source(engine: Engine) -> Opener:
+    """The default way to turn a Source into Segments (files: ``iter_segments``; live: ``LiveSource``)."""
+    spec = engine.spec
+
+    def opener(source: Source, stop: threading.Event) -> Iterable:
+        if source.live:
+            from stream.live import LiveSource
+            return LiveSource(source.name, decode=spec.decode, segment=spec.segment).segments(stop)
+        from stream.segmenter import iter_segments
+        return iter_segments(source.name, decode=spec.decode, segment=spec.segment)
+
+    return opener
+
+
+class Pipeline:
+    def __init__(self, engine: Engine, sinks: Sequence[Sink], *, config: PipelineConfig | None = None,
+                 out: OutputDir | None = None, metrics: Metrics | None = None, opener: Opener | None = None):
+        self.engine, self.sinks = engine, list(sinks)
+        self.config = config or PipelineConfig()
+        self.out, self.metrics = out, metrics or Metrics()
+        self.opener = opener or open_source(engine)
+        self.stats = RunStats(device=engine.device)
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+        self._segments: Channel | None = None
+        self._records: Channel | None = None
+
+    def stop(self) -> None:
+        """Stop reading; the batch in flight finishes and the sinks are flushed and closed."""
+        if not self._stop.is_set():
+            log.warning("stopping: finishing the batch in flight, flushing the outputs")
+            self.stats.interrupted = True
+            self._stop.set()
+
+    def _abort(self, error: BaseException) -> None:
+        self._errors.append(error)
+        self._stop.set()
+        for ch in (self._segments, self._records):
+            if ch is not None:
+                ch.fail(error)
+
+    # ---- stage 1: reader ----
+
+    def _read(self, sources: list[Source], stems: dict[str, str]) -> None:
+        seg_ch = self._segments
+        try:
+            for source in sources:
+                if self._stop.is_set():
+                    break
+                key = stems[source.name]
+                if self.config.resume and self.out is not None and self.out.is_done(source, key):
+                    log.info("%s: complete in %s already; skipped (--resume)", source.name, self.out.root)
+                    self.stats.sources_skipped += 1
+                    continue
+                if not seg_ch.put(_Start(key, source)):
+                    return
+                if not seg_ch.put(self._read_one(source, key)):
+                    return
+        except BaseException as e:  # a bug here must not leave the other stages waiting
+            self._abort(e)
+        else:
+            seg_ch.close()
+
+    def _read_one(self, source: Source, key: str) -> _End:
+        """Put one source's segments on the queue; return its end marker (with the error, if any)."""
+        if source.error:
+            return _End(key, source, SourceError(f"{source.name}: {source.error}"))
+        seg_ch = self._segments
+        it: Iterator | None = None
+        try:
+            it = iter(self.opener(source, self._stop))
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return _End(key, source)
+                t1 = time.perf_counter()
+                self.stats.stage_s["decode"] += t1 - t0
+                if isinstance(item, Segment):
+                    before = seg_ch.dropped
+                    if not seg_ch.put(_Item(key, item, t1, source.live)):
+                        return _End(key, source, interrupted=True)
+                    if seg_ch.dropped != before:
+                        self.stats.dropped += seg_ch.dropped - before
+                        self.metrics.dropped.inc(seg_ch.dropped - before)
+                elif hasattr(item, "as_record"):  # a live source's Gap
+                    seg_ch.put(_Records(key, [item.as_record()], []))
+            return _End(key, source, interrupted=True)
+        except Exception as e:  # one bad source (or a decoder bug it triggers) must not end the run
+            log.error("%s: %s", source.name, e, exc_info=not isinstance(e, AvfuseError | OSError))
+            return _End(key, source, e)
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    # ---- stage 2: inference + postprocess ----
+
+    def _infer(self) -> None:
+        cfg, spec = self.config, self.engine.spec
+        smoothers: dict[str, Smoother] = {}
+        trackers: dict[str, EventTracker] = {}
+        failed: dict[str, BaseException] = {}
+        last_end: dict[str, float] = {}
+        out = self._records
+        try:
+            for batch in micro_batches(self._segments, size=cfg.batch, max_wait_s=cfg.max_wait_ms / 1000,
+                                       is_item=lambda x: isinstance(x, _Item)):
+                self.metrics.queue_depth.set(len(self._segments))
+                first = batch[0]
+                if isinstance(first, _Start):
+                    smoothers[first.key] = Smoother(cfg.post)
+                    trackers[first.key] = EventTracker(cfg.events)
+                    failed.pop(first.key, None)
+                    out.put(first)
+                    continue
+                if isinstance(first, _End):
+                    events = trackers.pop(first.key).finish()
+                    smoothers.pop(first.key, None)
+                    if first.error is None and first.key in failed:
+                        first.error = failed[first.key]
+                    if events:
+                        self.stats.events += len(events)
+                        self.metrics.events.inc(len(events))
+                        out.put(_Records(first.key, events, []))
+                    out.put(first)
+                    continue
+                if isinstance(first, _Records):
+                    out.put(first)
+                    continue
+                items = [i for i in batch if i.key not in failed]
+                if not items or self._stop.is_set():
+                    continue  # after stop, queued segments are dropped; the markers still pass
+                t0 = time.perf_counter()
+                try:
+                    outputs = self.engine.run_segments([i.segment for i in items])
+                except AvfuseError as e:
+                    for i in items:
+                        failed.setdefault(i.key, e)
+                    log.error("%s", e)
+                    continue
+                t1 = time.perf_counter()
+                self.stats.stage_s["inference"] += t1 - t0
+                self.metrics.inference.observe(t1 - t0)
+                self.metrics.batch_size.observe(len(items))
+                by_key: dict[str, _Records] = {}
+                for n, i in enumerate(items):
+                    rec = segment_record(i.segment, smoothers[i.key](outputs.probs[n]), outputs.gates[n],
+                                         spec.labels, cfg.post.top_k)
+                    group = by_key.setdefault(i.key, _Records(i.key, [], []))
+                    group.records.append(rec)
+                    group.times.append(i.t)
+                    events = trackers[i.key].update(rec)
+                    group.records += events
+                    self.stats.events += len(events)
+                    self.metrics.events.inc(len(events))
+                    seg = i.segment
+                    media = seg.end - max(seg.start, last_end.get(i.key, seg.start))
+                    last_end[i.key] = max(seg.end, last_end.get(i.key, 0.0))
+                    self.stats.media_s += max(media, 0.0)
+                    self.metrics.media_seconds.inc(max(media, 0.0))
+                self.stats.segments += len(items)
+                self.metrics.segments.inc(len(items))
+                self.stats.stage_s["postprocess"] += time.perf_counter() - t1
+                for group in by_key.values():
+                    if not out.put(group):
+                        return
+        except BaseException as e:
+            self._abort(e)
+        else:
+            out.close()
+
+    # ---- stage 3: sinks ----
+
+    def _write(self) -> None:
+        open_keys: dict[str, Source] = {}
+        try:
+            for msg in self._records:
+                t0 = time.perf_counter()
+                if isinstance(msg, _Start):
+                    for s in self.sinks:
+                        s.open_source(msg.key)
+                    open_keys[msg.key] = msg.source
+                elif isinstance(msg, _Records):
+                    for s in self.sinks:
+                        for r in msg.records:
+                            s.write(msg.key, r)
+                        s.flush()
+                    now = time.perf_counter()
+                    for t in msg.times:
+                        self.stats.latencies.append(now - t)
+                        self.metrics.latency.observe(now - t)
+                else:
+                    self._close_source(msg)
+                    open_keys.pop(msg.key, None)
+                self.stats.stage_s["sinks"] += time.perf_counter() - t0
+        except BaseException as e:
+            self._abort(e)
+        finally:
+            for key in open_keys:  # a failure elsewhere: flush what there is, finish nothing
+                for s in self.sinks:
+                    s.close_source(key, finished=False)
+
+    def _close_source(self, end: _End) -> None:
+        if end.error is not None:
+            rec = error_record(end.source.name, end.error)
+            for s in self.sinks:
+                s.write(end.key, rec)
+            self.stats.sources_failed.append((end.source.name, str(end.error)))
+            self.metrics.sources.labels(status="failed").inc()
+        for s in self.sinks:
+            s.close_source(end.key, finished=not end.interrupted)
+        if end.interrupted:
+            self.stats.sources_interrupted += 1
+            self.metrics.sources.labels(status="interrupted").inc()
+        elif end.error is None:
+            if self.out is not None:
+                self.out.mark_done(end.source, end.key, {"device": self.engine.device})
+            self.stats.sources_ok += 1
+            self.metrics.sources.labels(status="ok").inc()
+
+    # ---- the run ----
+
+    def run(self, sources: Sequence[Source]) -> RunStats:
+        """Process ``sources`` and return the stats. Call from the main thread (signals arrive there)."""
+        sources = list(sources)
+        stems = output_stems(sources)
+        live = any(s.live for s in sources)
+        self._segments = Channel(self.config.queue_size, policy="drop_oldest" if live else "block",
+                                 name="segments", droppable=lambda x: isinstance(x, _Item) and x.live)
+        self._records = Channel(max(4, self.config.queue_size), name="records")
+        threads = [threading.Thread(target=self._read, args=(sources, stems), name="avfuse-read", daemon=True),
+                   threading.Thread(target=self._infer, name="avfuse-infer", daemon=True),
+                   threading.Thread(target=self._write, name="avfuse-sinks", daemon=True)]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(_JOIN_POLL_S)
+        finally:
+            for s in self.sinks:
+                try:
+                    s.close()
+                except Exception as e:  # one sink that fails to close must not keep the others open
+                    log.error("closing the %s sink failed: %s", s.name, e)
+            self.stats.finish()
+        if self._errors:
+            raise self._errors[0]
+        return self.stats

@@ -1,0 +1,108 @@
+"""``avfuse run model.onnx SOURCE... [-o OUT]``: label files, folders, globs, stdin lists and live
+streams with an ONNX model, writing records to one or more sinks.
+
+Exit code: 0 when every source was labelled, 1 when any failed, 130 (SIGINT) or 143 (SIGTERM) when
+stopped; the summary is printed on stderr either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from stream.engine import DEVICES, GRAPH_OPT, Engine, EngineConfig, default_cache_dir
+from stream.errors import ConfigError
+from stream.events import EventConfig
+from stream.metrics import Metrics
+from stream.outputs import OutputDir
+from stream.pipeline import Pipeline, PipelineConfig
+from stream.postprocess import PostprocessConfig, parse_smoothing
+from stream.sinks import make_sinks
+from stream.sources import expand
+from stream.summary import Progress
+
+log = logging.getLogger(__name__)
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="an avfuse .onnx file (it carries its own labels and decode settings)")
+    parser.add_argument("sources", nargs="+", metavar="SOURCE",
+                        help="files, folders (searched recursively), globs, rtsp:// URLs, or - for a list on stdin")
+    parser.add_argument("-o", "--out", type=Path, help="output folder (one file per source per file sink); "
+                        "without it, jsonl/csv records go to stdout")
+    parser.add_argument("--sink", action="append", default=[], metavar="SINK",
+                        help="jsonl (default), csv, table, http(s)://URL (webhook), mqtt://HOST[:PORT]/TOPIC; "
+                        "repeat for several")
+    parser.add_argument("--resume", action="store_true", help="skip sources already complete in OUT")
+    g = parser.add_argument_group("engine")
+    g.add_argument("--device", choices=DEVICES, default="auto")
+    g.add_argument("--strict-device", action="store_true", help="fail rather than fall back to another device")
+    g.add_argument("--threads", type=int, default=0, help="inference threads (0: onnxruntime decides)")
+    g.add_argument("--graph-opt", choices=tuple(GRAPH_OPT), default="all")
+    g.add_argument("--fp16", action="store_true", help="TensorRT fp16 kernels")
+    g.add_argument("--cache-dir", type=Path, default=None,
+                   help=f"optimised model and TensorRT engine cache (default {default_cache_dir()})")
+    g.add_argument("--no-cache", action="store_true")
+    g.add_argument("--batch", type=int, default=8, help="segments per inference batch at most")
+    g.add_argument("--max-wait-ms", type=float, default=50.0, help="longest wait to fill a batch")
+    g.add_argument("--queue", type=int, default=32, help="decoded segments buffered before inference")
+    p = parser.add_argument_group("labels and events")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--smooth", default="none", help="none, mean:K (moving average of K segments) or ema:ALPHA")
+    p.add_argument("--threshold", type=float, default=0.5, help="lowest score that counts towards an event")
+    p.add_argument("--min-event-s", type=float, default=0.0, help="shortest event reported (seconds)")
+    o = parser.add_argument_group("outputs")
+    o.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
+    o.add_argument("--webhook-timeout", type=float, default=5.0)
+    o.add_argument("--webhook-retries", type=int, default=3)
+    o.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
+
+
+def _configs(args: argparse.Namespace) -> tuple[EngineConfig, PipelineConfig]:
+    cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    engine = EngineConfig(device=args.device, strict_device=args.strict_device, threads=args.threads,
+                          graph_opt=args.graph_opt, cache_dir=cache, fp16=args.fp16)
+    post = PostprocessConfig(top_k=args.top_k, **parse_smoothing(args.smooth))
+    events = EventConfig(threshold=args.threshold, min_duration_s=args.min_event_s)
+    if args.resume and args.out is None:
+        raise ConfigError("--resume needs -o OUT (it looks there for the completed sources)")
+    pipeline = PipelineConfig(batch=args.batch, max_wait_ms=args.max_wait_ms, queue_size=args.queue, post=post,
+                              events=events, resume=args.resume)
+    return engine, pipeline
+
+
+def run(args: argparse.Namespace) -> int:
+    engine_cfg, pipe_cfg = _configs(args)
+    sources = expand(args.sources)
+    engine = Engine(args.model, engine_cfg)
+    out = OutputDir(args.out) if args.out is not None else None
+    sinks = make_sinks(args.sink, out, webhook_timeout_s=args.webhook_timeout, webhook_retries=args.webhook_retries)
+    metrics = Metrics()
+    if args.metrics_port is not None:
+        metrics.serve(args.metrics_port)
+    pipeline = Pipeline(engine, sinks, config=pipe_cfg, out=out, metrics=metrics)
+    received: list[int] = []
+
+    def on_signal(signum, frame) -> None:
+        received.append(signum)
+        pipeline.stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in EXIT_SIGNAL}
+    try:
+        with Progress(pipeline.stats, len(sources)):
+            stats = pipeline.run(sources)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        metrics.close()
+    print(stats.render(), file=sys.stderr)
+    if args.summary_json is not None:
+        args.summary_json.write_text(json.dumps(stats.as_dict(), indent=2) + "\n", encoding="utf-8")
+    if received:
+        return EXIT_SIGNAL[received[0]]
+    return 1 if stats.sources_failed else 0

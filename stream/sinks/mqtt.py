@@ -1,0 +1,67 @@
+"""MQTT: each record is published as JSON to ``TOPIC/<type>`` (segment, event, error) with QoS 1.
+
+The URL form is ``mqtt://HOST[:PORT]/TOPIC`` (port 1883 by default)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+
+from stream.errors import ConfigError, SourceError
+from stream.sinks.base import Sink
+
+log = logging.getLogger(__name__)
+
+
+def parse_url(url: str) -> tuple[str, int, str]:
+    u = urlparse(url)
+    topic = u.path.lstrip("/")
+    if u.scheme != "mqtt" or not u.hostname or not topic:
+        raise ConfigError(f"MQTT sink URL must be mqtt://HOST[:PORT]/TOPIC, got {url!r}")
+    try:
+        port = u.port or 1883
+    except ValueError as e:
+        raise ConfigError(f"MQTT sink URL {url!r}: bad port") from e
+    return u.hostname, port, topic
+
+
+class MqttSink(Sink):
+    name = "mqtt"
+
+    def __init__(self, url: str, *, qos: int = 1, timeout_s: float = 10.0, client_id: str = "") -> None:
+        self.host, self.port, self.topic = parse_url(url)
+        self.qos, self.timeout_s = qos, timeout_s
+        self._connected = threading.Event()
+        self._pending: list[mqtt.MQTTMessageInfo] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.on_connect = lambda c, u, f, rc, p=None: self._connected.set() if not rc.is_failure else None
+        try:
+            self.client.connect(self.host, self.port, keepalive=30)
+        except OSError as e:
+            raise SourceError(f"MQTT broker {self.host}:{self.port} is unreachable ({e})") from e
+        self.client.loop_start()
+        if not self._connected.wait(timeout_s):
+            self.client.loop_stop()
+            raise SourceError(f"MQTT broker {self.host}:{self.port} did not accept the connection "
+                              f"within {timeout_s:g} s")
+
+    def write(self, key: str, record: dict) -> None:
+        info = self.client.publish(f"{self.topic}/{record['type']}", json.dumps(record), qos=self.qos)
+        self._pending.append(info)
+
+    def flush(self) -> None:
+        for info in self._pending:
+            try:
+                info.wait_for_publish(self.timeout_s)
+            except (RuntimeError, ValueError) as e:
+                log.warning("MQTT %s:%d: a record was not published (%s)", self.host, self.port, e)
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.client.disconnect()
+        self.client.loop_stop()

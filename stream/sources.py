@@ -1,0 +1,97 @@
+"""Expand the SOURCE arguments of ``avfuse run`` into a list of sources: files, folders (recursive,
+by extension), globs, URLs, and ``-`` for a list of sources on stdin, one per line.
+
+A source that cannot be expanded (missing path, glob that matches nothing, folder without media) is
+kept as a ``Source`` with an ``error``, so the run records it and goes on with the others.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+MEDIA_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".flv",
+    ".wmv", ".ogv", ".3gp", ".mxf", ".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus",
+})
+LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "srt://", "udp://", "rtp://")
+URL_SCHEMES = (*LIVE_SCHEMES, "http://", "https://", "file:")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Source:
+    name: str  # what records call it: the path as given, or the URL
+    error: str | None = None  # why it could not be expanded
+
+    @property
+    def live(self) -> bool:
+        return self.name.startswith(LIVE_SCHEMES)
+
+    @property
+    def path(self) -> Path | None:
+        return None if self.name.startswith(URL_SCHEMES) else Path(self.name)
+
+
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _folder(path: Path, extensions: frozenset[str]) -> list[Source]:
+    found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+    if not found:
+        return [Source(name=str(path), error=f"folder has no media files ({', '.join(sorted(extensions))})")]
+    return [Source(name=str(p)) for p in found]
+
+
+def expand(args: Iterable[str], *, stdin: TextIO | None = None,
+           extensions: frozenset[str] = MEDIA_EXTENSIONS) -> list[Source]:
+    """Sources in the order given, folders sorted, each at most once."""
+    out: list[Source] = []
+    for arg in args:
+        if arg == "-":
+            lines = (line.strip() for line in (stdin or sys.stdin))
+            out += expand([line for line in lines if line and not line.startswith("#")], extensions=extensions)
+        elif arg.startswith(URL_SCHEMES):
+            out.append(Source(name=arg))
+        elif Path(arg).is_dir():
+            out += _folder(Path(arg), extensions)
+        elif Path(arg).exists():
+            out.append(Source(name=arg))
+        elif _is_glob(arg):
+            hits = sorted(glob.glob(arg, recursive=True))
+            if not hits:
+                out.append(Source(name=arg, error="glob matches no files"))
+            for hit in hits:
+                out += _folder(Path(hit), extensions) if Path(hit).is_dir() else [Source(name=hit)]
+        else:
+            out.append(Source(name=arg, error="no such file or folder"))
+    seen: set[str] = set()
+    unique = []
+    for s in out:
+        if s.name not in seen:
+            seen.add(s.name)
+            unique.append(s)
+    return unique
+
+
+def output_stems(sources: Iterable[Source]) -> dict[str, str]:
+    """A file-name stem per source for its output files: the base name, plus a short hash of the full
+    name where two sources share a base name. Stable for the same source list (``--resume`` relies on it)."""
+    sources = list(sources)
+    def base(s: Source) -> str:
+        text = s.name.rstrip("/").split("?")[0]
+        name = text.rsplit("/", 1)[-1] or "source"
+        return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+    counts: dict[str, int] = {}
+    for s in sources:
+        counts[base(s)] = counts.get(base(s), 0) + 1
+    stems = {}
+    for s in sources:
+        b = base(s)
+        stems[s.name] = b if counts[b] == 1 else f"{b}-{hashlib.sha1(s.name.encode()).hexdigest()[:8]}"
+    return stems

@@ -1,0 +1,111 @@
+"""What a run did: counts, media and wall time, real-time factor, time per stage, latency percentiles;
+and a one-line progress display on a terminal."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import numpy as np
+
+STAGES = ("decode", "inference", "postprocess", "sinks")
+
+
+@dataclass(kw_only=True)
+class RunStats:
+    """Filled in by the pipeline's stages (each stage writes its own fields)."""
+
+    sources_ok: int = 0
+    sources_failed: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+    sources_skipped: int = 0  # complete from a previous run (--resume)
+    sources_interrupted: int = 0
+    segments: int = 0
+    events: int = 0
+    dropped: int = 0
+    media_s: float = 0.0
+    stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    latencies: list[float] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    wall_s: float = 0.0
+    device: str = ""
+    interrupted: bool = False
+
+    def finish(self) -> None:
+        self.wall_s = time.perf_counter() - self.started
+
+    @property
+    def rtf(self) -> float:
+        """Media seconds per wall second (higher is faster; 1.0 = real time)."""
+        return self.media_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q)) if self.latencies else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "sources": self.sources_ok + len(self.sources_failed), "ok": self.sources_ok,
+            "failed": len(self.sources_failed), "skipped": self.sources_skipped,
+            "interrupted": self.sources_interrupted, "segments": self.segments, "events": self.events,
+            "dropped": self.dropped, "media_s": round(self.media_s, 3), "wall_s": round(self.wall_s, 3),
+            "realtime_factor": round(self.rtf, 2), "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
+            "latency_p50_s": round(self.percentile(50), 4), "latency_p95_s": round(self.percentile(95), 4),
+            "device": self.device,
+        }
+
+    def render(self) -> str:
+        d = self.as_dict()
+        lines = [
+            f"summary: {d['sources']} source(s), {d['ok']} ok, {d['failed']} failed"
+            + (f", {d['skipped']} skipped (already complete)" if d["skipped"] else "")
+            + (f", {d['interrupted']} interrupted" if d["interrupted"] else ""),
+            f"  segments {d['segments']}, events {d['events']}" + (f", dropped {d['dropped']}" if d["dropped"] else ""),
+            f"  media {d['media_s']:.1f} s in {d['wall_s']:.2f} s wall: {d['realtime_factor']:.1f}x real time"
+            f" on {d['device'] or '?'}",
+            "  stage time: " + ", ".join(f"{k} {v:.2f} s" for k, v in d["stage_s"].items()),
+            f"  latency per segment: p50 {d['latency_p50_s'] * 1000:.0f} ms, p95 {d['latency_p95_s'] * 1000:.0f} ms",
+        ]
+        lines += [f"  failed: {src}: {why}" for src, why in self.sources_failed]
+        return "\n".join(lines)
+
+
+class Progress:
+    """Redraws one status line on stderr every ``period_s`` while a run goes on, only on a terminal."""
+
+    def __init__(self, stats: RunStats, total_sources: int, *, stream: TextIO | None = None,
+                 period_s: float = 0.5) -> None:
+        self.stats, self.total = stats, total_sources
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self.period_s = period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
+
+    def _line(self) -> str:
+        s = self.stats
+        done = s.sources_ok + len(s.sources_failed) + s.sources_skipped
+        wall = time.perf_counter() - s.started
+        rtf = s.media_s / wall if wall > 0 else 0.0
+        width = 24
+        filled = int(width * done / self.total) if self.total else 0
+        return (f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} sources, "
+                f"{s.segments} segments, {s.media_s:.0f} s media, {rtf:.1f}x real time ")
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period_s):
+            self.stream.write(self._line())
+            self.stream.flush()
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self._stop.set()
+            self._thread.join()
+            self.stream.write(self._line() + "\n")
+            self.stream.flush()
