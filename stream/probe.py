@@ -1,0 +1,169 @@
+"""``avfuse probe FILE``: a source's streams, duration and how many segments it will give.
+
+The segment count scans packet timestamps (demuxing only, no decoding), so it is exact for files
+and quick even for long ones; for URLs it is estimated from the declared duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import av
+
+from stream.captions import embedded_captions, load_captions, sidecar_for
+from stream.config import DecodeConfig, SegmentConfig, frames_per_window, samples_per_window
+from stream.decode import EPS, is_url, media_duration, media_start, open_container
+from stream.errors import CaptionError
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamInfo:
+    index: int
+    type: str
+    codec: str
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    layout: str | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeResult:
+    source: str
+    format: str
+    duration: float | None  # seconds of media, from the first timestamp to the end of the data
+    start: float  # the first timestamp (segments count from here)
+    streams: list[StreamInfo] = field(default_factory=list)
+    sidecar: str | None = None
+    caption_events: int = 0
+    segments: int = 0
+    exact: bool = True  # False when the segment count is estimated from the declared duration
+
+
+def _stream_info(s) -> StreamInfo:
+    ctx = s.codec_context
+    codec = ctx.name if ctx is not None else "unknown"
+    lang = s.metadata.get("language") if s.metadata else None
+    if s.type == "video":
+        rate = s.average_rate or s.base_rate
+        return StreamInfo(index=s.index, type="video", codec=codec, width=ctx.width, height=ctx.height,
+                          fps=round(float(rate), 3) if rate else None, language=lang)
+    if s.type == "audio":
+        return StreamInfo(index=s.index, type="audio", codec=codec, sample_rate=ctx.sample_rate,
+                          channels=ctx.channels, layout=ctx.layout.name, language=lang)
+    return StreamInfo(index=s.index, type=s.type, codec=codec, language=lang)
+
+
+def _data_times(container: av.container.InputContainer, t0: float) -> tuple[float, float] | None:
+    """(time of the last frame or last audio sample, end of the data), relative to t0, from packet timestamps."""
+    streams = list(container.streams.video[:1]) + list(container.streams.audio[:1])
+    last = end = -math.inf
+    for packet in container.demux(*streams):
+        if packet.pts is None or not packet.size:
+            continue
+        t = float(packet.pts * packet.time_base) - t0
+        length = float((packet.duration or 0) * packet.time_base)
+        if packet.stream.type == "audio":
+            sr = packet.stream.codec_context.sample_rate or 1
+            last = max(last, t + length - 1 / sr)
+        else:
+            last = max(last, t)
+            length = length or _frame_length(container)
+        end = max(end, t + length)
+    return None if last == -math.inf else (last, end)
+
+
+def count_windows(last_data_time: float | None, segment: SegmentConfig) -> int:
+    """Windows k = 0.. with k * hop at or before the last real data (the Segmenter's rule)."""
+    if last_data_time is None or last_data_time < 0:
+        return 0
+    return math.floor(last_data_time / segment.hop + EPS) + 1
+
+
+def probe(source: str, *, segment: SegmentConfig = SegmentConfig(),  # noqa: B008 (frozen)
+          options: dict[str, str] | None = None, timeout: float | None = None) -> ProbeResult:
+    container = open_container(source, options=options, timeout=timeout)
+    try:
+        t0 = media_start(container)
+        streams = [_stream_info(s) for s in container.streams]
+        declared = media_duration(container)
+        sidecar = None if is_url(source) else sidecar_for(source)
+        events = 0
+        try:
+            if sidecar is not None:
+                events = len(load_captions(sidecar))
+            elif container.streams.subtitles and not is_url(source):
+                with open_container(source, options=options, timeout=timeout) as second:
+                    caps = embedded_captions(second)
+                events = len(caps) if caps is not None else 0
+        except CaptionError:
+            events = 0
+        times = None if is_url(source) else _data_times(container, t0)
+        if times is None:  # a URL (or a file without timestamps): estimate from the header
+            last, duration, exact = (None if declared is None else declared - EPS), declared, False
+        else:
+            (last, duration), exact = times, True
+        return ProbeResult(source=source, format=container.format.name, duration=duration, start=t0,
+                           streams=streams, sidecar=str(sidecar) if sidecar else None, caption_events=events,
+                           segments=count_windows(last, segment), exact=exact)
+    finally:
+        container.close()
+
+
+def _frame_length(container: av.container.InputContainer) -> float:
+    v = container.streams.video[0]
+    return 1 / float(v.average_rate) if v.average_rate else 0.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="FILE", help="media file or URL")
+    parser.add_argument("--fps", type=float, default=DecodeConfig().fps, help="sampled frames per second")
+    parser.add_argument("--window", type=float, default=SegmentConfig().window_s, help="segment length, s")
+    parser.add_argument("--hop", type=float, default=None, help="segment hop, s (default: the window)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _line(s: StreamInfo) -> str:
+    if s.type == "video":
+        fps = f" {s.fps:g} fps" if s.fps else ""
+        return f"video #{s.index}: {s.codec} {s.width}x{s.height}{fps}"
+    if s.type == "audio":
+        return f"audio #{s.index}: {s.codec} {s.sample_rate} Hz {s.channels} ch ({s.layout})"
+    lang = f" [{s.language}]" if s.language else ""
+    return f"{s.type} #{s.index}: {s.codec}{lang}"
+
+
+def run(args: argparse.Namespace) -> int:
+    decode = DecodeConfig(fps=args.fps)
+    segment = SegmentConfig(window_s=args.window, hop_s=args.hop)
+    result = probe(args.source, segment=segment)
+    if args.json:
+        print(json.dumps(asdict(result)))
+        return 0
+    duration = "unknown" if result.duration is None else f"{result.duration:.3f} s"
+    print(f"{result.source}")
+    print(f"  format:   {result.format}, duration {duration}, first timestamp {result.start:.3f} s")
+    for s in result.streams:
+        print(f"  {_line(s)}")
+    if not any(s.type == "video" for s in result.streams):
+        print("  (no video: segments carry black frames, present.video = false)")
+    if not any(s.type == "audio" for s in result.streams):
+        print("  (no audio: segments carry silence, present.audio = false)")
+    subs = [s for s in result.streams if s.type == "subtitle"]
+    if result.sidecar:
+        print(f"  captions: sidecar {result.sidecar} ({result.caption_events} events)")
+    elif subs:
+        print(f"  captions: embedded stream #{subs[0].index} ({result.caption_events} events)")
+    else:
+        print("  captions: none")
+    approx = "" if result.exact else "about "
+    print(f"  segments: {approx}{result.segments} (fps {decode.fps:g}, window {segment.window_s:g} s, "
+          f"hop {segment.hop:g} s: {frames_per_window(decode, segment)} frames of {decode.width}x{decode.height}"
+          f" and {samples_per_window(decode, segment)} samples each)")
+    return 0
