@@ -255,9 +255,20 @@ class Pipeline:
 
     def _write(self) -> None:
         open_keys: dict[str, Source] = {}
+        cut: set[str] = set()  # sources some of whose records were discarded after stop
         try:
             for msg in self._records:
                 t0 = time.perf_counter()
+                if self._stop.is_set():
+                    # Stopping: what the sinks have not written yet is discarded; those sources stay unfinished.
+                    if isinstance(msg, _Records | _Start):
+                        cut.add(msg.key)
+                        continue
+                    if msg.key in cut:
+                        msg.interrupted = True
+                    if msg.key not in open_keys:
+                        self.stats.sources_interrupted += 1
+                        continue
                 if isinstance(msg, _Start):
                     for s in self.sinks:
                         s.open_source(msg.key)
@@ -309,7 +320,7 @@ class Pipeline:
         live = any(s.live for s in sources)
         self._segments = Channel(self.config.queue_size, policy="drop_oldest" if live else "block",
                                  name="segments", droppable=lambda x: isinstance(x, _Item) and x.live)
-        self._records = Channel(max(4, self.config.queue_size), name="records")
+        self._records = Channel(4, name="records")  # small: slow sinks hold inference back, not memory
         threads = [threading.Thread(target=self._read, args=(sources, stems), name="avfuse-read", daemon=True),
                    threading.Thread(target=self._infer, name="avfuse-infer", daemon=True),
                    threading.Thread(target=self._write, name="avfuse-sinks", daemon=True)]

@@ -1,0 +1,174 @@
+"""Network sinks against real servers started here: a webhook receiver on http.server (one that fails
+the first attempt, one that stalls) and a Mosquitto broker with a paho subscriber."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from onnx_models import colour_model, colour_video
+
+from stream.cli import main
+from stream.errors import ConfigError, SourceError
+from stream.sinks.mqtt import MqttSink, parse_url
+from stream.sinks.webhook import WebhookSink
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+
+
+class Receiver:
+    """A webhook endpoint on 127.0.0.1: answers 500 to the first ``fail_first`` POSTs, sleeps ``delay``."""
+
+    def __init__(self, *, fail_first: int = 0, delay: float = 0.0) -> None:
+        self.bodies: list[dict] = []
+        self.attempts = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.attempts += 1
+                time.sleep(delay)
+                if outer.attempts <= fail_first:
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                outer.bodies.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp("media")
+    return colour_model(d / "colour.onnx"), colour_video(d / "c.mp4", ["green", "blue"], audio=False)
+
+
+def _rec(i=0):
+    return {"type": "segment", "source": "s", "index": i, "label": "red", "score": 0.9}
+
+
+def test_webhook_retries_after_a_failed_attempt():
+    rx = Receiver(fail_first=1)
+    try:
+        sink = WebhookSink(rx.url, timeout_s=2, retries=2, backoff_s=0.01)
+        sink.write("s", _rec(0))
+        sink.write("s", _rec(1))
+        assert rx.attempts == 3 and [b["index"] for b in rx.bodies] == [0, 1]
+        assert sink.sent == 2 and sink.failed == 0
+    finally:
+        rx.close()
+
+
+def test_webhook_that_stalls_times_out_and_the_run_goes_on():
+    rx = Receiver(delay=1.0)
+    try:
+        sink = WebhookSink(rx.url, timeout_s=0.2, retries=1, backoff_s=0.01)
+        t0 = time.monotonic()
+        sink.write("s", _rec())
+        assert sink.failed == 1 and time.monotonic() - t0 < 1.5
+    finally:
+        rx.close()
+    with pytest.raises(ConfigError, match="http"):
+        WebhookSink("ftp://x")
+
+
+def test_run_posts_every_record_to_the_webhook(media, tmp_path):
+    model, clip = media
+    rx = Receiver(fail_first=1)
+    try:
+        rc = main(["run", str(model), str(clip), "-o", str(tmp_path), "--sink", "jsonl", "--sink", rx.url,
+                   "--no-cache"])
+    finally:
+        rx.close()
+    assert rc == 0
+    local = [json.loads(x) for x in (tmp_path / "c.mp4.jsonl").read_text().splitlines()]
+    assert rx.bodies == local  # the failed first POST was retried: nothing lost, nothing doubled
+    assert [b["label"] for b in rx.bodies if b["type"] == "segment"][:2] == ["green", "blue"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def broker(tmp_path):
+    if not Path(MOSQUITTO).exists():
+        pytest.skip(f"{MOSQUITTO} is not installed (scripts/system-deps.sh installs it)")
+    port = _free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail(f"mosquitto did not start: {proc.stderr.read().decode()}")
+            time.sleep(0.05)
+    yield port
+    proc.terminate()
+    proc.wait(5)
+
+
+def _subscriber(port: int, topic: str) -> tuple[mqtt.Client, list]:
+    got: list = []
+    ready = threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sub.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic, qos=1)
+    sub.on_subscribe = lambda *a: ready.set()
+    sub.on_message = lambda c, u, m: got.append((m.topic, json.loads(m.payload)))
+    sub.connect("127.0.0.1", port)
+    sub.loop_start()
+    assert ready.wait(5), "subscriber did not subscribe"
+    return sub, got
+
+
+def test_run_publishes_records_to_a_real_mosquitto(media, broker, tmp_path):
+    model, clip = media
+    sub, got = _subscriber(broker, "avfuse/test/#")
+    try:
+        rc = main(["run", str(model), str(clip), "--sink", f"mqtt://127.0.0.1:{broker}/avfuse/test", "--no-cache"])
+        deadline = time.monotonic() + 5
+        while not any(t.endswith("/event") for t, _ in got) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    assert rc == 0
+    segments = [m for t, m in got if t == "avfuse/test/segment"]
+    assert [m["label"] for m in segments][:2] == ["green", "blue"]
+    assert all(m["source"] == str(clip) for _, m in got)
+    assert any(t == "avfuse/test/event" for t, _ in got)
+
+
+def test_mqtt_url_and_unreachable_broker_errors():
+    assert parse_url("mqtt://h/a/b") == ("h", 1883, "a/b")
+    with pytest.raises(ConfigError, match="TOPIC"):
+        parse_url("mqtt://host:1883")
+    with pytest.raises(SourceError, match="unreachable|did not accept"):
+        MqttSink(f"mqtt://127.0.0.1:{_free_port()}/x", timeout_s=1)
+
