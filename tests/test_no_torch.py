@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pkgutil
 import subprocess
 import sys
@@ -38,3 +39,18 @@ def test_every_stream_module_imports_without_torch():
 def test_blocker_really_blocks_torch():
     r = run_without_torch("import torch")
     assert r.returncode != 0 and "blocked for this test" in r.stderr
+
+
+def test_avfuse_run_labels_a_video_without_torch(tmp_path):
+    from onnx_models import colour_model, colour_video
+
+    model = colour_model(tmp_path / "colour.onnx")
+    clip = colour_video(tmp_path / "clip.mp4", ["blue", "red"])
+    code = ("import sys\nfrom stream.cli import main\n"
+            f"rc = main(['run', {str(model)!r}, {str(clip)!r}, '-o', {str(tmp_path / 'out')!r}, '--no-cache'])\n"
+            "print('torch' in sys.modules, rc)")
+    r = run_without_torch(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-2:] == ["False", "0"]
+    records = [json.loads(x) for x in (tmp_path / "out" / "clip.mp4.jsonl").read_text().splitlines()]
+    assert [x["label"] for x in records if x["type"] == "segment"][:2] == ["blue", "red"]
