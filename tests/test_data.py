@@ -14,7 +14,7 @@ import pytest
 
 from models import data
 from models.data import SegmentSet, kfold_by_source, load_folder, load_manifest, read_manifest, split_by_source
-from models.synth import synthesize
+from models.synth import WORDS, synthesize
 from stream import segmenter
 from stream.config import DecodeConfig, SegmentConfig
 from stream.errors import ConfigError, DataError
@@ -123,6 +123,45 @@ def test_synth_set_decodes_to_one_labelled_segment_per_window(synth, loaded):
         if not w.has_audio:
             assert not loaded.audio[i].any()
     assert any(s.endswith(".mkv") for s in loaded.sources)
+
+
+def _largest_blob(mask: np.ndarray) -> np.ndarray:
+    """The 4-connected component of ``mask`` with the most pixels."""
+    best, left = np.zeros_like(mask), mask.copy()
+    while left.any():
+        blob = np.zeros_like(mask)
+        blob[tuple(np.argwhere(left)[0])] = True
+        while True:
+            grown = blob.copy()
+            grown[1:] |= blob[:-1]
+            grown[:-1] |= blob[1:]
+            grown[:, 1:] |= blob[:, :-1]
+            grown[:, :-1] |= blob[:, 1:]
+            grown &= mask
+            if (grown == blob).all():
+                break
+            blob = grown
+        left &= ~blob
+        best = blob if blob.sum() > best.sum() else best
+    return best
+
+
+def test_each_factor_survives_encoding_and_decoding(synth, loaded):
+    """What a small model has to learn is still there after H.264/AAC and scaling to 48x48: the shape's
+    fill of its bounding box (circle ~0.79, square ~1), the tone's pitch, the caption's word group."""
+    truth = {(str(synth.out_dir / w.path), w.start): w for w in synth.train}
+    group_of = {word: mood for mood, words in WORDS.items() for word in words}
+    for i in range(len(loaded)):
+        w = truth[(loaded.sources[i], float(loaded.starts[i]))]
+        blob = _largest_blob(loaded.frames[i, 4].min(axis=-1) > 122)  # bright in every channel; specks aside
+        ys, xs = np.nonzero(blob)
+        fill = blob.sum() / ((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1))
+        assert ("square" if fill > 0.87 else "circle") == w.shape, fill
+        if w.has_audio:
+            peak_hz = np.abs(np.fft.rfft(loaded.audio[i])).argmax() * DECODE.sample_rate / loaded.audio.shape[1]
+            assert ("high" if peak_hz > 1000 else "low") == w.tone, peak_hz
+        if w.caption:
+            assert {group_of[word] for word in loaded.texts[i].split() if word in group_of} == {w.mood}
 
 
 def test_segments_take_the_label_of_the_row_holding_their_midpoint(synth, mp4s, tmp_path):
