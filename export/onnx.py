@@ -59,7 +59,7 @@ class ModelInfo:
                  "torch": torch.__version__}
         values = {"labels": list(self.labels), "decode": self.decode, "model": model, "version": self.version,
                   "metrics": self.metrics}
-        meta = {f"avfuse.{k}": json.dumps(v, sort_keys=True) for k, v in values.items()}
+        meta = {f"avfuse.{k}": json.dumps(v) for k, v in values.items()}
         meta["avfuse.tokenizer"] = self.tokenizer.to_json()
         return meta
 
@@ -111,7 +111,31 @@ def export_bytes(model: nn.Module, *, opset: int = DEFAULT_OPSET) -> onnx.ModelP
         torch.onnx.export(model, example_inputs(model.config, 2), buf, input_names=list(INPUTS),
                           output_names=list(OUTPUTS), dynamic_axes=dynamic, opset_version=opset,
                           do_constant_folding=True, dynamo=False)
-    return onnx.load_from_string(buf.getvalue())
+    proto = onnx.load_from_string(buf.getvalue())
+    restore_unused_inputs(proto, model.config)
+    return proto
+
+
+def restore_unused_inputs(proto: onnx.ModelProto, config) -> None:
+    """Every avfuse model has the same four inputs. The exporter drops inputs the graph never reads (the
+    ``audio`` of a video+text model, say): put them back, unused, in the contract's order."""
+    shapes = {"frames": (onnx.TensorProto.UINT8, [config.frames, config.height, config.width, 3]),
+              "audio": (onnx.TensorProto.FLOAT, [config.samples]),
+              "tokens": (onnx.TensorProto.INT64, [config.max_tokens]),
+              "present": (onnx.TensorProto.FLOAT, [3])}
+    have = {i.name: i for i in proto.graph.input}
+    ordered = []
+    for name in INPUTS:
+        if name in have:
+            ordered.append(have[name])
+        else:
+            dtype, dims = shapes[name]
+            ordered.append(onnx.helper.make_tensor_value_info(name, dtype, [BATCH_AXIS, *dims]))
+            log.info("input %r is not used by this model (modalities %s); kept for the contract", name,
+                     list(config.modalities))
+    others = [i for i in proto.graph.input if i.name not in INPUTS]
+    del proto.graph.input[:]
+    proto.graph.input.extend([*ordered, *others])
 
 
 def set_metadata(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.ModelProto:

@@ -144,7 +144,7 @@ def set_precision(proto: onnx.ModelProto, precision: str, extra: dict | None = N
             model = json.loads(entry.value)
             model["precision"] = precision
             model.update(extra or {})
-            entry.value = json.dumps(model, sort_keys=True)
+            entry.value = json.dumps(model)
             return
     raise ModelError("the model has no avfuse.model metadata to update")
 

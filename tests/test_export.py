@@ -42,7 +42,8 @@ def make_checkpoint(path: Path, *, seed: int = 0, poison: bool = False) -> Path:
     model = build_model(config).eval()
     if poison:  # a diverged training run: the head's weights are NaN
         with torch.no_grad():
-            model.fusion.head[1].weight.fill_(float("nan"))
+            last = [m for m in model.fusion.modules() if isinstance(m, torch.nn.Linear)][-1]
+            last.weight.fill_(float("nan"))
     return save_checkpoint(path, model, config=config, decode=DECODE, tokenizer=tok,
                            metrics={"accuracy": 0.5, "macro_f1": 0.4}, train_args={"epochs": 0})
 
