@@ -111,3 +111,23 @@ def test_folder_expansion_is_recursive_and_by_extension(media):
     empty = d / "empty"
     empty.mkdir(exist_ok=True)
     assert expand([str(empty)])[0].error.startswith("folder has no media files")
+
+
+def test_bench_run_prints_the_three_throughputs_and_ratios(media, capsys):
+    d, model = media
+    assert main(["bench", "run", str(model), str(d / "clips" / "a.mp4"), "--no-naive"]) == 0
+    out = capsys.readouterr().out
+    assert "decode-only" in out and "end-to-end" in out and "end-to-end / decode-only" in out
+    assert "naive" not in out.split("end-to-end / decode-only")[0]
+
+
+@pytest.mark.slow
+def test_bench_run_exports_a_default_model_and_runs_the_naive_loop(media, capsys):
+    pytest.importorskip("torch")
+    d, _ = media
+    assert main(["bench", "run", str(d / "clips" / "a.mp4")]) == 0
+    out = capsys.readouterr().out
+    naive = next(line for line in out.splitlines() if "naive PyTorch loop" in line)
+    e2e = next(line for line in out.splitlines() if line.strip().startswith("end-to-end "))
+    assert naive.split()[3] == e2e.split()[1]  # the same number of segments on both sides
+    assert "end-to-end / naive loop" in out

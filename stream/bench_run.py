@@ -1,0 +1,126 @@
+"""``avfuse bench run [MODEL.onnx] [FILE] [--real] [--checkpoint RUN/model.pt]``: one run measures
+
+  decode-only   iter_segments alone (the ceiling for the pipeline),
+  end-to-end    the whole ``avfuse run`` pipeline (decode, batches, onnxruntime, postprocess; no sink),
+  naive         the loop a user writes first (models/naive.py: full-size RGB frames, torch resize,
+                PyTorch eager per segment, nothing overlapping),
+
+and prints media seconds per wall second for each, their ratios and the real-time factor. With no
+MODEL, an untrained model of the default shapes is exported to a temporary file (needs the train
+extra); the naive side needs torch in any case. With ``--real`` (or no FILE) the input is the real 720p
+clip looped to ``--seconds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from stream.clips import real_clip
+from stream.engine import Engine, EngineConfig
+from stream.errors import ConfigError, DependencyError
+from stream.pipeline import Pipeline, PipelineConfig
+from stream.sources import Source
+
+log = logging.getLogger(__name__)
+GOALS = {"end_to_end_vs_decode": 0.8, "end_to_end_vs_naive": 3.0, "realtime_factor": 15.0}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="*", metavar="MODEL.onnx|FILE", help="a model, a media file, or both")
+    parser.add_argument("--real", action="store_true", help="the real 720p H.264 clip, looped")
+    parser.add_argument("--seconds", type=float, default=60.0, help="loop the clip to at least this long")
+    parser.add_argument("--checkpoint", type=Path, help="the PyTorch model for the naive loop (RUN/model.pt)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: one per core)")
+    parser.add_argument("--no-naive", action="store_true", help="skip the PyTorch baseline")
+
+
+def _lazy(module: str):
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in ("torch", "torchvision", "torchaudio", "onnx", "onnxscript"):
+            raise DependencyError(f"avfuse bench run: {e.name} is not installed; the PyTorch side of this bench "
+                                  "needs the train extra: pip install 'avfuse[train]'") from e
+        raise
+
+
+def _export_default(path: Path):
+    naive, onnx_export = _lazy("models.naive"), _lazy("export.onnx")
+    model, decode, tok = naive.default_model()
+    info = onnx_export.model_info(model, decode=decode, tokenizer=tok, metrics={})
+    onnx_export.save(onnx_export.export_model(model, info, path), path)
+    return model
+
+
+def _decode_only(path: str, engine: Engine) -> tuple[int, float, float]:
+    from stream.segmenter import iter_segments
+
+    spec = engine.spec
+    start, count, end = time.perf_counter(), 0, 0.0
+    for seg in iter_segments(path, decode=spec.decode, segment=spec.segment):
+        count, end = count + 1, seg.end
+    return count, end, time.perf_counter() - start
+
+
+def run(args: argparse.Namespace) -> int:
+    models = [p for p in args.paths if p.endswith(".onnx")]
+    files = [p for p in args.paths if not p.endswith(".onnx")]
+    if len(models) > 1 or len(files) > 1:
+        raise ConfigError(f"give at most one model and one media file, got {args.paths}")
+    with tempfile.TemporaryDirectory(prefix="avfuse-bench-run-") as tmp:
+        torch_model = None
+        if models:
+            model_path = Path(models[0])
+        else:
+            model_path = Path(tmp) / "default.onnx"
+            torch_model = _export_default(model_path)
+            log.info("no model given: exported an untrained model of the default shapes to %s", model_path)
+        if files and not args.real:
+            media = files[0]
+        else:
+            from stream.bench_decode import loop_clip
+            media = str(Path(tmp) / "looped.mkv")
+            loop_clip(real_clip("bigbuckbunny"), media, args.seconds)
+        engine = Engine(model_path, EngineConfig(device="cpu", threads=args.threads, cache_dir=Path(tmp) / "cache"))
+        n_dec, media_s, dec_wall = _decode_only(media, engine)
+        pipe = Pipeline(engine, [], config=PipelineConfig(batch=args.batch))
+        stats = pipe.run([Source(name=media)])
+        # Decode-only again, keeping the faster: the first pass also warmed the page cache for the rest.
+        dec_wall = min(dec_wall, _decode_only(media, engine)[2])
+        if stats.sources_failed:
+            raise ConfigError(f"{media}: the pipeline failed: {stats.sources_failed[0][1]}")
+        rows = [("decode-only", n_dec, media_s, dec_wall), ("end-to-end", stats.segments, stats.media_s, stats.wall_s)]
+        naive_res = None
+        if not args.no_naive:
+            naive = _lazy("models.naive")
+            if args.checkpoint is not None:
+                torch_model, _ = _lazy("models.checkpoint").load_checkpoint(args.checkpoint)
+            elif torch_model is None:
+                torch_model = naive.model_from_metadata(engine.spec.model)
+            naive_res = naive.naive_run(media, torch_model, decode=engine.spec.decode, segment=engine.spec.segment)
+            rows.append(("naive PyTorch loop", naive_res.segments, naive_res.media_s, naive_res.wall_s))
+    print(f"avfuse bench run: {Path(model_path).name} on {Path(media).name} ({media_s:.1f} s of media, "
+          f"{engine.spec.decode.width}x{engine.spec.decode.height} @ {engine.spec.decode.fps:g} fps, "
+          f"{engine.device}, batch {args.batch})")
+    print(f"  {'':<20} {'segments':>8} {'wall s':>8} {'x real time':>12}")
+    for name, n, m, w in rows:
+        print(f"  {name:<20} {n:>8} {w:>8.2f} {m / w:>12.1f}")
+    e2e, dec = stats.media_s / stats.wall_s, media_s / dec_wall
+    results = {"end_to_end_vs_decode": e2e / dec, "realtime_factor": e2e}
+    if naive_res is not None:
+        results["end_to_end_vs_naive"] = e2e / (naive_res.media_s / naive_res.wall_s)
+    print(f"  end-to-end / decode-only: {results['end_to_end_vs_decode']:.2f}x (goal >= 0.8x)")
+    if naive_res is not None:
+        print(f"  end-to-end / naive loop:  {results['end_to_end_vs_naive']:.1f}x (goal >= 3x)")
+    print(f"  real-time factor:         {e2e:.1f}x (goal >= 15x)")
+    print("  stage time: " + ", ".join(f"{k} {v:.2f} s" for k, v in stats.stage_s.items()))
+    missed = [k for k, v in results.items() if v < GOALS[k]]
+    if missed:
+        print(f"  below goal: {', '.join(missed)}")
+    return 0
