@@ -38,7 +38,8 @@ def gstreamer_available() -> bool:
         return False
     probe = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0');"
              "from gi.repository import Gst, GstRtspServer; Gst.init(None);"
-             "assert all(Gst.ElementFactory.find(n) for n in ('x264enc', 'voaacenc', 'rtph264pay', 'rtpmp4gpay'))")
+             "assert all(Gst.ElementFactory.find(n) for n in ('x264enc', 'rtph264pay', 'rtpmp4gpay'));"
+             "assert Gst.ElementFactory.find('voaacenc') or Gst.ElementFactory.find('avenc_aac')")
     try:
         return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=30).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
@@ -115,12 +116,12 @@ class RtspServer:
 
 # ---- the server itself (system python, gi) ----
 
-def _launch(width: int, height: int, fps: int, audio: bool) -> str:
+def _launch(width: int, height: int, fps: int, audio: bool, aac: str = "voaacenc") -> str:
     video = (f"videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={fps}/1 "
              f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} bitrate=1500 "
              "! rtph264pay name=pay0 pt=96 config-interval=1")
     sound = ("audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample "
-             "! audio/x-raw,rate=48000,channels=1 ! voaacenc ! rtpmp4gpay name=pay1 pt=97")
+             f"! audio/x-raw,rate=48000,channels=1 ! {aac} ! rtpmp4gpay name=pay1 pt=97")
     return f"( {video} {sound if audio else ''} )"
 
 
@@ -147,7 +148,8 @@ def serve(argv: list[str] | None = None) -> int:
     server.set_address("127.0.0.1")
     server.set_service(str(a.port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(_launch(a.width, a.height, a.fps, not a.no_audio))
+    aac = "voaacenc" if Gst.ElementFactory.find("voaacenc") else "avenc_aac"
+    factory.set_launch(_launch(a.width, a.height, a.fps, not a.no_audio, aac))
     factory.set_shared(True)
     if a.user:
         auth = GstRtspServer.RTSPAuth()

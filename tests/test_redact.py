@@ -57,7 +57,7 @@ def test_backoff_grows_exponentially_to_the_cap_with_jitter_below_the_base():
     rng = random.Random(1)
     delays = [[b.delay(n, rng) for _ in range(200)] for n in range(1, 7)]
     bases = [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
-    for ds, base in zip(delays, bases):
+    for ds, base in zip(delays, bases, strict=True):
         assert all(base * 0.5 <= d <= base for d in ds)
         assert max(ds) - min(ds) > base * 0.3  # really jittered, not a constant
     assert Backoff(jitter=0.0).delay(3) == 2.0
