@@ -1,0 +1,92 @@
+"""int8 details: what is quantized, what stays fp32, and the weight-only frontend kernel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from export import verify as V
+from export.onnx import export_model, model_info, save
+from export.quantize import FP32_SCOPES, compress_frontend, quantize_int8
+from models.net import ModelConfig, build_model
+from stream.config import DecodeConfig, SegmentConfig, decode_metadata
+from stream.tokenize import Tokenizer
+
+DECODE = decode_metadata(DecodeConfig(fps=2, height=32, width=32), SegmentConfig(window_s=1.0))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> tuple[Path, Path, V.Inputs]:
+    tok = Tokenizer.build(["loud alarm now", "quiet calm lake"], max_len=6)
+    config = ModelConfig(labels=("a", "b"), frames=DECODE["frames"], height=32, width=32, sample_rate=16000,
+                         samples=DECODE["samples"], vocab_size=len(tok), max_tokens=6, dim=32, n_mels=32,
+                         fusion="sequential")
+    torch.manual_seed(3)
+    model = build_model(config).eval()
+    root = tmp_path_factory.mktemp("quant")
+    fp32 = root / "m.onnx"
+    save(export_model(model, model_info(model, decode=DECODE, tokenizer=tok, metrics={}), fp32), fp32)
+    rng = np.random.default_rng(0)
+    n = 6
+    t = np.linspace(0, 1, DECODE["samples"], dtype=np.float32)
+    audio = np.stack([0.5 * np.sin(2 * np.pi * f * t) for f in rng.uniform(200, 3000, n)]).astype(np.float32)
+    rows = V.Inputs(frames=rng.integers(0, 256, (n, DECODE["frames"], 32, 32, 3), dtype=np.uint8), audio=audio,
+                    tokens=tok.encode_batch(["loud alarm", "", "calm lake now", "", "quiet", "alarm alarm"]),
+                    present=np.ones((n, 3), np.float32))
+    int8 = root / "m.int8.onnx"
+    quantize_int8(fp32, int8, rows)
+    return fp32, int8, rows
+
+
+def _producers(proto: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    return {o: n for n in proto.graph.node for o in n.output}
+
+
+def test_cnn_layers_are_quantized_and_grus_and_frontend_activations_are_not(models):
+    _, int8, _ = models
+    proto = onnx.load(str(int8))
+    prod = _producers(proto)
+    def fed_by_dq(node, index):
+        p = prod.get(node.input[index])
+        return p is not None and p.op_type == "DequantizeLinear"
+    convs = [n for n in proto.graph.node if n.op_type == "Conv" and not n.name.startswith(FP32_SCOPES)]
+    assert convs and all(fed_by_dq(n, 0) and fed_by_dq(n, 1) for n in convs)  # activation and weight
+    grus = [n for n in proto.graph.node if n.op_type == "GRU"]
+    assert len(grus) == 2  # text encoder and sequential fusion
+    for gru in grus:
+        assert not any(fed_by_dq(gru, i) for i in range(1, 3))  # W and R stay float
+        assert all(numpy_helper.to_array(i).dtype == np.float32 for i in proto.graph.initializer
+                   if i.name in gru.input[1:3])
+    frontend = [n for n in proto.graph.node if n.name.startswith(FP32_SCOPES) and n.op_type in ("Conv", "MatMul")]
+    assert frontend and not any(fed_by_dq(n, 0) for n in frontend)  # waveform and spectrum stay fp32
+
+
+def test_frontend_kernel_is_int8_weight_only_and_faithful(models):
+    fp32, int8, _ = models
+    original = onnx.load(str(fp32))
+    kernel = next(n for n in original.graph.node if n.op_type == "Conv" and n.name.startswith(FP32_SCOPES))
+    consts = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in original.graph.node
+              if n.op_type == "Constant"}
+    consts.update({i.name: numpy_helper.to_array(i) for i in original.graph.initializer})
+    w = consts[kernel.input[1]]
+    saved = compress_frontend(original)
+    assert saved > 0.7 * w.nbytes
+    inits = {i.name: numpy_helper.to_array(i) for i in original.graph.initializer}
+    q, scale = inits[f"{kernel.name}/weight_int8"], inits[f"{kernel.name}/weight_int8_scale"]
+    assert q.dtype == np.int8 and scale.shape == (w.shape[0],)
+    rebuilt = q.astype(np.float32) * scale.reshape(-1, 1, 1)
+    assert np.abs(rebuilt - w).max() <= scale.max() / 2 + 1e-7
+
+
+def test_int8_file_runs_and_tracks_fp32(models):
+    fp32, int8, rows = models
+    ref = V.run_onnxruntime(fp32, rows, batch=3)
+    got = V.run_onnxruntime(int8, rows, batch=3)
+    check = V.compare("int8", ref, got, V.INT8)
+    assert check.ok, check.line()
+    assert fp32.stat().st_size / int8.stat().st_size > 2.5
