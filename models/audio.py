@@ -65,13 +65,16 @@ class AudioEncoder(nn.Module):
         self.norm = nn.BatchNorm2d(1)  # learns the scale of log-mel values
         self.spec_augment = nn.Sequential(torchaudio.transforms.FrequencyMasking(freq_mask, iid_masks=True),
                                           torchaudio.transforms.TimeMasking(time_mask, iid_masks=True))
-        self.cnn = nn.Sequential(*_block(1, width), *_block(width, 2 * width), *_block(2 * width, 4 * width),
-                                 nn.Conv2d(4 * width, 8 * width, 3, padding=1), nn.ReLU(inplace=True),
-                                 nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.proj = nn.Sequential(nn.Linear(8 * width, dim), nn.ReLU(inplace=True))
+        self.cnn = nn.Sequential(*_block(1, width), *_block(width, 2 * width), *_block(2 * width, 4 * width))
+        bands = n_mels // 8  # frequency rows left after three 2x2 max-pools
+        if bands < 1:
+            raise ConfigError(f"the audio CNN needs n_mels >= 8, got {n_mels}")
+        # Pool over time only: where a sound sits in frequency (a low or a high tone) is what matters.
+        self.proj = nn.Sequential(nn.Flatten(), nn.Linear(4 * width * bands, dim), nn.ReLU(inplace=True))
 
     def forward(self, audio: Tensor) -> Tensor:
         x = self.norm(self.frontend(audio).unsqueeze(1))  # [B, 1, n_mels, frames]
         if self.training:
             x = self.spec_augment(x)
-        return self.proj(self.cnn(x))
+        x = self.cnn(x)  # [B, 4*width, n_mels/8, frames/8]
+        return self.proj(x.mean(dim=3))

@@ -27,6 +27,11 @@ FUSIONS = ("gated", "concat", "sequential")
 EPS = 1e-6
 
 
+def classifier(dim: int, num_classes: int, dropout: float) -> nn.Module:
+    """The head every fusion shares: one hidden layer, so it can combine modalities non-linearly (an XOR)."""
+    return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(dim, num_classes))
+
+
 def renormalise(present: Tensor) -> Tensor:
     """Rows scaled to sum to 1; an all-zero row stays zero."""
     return present / present.sum(dim=1, keepdim=True).clamp(min=EPS)
@@ -37,7 +42,7 @@ class GatedFusion(nn.Module):
         super().__init__()
         self.hidden = nn.ModuleList(nn.Linear(d, dim) for d in dims)
         self.gate = nn.Linear(sum(dims) + len(dims), len(dims))
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, num_classes))
+        self.head = classifier(dim, num_classes, dropout)
 
     def forward(self, embs: list[Tensor], present: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         h = torch.stack([torch.tanh(lin(e)) for lin, e in zip(self.hidden, embs, strict=True)], dim=1)  # [B, M, D]
@@ -52,7 +57,7 @@ class ConcatFusion(nn.Module):
     def __init__(self, dims: tuple[int, ...], *, dim: int, num_classes: int, dropout: float = 0.1) -> None:
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(sum(dims) + len(dims), dim), nn.ReLU(inplace=True))
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, num_classes))
+        self.head = classifier(dim, num_classes, dropout)
 
     def forward(self, embs: list[Tensor], present: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         fused = self.mlp(torch.cat([*embs, present], dim=1))
@@ -64,7 +69,7 @@ class SequentialFusion(nn.Module):
         super().__init__()
         self.inputs = nn.ModuleList(nn.Linear(d + 1, dim) for d in dims)
         self.rnn = nn.GRU(dim, dim, batch_first=True)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, num_classes))
+        self.head = classifier(dim, num_classes, dropout)
 
     def forward(self, embs: list[Tensor], present: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         steps = [torch.relu(lin(torch.cat([e, present[:, i: i + 1]], dim=1))) for i, (lin, e)

@@ -1,0 +1,206 @@
+"""``avfuse train (--manifest CSV | --data DIR) -o RUN``: train, select on validation, write RUN/model.pt,
+RUN/config.json and RUN/metrics.json. ``--folds K`` adds K-fold cross-validation by source file;
+``--test-manifest`` evaluates on held-out videos (also with each modality removed); ``--ablate``
+trains every fusion head and modality set and prints a table (RUN/ablation.json).
+
+The decode defaults (2 fps, 64x64 frames, 2 s windows) and the ``tiny`` image backbone keep the
+demo's training to about a minute on two CPU cores. torch is imported only inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from stream.errors import ConfigError
+from stream.segment import MODALITIES
+
+log = logging.getLogger(__name__)
+
+BACKBONES = ("tiny", "mobilenet_v3_small", "resnet18", "efficientnet_b0")  # models.image.BACKBONES, torch-free
+
+
+def _modalities(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    bad = [m for m in names if m not in MODALITIES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"modalities must be a comma list of {', '.join(MODALITIES)}, got {text!r}")
+    return names
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"size must look like 64x64, got {text!r}") from e
+    return w, h
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--manifest", type=Path, help="CSV with path,start,end,label (paths relative to the CSV)")
+    src.add_argument("--data", type=Path, help="folder with one sub-folder of videos per label")
+    parser.add_argument("-o", "--out", type=Path, required=True, help="run folder for model.pt and metrics.json")
+    parser.add_argument("--fusion", choices=("gated", "concat", "sequential"), default="gated")
+    parser.add_argument("--modalities", type=_modalities, default=MODALITIES, help="comma list (default all three)")
+    parser.add_argument("--folds", type=int, default=0, help="K-fold cross-validation by source file (K >= 2)")
+    parser.add_argument("--val-split", type=float, default=0.25, help="fraction of source files for validation")
+    parser.add_argument("--test-manifest", type=Path, help="held-out videos to report test metrics on")
+    parser.add_argument("--ablate", action="store_true",
+                        help="train every fusion head and modality set; print a table, write ablation.json")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=8, help="early stopping: epochs without a better val F1")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backbone", choices=BACKBONES, default="tiny", help="image backbone (default tiny)")
+    parser.add_argument("--pooling", choices=("mean", "attention"), default="mean", help="over the frames")
+    parser.add_argument("--pretrained", action="store_true", help="torchvision ImageNet weights (needs internet once)")
+    parser.add_argument("--fps", type=float, default=2.0, help="frames sampled per second (default 2)")
+    parser.add_argument("--size", type=_size, default=(64, 64), metavar="WxH", help="frame size (default 64x64)")
+    parser.add_argument("--window", type=float, default=2.0, help="segment length in seconds (default 2)")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="decoded segment cache (default $AVFUSE_CACHE)")
+
+
+def train_config(args: argparse.Namespace, **overrides):
+    from models.train import TrainConfig
+
+    fields = dict(fusion=args.fusion, modalities=args.modalities, backbone=args.backbone, pooling=args.pooling,
+                  pretrained=args.pretrained, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
+                  lr=args.lr, optimizer=args.optimizer, seed=args.seed, device=args.device)
+    return TrainConfig(**{**fields, **overrides})
+
+
+def _summary(metrics: dict) -> dict:
+    return {k: metrics[k] for k in ("segments", "accuracy", "macro_f1")}
+
+
+def train_once(ds, train_idx, val_idx, test, *, config, decode: dict, out: Path | None, train_args: dict):
+    """Train one model; evaluate on the test set (also with each modality removed); save the checkpoint."""
+    from models.checkpoint import save_checkpoint
+    from models.evaluate import evaluate, without_each_modality
+    from models.train import test_tensors, train
+
+    result = train(ds.subset(train_idx), ds.subset(val_idx), config=config, decode=decode)
+    metrics = {"val": result.metrics, "best_epoch": result.best_epoch, "seconds": round(result.seconds, 2),
+               "history": result.history, "train_config": config.as_dict(), "model": result.model.describe()}
+    if test is not None:
+        tensors = test_tensors(result, test)
+        metrics["test"] = evaluate(result.model, tensors)
+        metrics["test"]["without"] = without_each_modality(result.model, tensors)
+    if out is not None:
+        short = {"val": _summary(result.metrics), "best_epoch": result.best_epoch}
+        if "test" in metrics:
+            short["test"] = {**_summary(metrics["test"]), "without": metrics["test"]["without"]}
+        save_checkpoint(out, result.model, config=result.config, decode=decode, tokenizer=result.tokenizer,
+                        metrics=short, train_args=train_args)
+    return result, metrics
+
+
+def cross_validate(ds, folds, *, config, decode: dict) -> dict:
+    """Train one model per fold; mean and standard deviation of validation accuracy and macro-F1."""
+    import numpy as np
+
+    from models.train import train
+
+    per_fold = []
+    for k, (train_idx, val_idx) in enumerate(folds, start=1):
+        result = train(ds.subset(train_idx), ds.subset(val_idx), config=config, decode=decode)
+        per_fold.append({"fold": k, **_summary(result.metrics), "best_epoch": result.best_epoch})
+        log.info("fold %d/%d: accuracy %.3f, macro-F1 %.3f", k, len(folds), result.metrics["accuracy"],
+                 result.metrics["macro_f1"])
+    acc = np.array([f["accuracy"] for f in per_fold])
+    f1 = np.array([f["macro_f1"] for f in per_fold])
+    return {"k": len(folds), "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std()),
+            "macro_f1_mean": float(f1.mean()), "macro_f1_std": float(f1.std()), "per_fold": per_fold}
+
+
+ABLATION = (  # (modalities, fusion): single modalities, pairs, then all three with each fusion head
+    (("video",), "gated"), (("audio",), "gated"), (("text",), "gated"),
+    (("video", "audio"), "gated"), (("video", "text"), "gated"), (("audio", "text"), "gated"),
+    (MODALITIES, "gated"), (MODALITIES, "concat"), (MODALITIES, "sequential"),
+)
+
+
+def ablate(ds, train_idx, val_idx, test, *, base, decode: dict) -> dict:
+    """Every row of ABLATION trained on the same split; scored on ``test`` (or validation when None)."""
+    from dataclasses import replace
+
+    rows = []
+    for modalities, fusion in ABLATION:
+        config = replace(base, modalities=modalities, fusion=fusion, progress=False)
+        result, metrics = train_once(ds, train_idx, val_idx, test, config=config, decode=decode, out=None,
+                                     train_args={})
+        scored = metrics.get("test", metrics["val"])
+        rows.append({"modalities": list(modalities), "fusion": fusion, "val_accuracy": metrics["val"]["accuracy"],
+                     "accuracy": scored["accuracy"], "macro_f1": scored["macro_f1"],
+                     "without": scored.get("without", {}), "seconds": metrics["seconds"]})
+    on = "held-out test" if test is not None else "validation"
+    lines = [f"ablation ({on} set, {len(test) if test is not None else len(val_idx)} segments)",
+             f"{'modalities':<20} {'fusion':<11} {'accuracy':>8} {'macro-F1':>8} {'seconds':>7}  "
+             "accuracy with one modality removed"]
+    for r in rows:
+        removed = ", ".join(f"no {m} {a:.3f}" for m, a in r["without"].items()) if len(r["modalities"]) > 1 else ""
+        lines.append(f"{'+'.join(r['modalities']):<20} {r['fusion']:<11} {r['accuracy']:>8.3f} "
+                     f"{r['macro_f1']:>8.3f} {r['seconds']:>7.1f}  {removed}")
+    return {"scored_on": on, "rows": rows, "text": "\n".join(lines)}
+
+
+def run(args: argparse.Namespace) -> int:
+    from models import data
+    from stream.config import DecodeConfig, SegmentConfig, decode_metadata
+
+    if args.folds == 1 or args.folds < 0:
+        raise ConfigError(f"--folds must be 0 (off) or >= 2, got {args.folds}")
+    if not 0 < args.val_split < 1:
+        raise ConfigError(f"--val-split must be between 0 and 1, got {args.val_split}")
+    width, height = args.size
+    decode = DecodeConfig(fps=args.fps, height=height, width=width)
+    segment = SegmentConfig(window_s=args.window)
+    meta = decode_metadata(decode, segment)
+    if args.manifest:
+        ds = data.load_manifest(args.manifest, decode=decode, segment=segment, cache_dir=args.cache_dir)
+    else:
+        ds = data.load_folder(args.data, decode=decode, segment=segment, cache_dir=args.cache_dir)
+    log.info("loaded %d segments from %d files: %s", len(ds), len(set(ds.sources)), ds.counts())
+    test = None
+    if args.test_manifest:
+        test = data.load_manifest(args.test_manifest, decode=decode, segment=segment, cache_dir=args.cache_dir,
+                                  labels=ds.label_names)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    train_idx, val_idx = data.split_by_source(ds, args.val_split, args.seed)
+    train_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "verbose"}
+
+    if args.ablate:
+        table = ablate(ds, train_idx, val_idx, test, base=train_config(args), decode=meta)
+        (out / "ablation.json").write_text(json.dumps(table, indent=2) + "\n")
+        print(table["text"])
+        print(f"wrote {out / 'ablation.json'}")
+        return 0
+
+    metrics: dict = {}
+    if args.folds:
+        metrics["folds"] = cross_validate(ds, data.kfold_by_source(ds, args.folds, args.seed),
+                                          config=train_config(args, progress=False), decode=meta)
+        f = metrics["folds"]
+        print(f"{args.folds}-fold cross-validation: accuracy {f['accuracy_mean']:.3f} ± {f['accuracy_std']:.3f}, "
+              f"macro-F1 {f['macro_f1_mean']:.3f} ± {f['macro_f1_std']:.3f}")
+    result, run_metrics = train_once(ds, train_idx, val_idx, test, config=train_config(args), decode=meta,
+                                     out=out, train_args=train_args)
+    metrics.update(run_metrics)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    val = metrics["val"]
+    print(f"best epoch {result.best_epoch}: validation accuracy {val['accuracy']:.3f}, macro-F1 {val['macro_f1']:.3f} "
+          f"({val['segments']} segments) in {result.seconds:.1f} s")
+    if "test" in metrics:
+        t = metrics["test"]
+        print(f"held-out test: accuracy {t['accuracy']:.3f}, macro-F1 {t['macro_f1']:.3f} ({t['segments']} segments)")
+        print("test accuracy with one modality removed: "
+              + ", ".join(f"no {m} {acc:.3f}" for m, acc in t["without"].items()))
+    print(f"wrote {out / 'model.pt'}, {out / 'metrics.json'}")
+    return 0

@@ -1,0 +1,45 @@
+"""The in-graph log-mel frontend against torchaudio, and the audio encoder's train/eval behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torchaudio = pytest.importorskip("torchaudio")
+
+from models.audio import LOG_FLOOR, AudioEncoder, LogMel  # noqa: E402
+
+
+@pytest.mark.parametrize("n_fft,hop,n_mels", [(400, 160, 64), (512, 256, 40)])
+def test_log_mel_matches_torchaudio(n_fft, hop, n_mels):
+    t = torch.arange(16000) / 16000
+    g = torch.Generator().manual_seed(0)
+    audio = torch.stack([0.5 * torch.sin(2 * np.pi * 440 * t), 0.1 * torch.randn(16000, generator=g)])
+    ours = LogMel(sample_rate=16000, n_fft=n_fft, hop_length=hop, n_mels=n_mels)(audio)
+    ref = torchaudio.transforms.MelSpectrogram(sample_rate=16000, n_fft=n_fft, hop_length=hop, n_mels=n_mels,
+                                               center=True, pad_mode="constant", power=2.0)(audio)
+    ref = torch.log(ref + LOG_FLOOR)
+    assert ours.shape == ref.shape == (2, n_mels, 16000 // hop + 1)
+    # compare where there is energy (log of near-zero bins amplifies float32 rounding)
+    loud = ref > -6
+    assert loud.float().mean() > 0.5
+    assert torch.allclose(ours[loud], ref[loud], atol=2e-3, rtol=1e-4)
+
+
+def test_log_mel_peak_is_at_the_tone():
+    t = torch.arange(16000) / 16000
+    low = LogMel()(torch.sin(2 * np.pi * 300 * t)[None])
+    high = LogMel()(torch.sin(2 * np.pi * 2400 * t)[None])
+    assert low.mean(-1).argmax() < high.mean(-1).argmax()
+
+
+def test_spec_augment_only_in_training():
+    enc = AudioEncoder(dim=16, n_mels=32)
+    audio = torch.randn(4, 8000)
+    enc.eval()
+    with torch.no_grad():
+        assert torch.equal(enc(audio), enc(audio))
+    enc.train()  # batch norm uses batch statistics, deterministic: only SpecAugment differs between calls
+    torch.manual_seed(0)
+    assert not torch.equal(enc(audio), enc(audio))
