@@ -296,7 +296,7 @@ class LiveSource:
             reader.start()
             try:
                 segmenter = duration = None
-                pass_end = 0.0  # latest media time (relative to the pass) seen or segmented
+                data_end = seg_end = 0.0  # end of the media read and of the windows emitted in this pass
                 waiting, deadline = "open", time.monotonic() + self.open_timeout
                 while True:
                     if stop.is_set():
@@ -320,16 +320,20 @@ class LiveSource:
                     if kind == "end":
                         if not self.loop_file:
                             raise _Lost("the stream ended", media=had_media)
-                        if not pass_end:
+                        if not data_end:
                             raise _Fatal("the file has no decodable media to loop")
                         for seg in segmenter.finish():
-                            pass_end = max(pass_end, seg.end)
+                            # a last window less than half real (e.g. AAC padding past the end) is skipped,
+                            # so the loop does not stutter on padding
+                            if seg_end and data_end - seg.start < 0.5 * self.segment.window_s:
+                                break
+                            seg_end = max(seg_end, seg.end)
                             yield "segment", self._shift(seg, pass_offset)
-                        pass_offset += max(duration or 0.0, pass_end)
+                        pass_offset += seg_end or max(duration or 0.0, data_end)
                         self.stats.loops += 1
                         break  # open the file again for the next pass
                     t, data = value
-                    pass_end = max(pass_end, t + 1e-6)
+                    data_end = max(data_end, t + (data.size / self.decode.sample_rate if kind == "audio" else 1e-6))
                     if self.loop_file:
                         paced_from = paced_from or time.monotonic()
                         if stop.wait(max(0.0, paced_from + (pass_offset + t) / self.speed - time.monotonic())):
@@ -339,7 +343,7 @@ class LiveSource:
                         yield "first", time.time()
                     waiting, deadline = "media", time.monotonic() + self.read_timeout
                     for seg in segmenter.push_video(t, data) if kind == "video" else segmenter.push_audio(t, data):
-                        pass_end = max(pass_end, seg.end)
+                        seg_end = max(seg_end, seg.end)
                         yield "segment", self._shift(seg, pass_offset)
             finally:
                 reader.cancel.set()
