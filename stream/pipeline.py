@@ -129,7 +129,7 @@ class Pipeline:
                     break
                 key = stems[source.name]
                 if self.config.resume and self.out is not None and self.out.is_done(source, key):
-                    log.info("%s: complete in %s already; skipped (--resume)", source.name, self.out.root)
+                    log.info("%s: complete in %s already; skipped (--resume)", source.shown, self.out.root)
                     self.stats.sources_skipped += 1
                     continue
                 if not seg_ch.put(_Start(key, source)):
@@ -144,7 +144,7 @@ class Pipeline:
     def _read_one(self, source: Source, key: str) -> _End:
         """Put one source's segments on the queue; return its end marker (with the error, if any)."""
         if source.error:
-            return _End(key, source, SourceError(f"{source.name}: {source.error}"))
+            return _End(key, source, SourceError(f"{source.shown}: {source.error}"))
         seg_ch = self._segments
         it: Iterator | None = None
         try:
@@ -153,8 +153,8 @@ class Pipeline:
                 t0 = time.perf_counter()
                 try:
                     item = next(it)
-                except StopIteration:
-                    return _End(key, source)
+                except StopIteration:  # a live source ends only when stopped: then it is unfinished
+                    return _End(key, source, interrupted=source.live and self._stop.is_set())
                 t1 = time.perf_counter()
                 self.stats.stage_s["decode"] += t1 - t0
                 if isinstance(item, Segment):
@@ -168,7 +168,7 @@ class Pipeline:
                     seg_ch.put(_Records(key, [item.as_record()], []))
             return _End(key, source, interrupted=True)
         except Exception as e:  # one bad source (or a decoder bug it triggers) must not end the run
-            log.error("%s: %s", source.name, e, exc_info=not isinstance(e, AvfuseError | OSError))
+            log.error("%s: %s", source.shown, e, exc_info=not isinstance(e, AvfuseError | OSError))
             return _End(key, source, e)
         finally:
             close = getattr(it, "close", None)
@@ -182,6 +182,7 @@ class Pipeline:
         smoothers: dict[str, Smoother] = {}
         trackers: dict[str, EventTracker] = {}
         failed: dict[str, BaseException] = {}
+        cut: set[str] = set()  # sources whose queued segments were dropped on stop
         last_end: dict[str, float] = {}
         out = self._records
         try:
@@ -200,6 +201,8 @@ class Pipeline:
                     smoothers.pop(first.key, None)
                     if first.error is None and first.key in failed:
                         first.error = failed[first.key]
+                    if first.key in cut:
+                        first.interrupted = True
                     if events:
                         self.stats.events += len(events)
                         self.metrics.events.inc(len(events))
@@ -210,8 +213,11 @@ class Pipeline:
                     out.put(first)
                     continue
                 items = [i for i in batch if i.key not in failed]
-                if not items or self._stop.is_set():
-                    continue  # after stop, queued segments are dropped; the markers still pass
+                if items and self._stop.is_set():
+                    cut.update(i.key for i in items)  # after stop, queued segments are dropped
+                    continue
+                if not items:
+                    continue
                 t0 = time.perf_counter()
                 try:
                     outputs = self.engine.run_segments([i.segment for i in items])
@@ -295,10 +301,10 @@ class Pipeline:
 
     def _close_source(self, end: _End) -> None:
         if end.error is not None:
-            rec = error_record(end.source.name, end.error)
+            rec = error_record(end.source.shown, end.error)
             for s in self.sinks:
                 s.write(end.key, rec)
-            self.stats.sources_failed.append((end.source.name, str(end.error)))
+            self.stats.sources_failed.append((end.source.shown, str(end.error)))
             self.metrics.sources.labels(status="failed").inc()
         for s in self.sinks:
             s.close_source(end.key, finished=not end.interrupted)

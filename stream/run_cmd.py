@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     received: list[int] = []
 
     def on_signal(signum, frame) -> None:
+        if received:  # a second signal: stop waiting for the clean shutdown
+            raise KeyboardInterrupt
         received.append(signum)
         pipeline.stop()
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from stream.redact import redact
+
 MEDIA_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".flv",
     ".wmv", ".ogv", ".3gp", ".mxf", ".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus",
@@ -31,6 +33,11 @@ class Source:
     @property
     def live(self) -> bool:
         return self.name.startswith(LIVE_SCHEMES)
+
+    @property
+    def shown(self) -> str:
+        """The name as records and logs show it: credentials in URLs replaced by ***."""
+        return redact(self.name)
 
     @property
     def path(self) -> Path | None:
