@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -262,3 +264,22 @@ def test_export_json_metadata_is_json(exported):
     for key in ("avfuse.labels", "avfuse.decode", "avfuse.tokenizer", "avfuse.model", "avfuse.version",
                 "avfuse.metrics"):
         json.loads(meta[key])
+
+
+def test_bench_model_module_imports_without_torch():
+    code = ("import sys\nclass B:\n    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'torch':\n            raise ImportError('blocked: ' + name)\n"
+            "sys.meta_path.insert(0, B())\nimport export.bench_model\nprint('torch' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
+
+
+@pytest.mark.slow
+def test_bench_model_prints_both_ratios(exported, capsys):
+    ckpt, out, _ = exported
+    code = main(["bench", "model", str(out), "--checkpoint", str(ckpt), "--rounds", "3", "--threads", "1"])
+    text = capsys.readouterr().out
+    assert code == 0
+    for runtime in ("pytorch eager", "onnxruntime fp32", "onnxruntime int8"):
+        assert text.count(runtime) >= 2  # batch 1 and 8
+    assert "onnxruntime fp32 vs PyTorch eager, batch 1:" in text and "onnxruntime int8 vs fp32, batch 8:" in text
