@@ -1,0 +1,87 @@
+"""Failures inside the pipeline: a source whose decoder breaks midway or whose segments do not fit the
+model is recorded and the others go on; a sink that fails ends the run with its error, without hanging."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from onnx_models import COLOURS, colour_model
+
+from stream.engine import Engine, EngineConfig
+from stream.pipeline import Pipeline, PipelineConfig
+from stream.segment import Present, Segment
+from stream.sinks.base import Sink
+from stream.sources import Source
+
+
+class ListSink(Sink):
+    name = "list"
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.records: list[dict] = []
+        self.closed: list[tuple[str, bool]] = []
+        self.fail_after = fail_after
+
+    def write(self, key, record):
+        if self.fail_after is not None and len(self.records) >= self.fail_after:
+            raise OSError(28, "No space left on device")
+        self.records.append(record)
+
+    def close_source(self, key, *, finished):
+        self.closed.append((key, finished))
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    return Engine(colour_model(tmp_path_factory.mktemp("m") / "colour.onnx"), EngineConfig(device="cpu", threads=1))
+
+
+def _segments(engine: Engine, source: str, n: int, *, size: int | None = None, colour="red"):
+    spec = engine.spec
+    h = size or spec.decode.height
+    frames = np.full((spec.frames, h, spec.decode.width, 3), COLOURS[colour], np.uint8)
+    for i in range(n):
+        yield Segment(source=source, index=i, start=float(i), end=i + 1.0, frames=frames,
+                      audio=np.zeros(spec.samples, np.float32), text="",
+                      present=Present(video=True, audio=False, text=False))
+
+
+def _opener(engine: Engine):
+    def opener(source: Source, stop: threading.Event):
+        if source.name == "breaks.mp4":
+            yield from _segments(engine, source.name, 3, colour="green")
+            raise RuntimeError("decoder thread crashed")
+        if source.name == "wrong-size.mp4":
+            yield from _segments(engine, source.name, 3, size=8)
+            return
+        yield from _segments(engine, source.name, 4)
+    return opener
+
+
+def test_broken_sources_are_recorded_and_the_others_finish(engine):
+    sink = ListSink()
+    pipe = Pipeline(engine, [sink], config=PipelineConfig(batch=2), opener=_opener(engine))
+    names = ["breaks.mp4", "wrong-size.mp4", "good.mp4"]
+    stats = pipe.run([Source(name=n) for n in names])
+    by_source = {n: [r for r in sink.records if r["source"] == n] for n in names}
+    assert [r["label"] for r in by_source["breaks.mp4"] if r["type"] == "segment"] == ["green"] * 3
+    assert by_source["breaks.mp4"][-1] == {"type": "error", "source": "breaks.mp4", "error": "RuntimeError",
+                                           "detail": "decoder thread crashed"}
+    assert by_source["wrong-size.mp4"][-1]["error"] == "MediaError"
+    assert "do not match the model" in by_source["wrong-size.mp4"][-1]["detail"]
+    assert [r["label"] for r in by_source["good.mp4"] if r["type"] == "segment"] == ["red"] * 4
+    assert stats.sources_ok == 1 and [s for s, _ in stats.sources_failed] == names[:2]
+    assert all(finished for _, finished in sink.closed)
+
+
+def test_a_failing_sink_ends_the_run_with_its_error_and_nothing_hangs(engine):
+    sink = ListSink(fail_after=3)
+    pipe = Pipeline(engine, [sink], config=PipelineConfig(batch=1, queue_size=2), opener=_opener(engine))
+    t0 = time.monotonic()
+    with pytest.raises(OSError, match="No space left"):
+        pipe.run([Source(name=f"good{i}.mp4") for i in range(20)])
+    assert time.monotonic() - t0 < 10
+    assert len(sink.records) == 3 and not any(finished for _, finished in sink.closed)
