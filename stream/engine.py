@@ -54,12 +54,15 @@ class EngineConfig:
     fp16: bool = False  # TensorRT fp16 kernels
     device_id: int = 0
     warmup: bool = True
+    max_batch: int = 8  # largest batch the pipeline sends (TensorRT shape profile, warm-up)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.graph_opt not in GRAPH_OPT:
             raise ConfigError(f"graph_opt must be one of {tuple(GRAPH_OPT)}, got {self.graph_opt!r}")
+        if self.max_batch < 1:
+            raise ConfigError(f"max_batch must be >= 1, got {self.max_batch}")
         if self.threads < 0 or self.inter_threads < 0 or self.device_id < 0:
             raise ConfigError(f"threads, inter_threads and device_id must be >= 0, got "
                               f"{self.threads}, {self.inter_threads}, {self.device_id}")
@@ -93,9 +96,20 @@ def _model_key(path: Path) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def _provider_options(provider: str, config: EngineConfig, cache: Path | None) -> dict:
+def trt_profile(spec: ModelSpec, batch: int) -> str:
+    """A TensorRT shape-profile string (``name:dims,...``) for ``batch`` segments of this model."""
+    shapes = {"frames": (batch, spec.frames, spec.decode.height, spec.decode.width, 3),
+              "audio": (batch, spec.samples), "tokens": (batch, spec.tokenizer.max_len), "present": (batch, 3)}
+    return ",".join(f"{name}:{'x'.join(map(str, dims))}" for name, dims in shapes.items())
+
+
+def _provider_options(provider: str, config: EngineConfig, cache: Path | None, spec: ModelSpec) -> dict:
     if provider == TRT:
-        opts = {"device_id": config.device_id, "trt_fp16_enable": config.fp16}
+        # One engine for every batch size 1..max_batch, built once (and cached) instead of once per size.
+        opts = {"device_id": config.device_id, "trt_fp16_enable": config.fp16,
+                "trt_profile_min_shapes": trt_profile(spec, 1),
+                "trt_profile_opt_shapes": trt_profile(spec, config.max_batch),
+                "trt_profile_max_shapes": trt_profile(spec, config.max_batch)}
         if cache is not None:
             opts |= {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache / "trt"),
                      "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache / "trt")}
@@ -136,6 +150,8 @@ class Engine:
         self._dtypes = {i.name: i.type for i in self.session.get_inputs()}
         if self.config.warmup:
             self.warmup()
+            if self.config.max_batch > 1 and self.providers[0] != CPU:
+                self.warmup(self.config.max_batch)
 
     def _build(self, providers: list[str]) -> ort.InferenceSession:
         cfg = self.config
@@ -165,7 +181,7 @@ class Engine:
             else:
                 so.optimized_model_filepath = str(opt)
                 so.log_severity_level = 3  # same machine, same cache: the "hardware specific" notice is moot
-        options = [_provider_options(p, cfg, cache) for p in providers]
+        options = [_provider_options(p, cfg, cache, self.spec) for p in providers]
         try:
             return ort.InferenceSession(str(source), sess_options=so, providers=providers,
                                         provider_options=options)

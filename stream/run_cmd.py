@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _configs(args: argparse.Namespace) -> tuple[EngineConfig, PipelineConfig]:
     cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
     engine = EngineConfig(device=args.device, strict_device=args.strict_device, threads=args.threads,
-                          graph_opt=args.graph_opt, cache_dir=cache, fp16=args.fp16)
+                          graph_opt=args.graph_opt, cache_dir=cache, fp16=args.fp16, max_batch=args.batch)
     post = PostprocessConfig(top_k=args.top_k, **parse_smoothing(args.smooth))
     events = EventConfig(threshold=args.threshold, min_duration_s=args.min_event_s)
     if args.resume and args.out is None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from onnx_models import COLOURS, LABELS, colour_model, expected_probs
 
-from stream.engine import CPU, CUDA, TRT, Engine, EngineConfig, select_providers
+from stream.engine import CPU, CUDA, TRT, Engine, EngineConfig, select_providers, trt_profile
 from stream.errors import ConfigError, MediaError
 from stream.segment import Present, Segment
 
@@ -104,3 +104,8 @@ def test_segment_of_the_wrong_size_is_a_media_error(model):
                   text="", present=seg.present)
     with pytest.raises(MediaError, match="clip.mp4 segment 3"):
         engine.run_segments([bad])
+
+
+def test_tensorrt_shape_profile_covers_batch_one_to_max(model):
+    spec = Engine(model, EngineConfig(device="cpu", threads=1)).spec
+    assert trt_profile(spec, 8) == "frames:8x2x32x32x3,audio:8x8000,tokens:8x8,present:8x3"

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,19 @@ def test_bench_run_exports_a_default_model_and_runs_the_naive_loop(media, capsys
     e2e = next(line for line in out.splitlines() if line.strip().startswith("end-to-end "))
     assert naive.split()[3] == e2e.split()[1]  # the same number of segments on both sides
     assert "end-to-end / naive loop" in out
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_line_only_on_a_terminal():
+    from stream.summary import Progress, RunStats
+
+    stats = RunStats(sources_ok=1, segments=5, media_s=10.0)
+    tty, pipe = _Tty(), io.StringIO()
+    with Progress(stats, 2, stream=tty, period_s=0.01), Progress(stats, 2, stream=pipe, period_s=0.01):
+        time.sleep(0.05)
+    assert "1/2 sources, 5 segments" in tty.getvalue() and "\r" in tty.getvalue()
+    assert pipe.getvalue() == ""
