@@ -77,10 +77,11 @@ class Segmenter:
             return []
         end = start + samples.size
         need = end - self._abase
-        if need > self._audio.size:
-            grow = need - self._audio.size
-            self._audio = np.concatenate([self._audio, np.zeros(grow, np.float32)])
-            self._real = np.concatenate([self._real, np.zeros(grow, bool)])
+        if need > self._audio.size:  # grow geometrically; the space past the data stays zero / not real
+            size = max(need, 2 * self._audio.size, self.S)
+            audio, real = np.zeros(size, np.float32), np.zeros(size, bool)
+            audio[:self._audio.size], real[:self._real.size] = self._audio, self._real
+            self._audio, self._real = audio, real
         self._audio[start - self._abase:end - self._abase] = samples
         self._real[start - self._abase:end - self._abase] = True
         self._aend = max(self._aend, end)
@@ -113,7 +114,7 @@ class Segmenter:
     def _ready(self, k: int) -> bool:
         end = self._start(k) + self.window
         audio_t = self._aend / self.rate if self._any_audio else -math.inf
-        video_done = self._video_t > self._sample_times(k)[-1] + EPS
+        video_done = self._video_t > self._start(k) + (self.T - 0.5) * self.window / self.T + EPS
         audio_done = self._aend >= round(self._start(k) * self.rate) + self.S
         video_ok = not self.has_video or video_done or audio_t > end + MAX_LAG_S
         audio_ok = not self.has_audio or audio_done or self._video_t > end + MAX_LAG_S
