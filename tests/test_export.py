@@ -283,3 +283,18 @@ def test_bench_model_prints_both_ratios(exported, capsys):
     for runtime in ("pytorch eager", "onnxruntime fp32", "onnxruntime int8"):
         assert text.count(runtime) >= 2  # batch 1 and 8
     assert "onnxruntime fp32 vs PyTorch eager, batch 1:" in text and "onnxruntime int8 vs fp32, batch 8:" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_avfuse_run_needs_nothing_but_the_exported_file(exported, media, tmp_path, precision):
+    _, out, _ = exported
+    model = out if precision == "fp32" else variant_path(out, "int8")
+    lonely = tmp_path / "model" / model.name  # copied away from the checkpoint, like onto an edge device
+    lonely.parent.mkdir()
+    lonely.write_bytes(model.read_bytes())
+    assert main(["run", str(lonely), str(media), "-o", str(tmp_path / "labels"), "--device", "cpu"]) == 0
+    records = [json.loads(line) for f in (tmp_path / "labels").rglob("*.jsonl") for line in f.read_text().splitlines()]
+    segments = [r for r in records if r["type"] == "segment"]
+    assert len(segments) == 3 and {r["label"] for r in segments} <= set(LABELS)
+    assert [r["start"] for r in segments] == [0.0, 1.0, 2.0]
