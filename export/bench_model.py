@@ -60,6 +60,9 @@ def _times_ms(fn, rounds: int) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from export.export_cmd import require_train_extra
+
+    require_train_extra("avfuse bench model")
     import torch
 
     from export import verify as V

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import AvfuseError, ModelError, SourceError
+from stream.errors import AvfuseError, DependencyError, ModelError, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,20 @@ def summary(result: ExportResult) -> list[str]:
     return out
 
 
+def require_train_extra(command: str) -> None:
+    """torch, onnx and onnxruntime's quantization tools come with the 'train' extra; say so if absent."""
+    import importlib
+
+    for module in ("torch", "onnx", "onnxruntime.quantization"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            raise DependencyError(f"{command} needs the 'train' extra ({e.name} is not installed): "
+                                  "pip install 'avfuse[train]'") from e
+
+
 def run(args: argparse.Namespace) -> int:
+    require_train_extra("avfuse export")
     config = ExportConfig(checkpoint=args.checkpoint, output=args.output, opset=args.opset, verify=args.verify,
                           portability=args.portability, int8=args.int8, fp16=args.fp16, calib=args.calib,
                           held_out=args.held_out, verify_sources=tuple(args.verify_sources))
