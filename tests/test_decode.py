@@ -180,3 +180,40 @@ def test_decode_thread_is_separate_and_stops(tmp_path):
     assert any(t.name.startswith("decode:") for t in threading.enumerate() if t.ident not in before)
     it.close()
     assert not any(t.name.startswith("decode:") and t.is_alive() for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("name,codec,rate,channels", [("a.flac", "flac", 48000, 2), ("a.wav", "pcm_s16le", 44100, 2),
+                                                      ("a.mkv", "pcm_s16le", 22050, 1)])
+def test_audio_sample_counts_are_exact(tmp_path, name, codec, rate, channels):
+    path = write_media(tmp_path / name, audio=AudioSpec(duration=3.0, codec=codec, rate=rate, channels=channels))
+    with open_container(path) as c:
+        items = list(decode_items(c, DecodeConfig(), DecodeStats()))
+    assert {kind for kind, _, _ in items} == {"audio"}
+    assert sum(a.size for _, _, a in items) == 48000  # 3 s at 16 kHz, whatever the input rate
+    starts = [t for _, t, _ in items]
+    sizes = [a.size for _, _, a in items]
+    assert starts[0] == 0.0 and all(math.isclose(starts[i + 1], starts[i] + sizes[i] / 16000)
+                                    for i in range(len(items) - 1))
+
+
+def test_gap_in_audio_is_kept_as_silence_at_the_right_time(tmp_path):
+    src = write_media(tmp_path / "a.mkv", audio=AudioSpec(duration=2.0, channels=1, freq=0,
+                                                          steps=(0.1, 0.2, 0.3, 0.4)))
+    gapped = tmp_path / "gap.mkv"
+    with av.open(str(src)) as inp, av.open(str(gapped), "w") as out:
+        stream = out.add_stream_from_template(inp.streams.audio[0])
+        for p in inp.demux(inp.streams.audio[0]):
+            if p.dts is None:
+                continue
+            if p.pts * p.time_base >= 1.0:  # everything from 1 s on moves 1 s later
+                shift = round(1 / p.time_base)
+                p.pts, p.dts = p.pts + shift, p.dts + shift
+            p.stream = stream
+            out.mux(p)
+    segs = list(iter_segments(gapped))
+    a = np.concatenate([s.audio for s in segs])
+    sr = 16000
+    np.testing.assert_allclose(a[int(0.2 * sr):int(0.45 * sr)], 0.1, atol=2e-3)
+    assert np.abs(a[int(1.3 * sr):int(1.9 * sr)]).max() < 1e-3  # the gap: silence, not shifted audio
+    np.testing.assert_allclose(a[int(2.6 * sr):int(2.9 * sr)], 0.4, atol=2e-3)
+    assert len(segs) == 2 and all(s.present.audio for s in segs)
