@@ -253,41 +253,37 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
             log.debug("%s: skipping corrupt %s packet at pts %s: %s", name, packet.stream.type, packet.pts, e)
             return []
 
-    try:
-        packets = container.demux(*streams)
-        while True:
-            try:
-                packet = next(packets)
-            except StopIteration:
-                break
-            except (av.error.FFmpegError, OSError) as e:
-                raise MediaError(f"{name}: reading failed after {max(last_t, 0.0):.2f} s, the file may be "
-                                 f"truncated or the connection lost ({getattr(e, 'strerror', None) or e})") from e
-            if packet.size:
-                stats.packets += 1
-            for frame in frames(packet):
-                if packet.stream is astream:
-                    stats.audio_frames += 1
-                    for t, samples in audio.push(frame):
-                        yield "audio", t, samples
-                    continue
-                stats.video_frames += 1
-                t = frame.pts * vtb - t0 if frame.pts is not None else last_t + frame_step
-                if t < last_t - EPS:
-                    log.debug("%s: video frame at %.3f s goes back in time; dropped", name, t)
-                    continue
-                if pending is not None and clock.needed(pending[0], t, last_kept):
-                    last_kept = pending[0]
-                    yield "video", pending[0], scale(pending[1])
-                pending, last_t = (t, frame), t
-        if audio is not None:
-            for t, samples in audio.push(None):
-                yield "audio", t, samples
-        if pending is not None and (astream is not None or clock.needed_last(pending[0], last_kept)):
-            yield "video", pending[0], scale(pending[1])  # with audio, windows after it may need it as padding
-    finally:
-        if audio is not None:
-            audio._resampler = None
+    packets = container.demux(*streams)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            break
+        except (av.error.FFmpegError, OSError) as e:
+            raise MediaError(f"{name}: reading failed after {max(last_t, 0.0):.2f} s, the file may be "
+                             f"truncated or the connection lost ({getattr(e, 'strerror', None) or e})") from e
+        if packet.size:
+            stats.packets += 1
+        for frame in frames(packet):
+            if packet.stream is astream:
+                stats.audio_frames += 1
+                for t, samples in audio.push(frame):
+                    yield "audio", t, samples
+                continue
+            stats.video_frames += 1
+            t = frame.pts * vtb - t0 if frame.pts is not None else last_t + frame_step
+            if t < last_t - EPS:
+                log.debug("%s: video frame at %.3f s goes back in time; dropped", name, t)
+                continue
+            if pending is not None and clock.needed(pending[0], t, last_kept):
+                last_kept = pending[0]
+                yield "video", pending[0], scale(pending[1])
+            pending, last_t = (t, frame), t
+    if audio is not None:
+        for t, samples in audio.push(None):
+            yield "audio", t, samples
+    if pending is not None and (astream is not None or clock.needed_last(pending[0], last_kept)):
+        yield "video", pending[0], scale(pending[1])  # with audio, windows after it may need it as padding
 
 
 def check_complete(container: av.container.InputContainer, end: float) -> None:
