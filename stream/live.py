@@ -10,7 +10,7 @@ timeouts (PyAV ``timeout=(open, read)``, RTSP ``timeout`` in microseconds) do no
 After a reconnect the segment index keeps counting, a :class:`Gap` says which wall-clock interval was
 lost, and media time goes on past the last segment by exactly the gap's length (so it stays monotonic
 and in step with the wall clock). ``Segment.wallclock`` is when the window closed: the wall-clock time
-the media that completed it came out of the decoder.
+the stream delivered the end of that window (see ``_CloseClock``): latency is measured from there.
 
 What counts as live (:func:`is_live`): URLs whose scheme is one of :data:`LIVE_SCHEMES`, and HTTP(S)
 URLs of HLS playlists (``.m3u8``). Other HTTP(S) URLs are read as finite files.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import queue
 import random
 import threading
@@ -127,6 +128,33 @@ class _Timed:
                 elif packet.pts is not None:
                     timed = True
             yield packet
+
+
+class _CloseClock:
+    """Wall-clock time at which a window of a connection closed.
+
+    Live: the stream's media time is tied to the wall clock by the earliest arrival seen,
+    ``anchor = min(arrival - media time)``; a window ending at media time ``e`` closed at ``anchor + e``.
+    So a reader that falls behind the stream shows up as latency, instead of being hidden by stamping
+    segments when they come out. A looped file: the paced schedule, ``start + e / speed``.
+    """
+
+    def __init__(self, speed: float | None):
+        self.speed = speed
+        self.anchor = math.inf
+
+    def arrived(self, media_t: float) -> None:
+        now = time.time()
+        if self.speed is None:
+            self.anchor = min(self.anchor, now - media_t)
+        elif self.anchor == math.inf:
+            self.anchor = now - media_t / self.speed
+
+    def close(self, media_end: float) -> float:
+        now = time.time()
+        if self.anchor == math.inf:
+            return now
+        return min(now, self.anchor + media_end / (self.speed or 1.0))
 
 
 class _Reader(threading.Thread):
@@ -283,13 +311,15 @@ class LiveSource:
     # ---- one connection: reader thread, stall watchdog, segmenter, pacing of a looped file ----
 
     def _connection(self, stop: threading.Event) -> Iterator[tuple[str, object]]:
-        """Yields ("first", wallclock) when media first arrives, then ("segment", Segment) with media
-        time counted from this connection's start; raises _Lost or _Fatal. A looped file is one
+        """Yields ("first", wall clock of its media time 0) before its first segment, then ("segment",
+        Segment) with media time counted from this connection's start; raises _Lost or _Fatal. A looped file is one
         connection: each pass gets a fresh Segmenter (windows and captions aligned with the file) and
         its segments are shifted past the previous pass."""
         had_media = False
         pass_offset = 0.0  # media time at which the current pass of a looped file starts
         paced_from = None  # monotonic clock at media time 0, for pacing a looped file
+        clock = _CloseClock(self.speed if self.loop_file else None)
+        first_sent = False
         while True:
             reader = _Reader(self.url, options=self.options(), timeouts=(self.open_timeout, self.read_timeout),
                              decode=self.decode, segment=self.segment, size=max(64, self.decode.queue_size))
@@ -328,23 +358,26 @@ class LiveSource:
                             if seg_end and data_end - seg.start < 0.5 * self.segment.window_s:
                                 break
                             seg_end = max(seg_end, seg.end)
-                            yield "segment", self._shift(seg, pass_offset)
+                            yield "segment", self._shift(seg, pass_offset, clock)
                         pass_offset += seg_end or max(duration or 0.0, data_end)
                         self.stats.loops += 1
                         break  # open the file again for the next pass
                     t, data = value
-                    data_end = max(data_end, t + (data.size / self.decode.sample_rate if kind == "audio" else 1e-6))
+                    item_end = t + (data.size / self.decode.sample_rate if kind == "audio" else 0.0)
+                    data_end = max(data_end, item_end + 1e-6)
                     if self.loop_file:
                         paced_from = paced_from or time.monotonic()
                         if stop.wait(max(0.0, paced_from + (pass_offset + t) / self.speed - time.monotonic())):
                             return
-                    if not had_media:
-                        had_media = True
-                        yield "first", time.time()
+                    had_media = True
                     waiting, deadline = "media", time.monotonic() + self.read_timeout
+                    clock.arrived(pass_offset + item_end)
                     for seg in segmenter.push_video(t, data) if kind == "video" else segmenter.push_audio(t, data):
+                        if not first_sent:  # media time 0 of this connection, on the wall clock
+                            first_sent = True
+                            yield "first", clock.close(0.0)
                         seg_end = max(seg_end, seg.end)
-                        yield "segment", self._shift(seg, pass_offset)
+                        yield "segment", self._shift(seg, pass_offset, clock)
             finally:
                 reader.cancel.set()
                 reader.join(timeout=_POLL_S * 5)
@@ -366,10 +399,10 @@ class LiveSource:
                          has_video=has_video, has_audio=has_audio)
 
     @staticmethod
-    def _shift(seg: Segment, offset: float) -> Segment:
-        """The segment moved ``offset`` seconds later in media time, stamped with the wall clock now."""
-        return dataclasses.replace(seg, start=round(seg.start + offset, 6), end=round(seg.end + offset, 6),
-                                   wallclock=time.time())
+    def _shift(seg: Segment, offset: float, clock: _CloseClock) -> Segment:
+        """The segment moved ``offset`` seconds later in media time, stamped with its window's close time."""
+        start, end = round(seg.start + offset, 6), round(seg.end + offset, 6)
+        return dataclasses.replace(seg, start=start, end=end, wallclock=clock.close(end))
 
     def _failure(self, e: BaseException, had_media: bool) -> Exception:
         """The reader's error as _Fatal (retrying cannot help) or _Lost, with the URL's secrets removed."""
