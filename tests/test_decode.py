@@ -217,3 +217,37 @@ def test_gap_in_audio_is_kept_as_silence_at_the_right_time(tmp_path):
     assert np.abs(a[int(1.3 * sr):int(1.9 * sr)]).max() < 1e-3  # the gap: silence, not shifted audio
     np.testing.assert_allclose(a[int(2.6 * sr):int(2.9 * sr)], 0.4, atol=2e-3)
     assert len(segs) == 2 and all(s.present.audio for s in segs)
+
+
+# a frame alone in the tail of window [4, 6), after its last sample time, followed by one before 6.125
+TAIL_ONLY = (0.0, 0.5, 5.9, 6.1, 6.6)
+
+
+@pytest.mark.parametrize("seed,hop", [(0, None), (1, 0.75), (2, 1.5), (3, 0.5), (TAIL_ONLY, None)])
+def test_skipping_unsampled_frames_changes_nothing(tmp_path, seed, hop):
+    """Segments from decode_items (which converts only frames that can be sampled) equal segments built
+    from every decoded frame, for irregular frame times with gaps."""
+    from stream.decode import media_start
+    from stream.segmenter import Segmenter
+
+    if isinstance(seed, tuple):
+        times = seed
+    else:
+        gaps = np.random.default_rng(seed).choice([0.01, 0.04, 0.1, 0.3, 1.7], size=40,
+                                                  p=[0.2, 0.3, 0.3, 0.15, 0.05])
+        times = tuple(np.round(np.concatenate([[0.0], np.cumsum(gaps)]), 3))
+    path = write_media(tmp_path / "vfr.mkv", video=VideoSpec(times=times, width=32, height=24))
+    dec, seg_cfg = DecodeConfig(height=16, width=16), SegmentConfig(hop_s=hop)
+    got = list(iter_segments(path, decode=dec, segment=seg_cfg))
+
+    reference = Segmenter(source="ref", decode=dec, segment=seg_cfg, has_video=True, has_audio=False)
+    scale, want = FrameScaler(dec), []
+    with av.open(str(path)) as c:
+        t0 = media_start(c)
+        for frame in c.decode(video=0):
+            want += reference.push_video(float(frame.time) - t0, scale(frame))
+    want += reference.finish()
+    assert len(got) == len(want) > 3
+    for g, w in zip(got, want, strict=True):
+        assert (g.index, g.start, g.present) == (w.index, w.start, w.present)
+        assert ids(g) == ids(w)
