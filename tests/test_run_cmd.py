@@ -148,3 +148,30 @@ def test_progress_line_only_on_a_terminal():
         time.sleep(0.05)
     assert "1/2 sources, 5 segments" in tty.getvalue() and "\r" in tty.getvalue()
     assert pipe.getvalue() == ""
+
+
+def test_resume_redoes_a_source_that_changed_since(media, tmp_path, capsys):
+    d, model = media
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name, colours in (("one.mp4", ["red"]), ("two.mp4", ["green"])):
+        colour_video(clips / name, colours, audio=False)
+    args = ["run", str(model), str(clips), "-o", str(tmp_path / "out"), "--no-cache", "--resume"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "2 skipped" in capsys.readouterr().err
+    colour_video(clips / "two.mp4", ["blue"], audio=False)  # replaced: new size or mtime
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "1 ok" in err and "1 skipped" in err
+    assert _labels(_records(tmp_path / "out" / "two.mp4.jsonl"))[0] == "blue"
+
+
+def test_sources_with_the_same_file_name_get_distinct_outputs():
+    from stream.sources import Source, output_stems
+
+    stems = output_stems([Source(name="a/clip.mp4"), Source(name="b/clip.mp4"), Source(name="c/other.mp4")])
+    assert stems["c/other.mp4"] == "other.mp4"
+    assert len({stems["a/clip.mp4"], stems["b/clip.mp4"]}) == 2
+    assert all(s.startswith("clip.mp4-") for k, s in stems.items() if "clip" in k)
