@@ -44,6 +44,8 @@ class PipelineConfig:
     post: PostprocessConfig = field(default_factory=PostprocessConfig)
     events: EventConfig = field(default_factory=EventConfig)
     resume: bool = False
+    live_transport: str = "tcp"  # RTSP over tcp or udp
+    live_timeout_s: float = 5.0  # a live source that stalls this long is reconnected
 
 
 @dataclass
@@ -78,14 +80,16 @@ class _Records:
 Opener = Callable[[Source, threading.Event], Iterable]
 
 
-def open_source(engine: Engine) -> Opener:
+def open_source(engine: Engine, config: PipelineConfig | None = None) -> Opener:
     """The default way to turn a Source into Segments (files: ``iter_segments``; live: ``LiveSource``)."""
-    spec = engine.spec
+    spec, cfg = engine.spec, config or PipelineConfig()
 
     def opener(source: Source, stop: threading.Event) -> Iterable:
         if source.live:
             from stream.live import LiveSource
-            return LiveSource(source.name, decode=spec.decode, segment=spec.segment).segments(stop)
+            live = LiveSource(source.name, decode=spec.decode, segment=spec.segment, transport=cfg.live_transport,
+                              open_timeout=cfg.live_timeout_s, read_timeout=cfg.live_timeout_s)
+            return live.segments(stop)
         from stream.segmenter import iter_segments
         return iter_segments(source.name, decode=spec.decode, segment=spec.segment)
 
@@ -98,7 +102,7 @@ class Pipeline:
         self.engine, self.sinks = engine, list(sinks)
         self.config = config or PipelineConfig()
         self.out, self.metrics = out, metrics or Metrics()
-        self.opener = opener or open_source(engine)
+        self.opener = opener or open_source(engine, self.config)
         self.stats = RunStats(device=engine.device)
         self._stop = threading.Event()
         self._errors: list[BaseException] = []

@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch", type=int, default=8, help="segments per inference batch at most")
     g.add_argument("--max-wait-ms", type=float, default=50.0, help="longest wait to fill a batch")
     g.add_argument("--queue", type=int, default=32, help="decoded segments buffered before inference")
+    g.add_argument("--live-transport", choices=("tcp", "udp"), default="tcp", help="RTSP transport")
+    g.add_argument("--live-timeout", type=float, default=5.0,
+                   help="seconds a live source may stall before it is reconnected")
     p = parser.add_argument_group("labels and events")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--smooth", default="none", help="none, mean:K (moving average of K segments) or ema:ALPHA")
@@ -72,7 +75,8 @@ def _configs(args: argparse.Namespace) -> tuple[EngineConfig, PipelineConfig]:
     if args.resume and args.out is None:
         raise ConfigError("--resume needs -o OUT (it looks there for the completed sources)")
     pipeline = PipelineConfig(batch=args.batch, max_wait_ms=args.max_wait_ms, queue_size=args.queue, post=post,
-                              events=events, resume=args.resume)
+                              events=events, resume=args.resume, live_transport=args.live_transport,
+                              live_timeout_s=args.live_timeout)
     return engine, pipeline
 
 
