@@ -46,7 +46,8 @@ class RunStats:
 
     def as_dict(self) -> dict:
         return {
-            "sources": self.sources_ok + len(self.sources_failed), "ok": self.sources_ok,
+            "sources": self.sources_ok + len(self.sources_failed) + self.sources_skipped + self.sources_interrupted,
+            "ok": self.sources_ok,
             "failed": len(self.sources_failed), "skipped": self.sources_skipped,
             "interrupted": self.sources_interrupted, "segments": self.segments, "events": self.events,
             "dropped": self.dropped, "media_s": round(self.media_s, 3), "wall_s": round(self.wall_s, 3),
