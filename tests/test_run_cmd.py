@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import onnxruntime
 import pytest
 from onnx_models import colour_model, colour_video
 
@@ -175,3 +176,14 @@ def test_sources_with_the_same_file_name_get_distinct_outputs():
     assert stems["c/other.mp4"] == "other.mp4"
     assert len({stems["a/clip.mp4"], stems["b/clip.mp4"]}) == 2
     assert all(s.startswith("clip.mp4-") for k, s in stems.items() if "clip" in k)
+
+
+def test_real_720p_clip_with_5_1_audio(media, bunny, tmp_path, caplog):
+    _, model = media
+    rc = main(["run", str(model), str(bunny), "-o", str(tmp_path), "--no-cache", "--device", "tensorrt"])
+    assert rc == 0
+    segs = [r for r in _records(tmp_path / "bigbuckbunny.mp4.jsonl") if r["type"] == "segment"]
+    assert [r["index"] for r in segs] == list(range(6))  # 5.3 s in 1 s windows
+    assert all(r["present"]["video"] and r["present"]["audio"] for r in segs)
+    if "TensorrtExecutionProvider" not in onnxruntime.get_available_providers():
+        assert "falling back to cpu" in caplog.text
