@@ -74,12 +74,30 @@ def _const_tensor(proto: onnx.ModelProto, name: str) -> tuple[str, np.ndarray] |
     return None
 
 
-def compress_frontend(proto: onnx.ModelProto, *, min_size: int = 4096) -> int:
-    """Store the fp32 frontend's large constant Conv kernels as int8 + per-output-channel scale.
+def _stored(w: np.ndarray, base: str, storage: str) -> tuple[list[onnx.TensorProto], onnx.NodeProto, int]:
+    """Initializers holding ``w`` compactly and the node that rebuilds the fp32 kernel from them."""
+    if storage == "fp16":
+        half = w.astype(np.float16)
+        node = helper.make_node("Cast", [base], [base + "_fp32"], name=base + "/Cast", to=onnx.TensorProto.FLOAT)
+        return [numpy_helper.from_array(half, base)], node, half.nbytes
+    scale = (np.abs(w).reshape(w.shape[0], -1).max(axis=1) / 127.0).astype(np.float32)
+    scale[scale == 0] = 1.0
+    q = np.clip(np.round(w / scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(np.int8)
+    node = helper.make_node("DequantizeLinear", [base, base + "_scale"], [base + "_fp32"], name=base + "/Dequantize",
+                            axis=0)
+    return [numpy_helper.from_array(q, base), numpy_helper.from_array(scale, base + "_scale")], node, \
+        q.nbytes + scale.nbytes
 
-    A ``DequantizeLinear`` rebuilds the fp32 kernel, so the convolution still runs in fp32 (onnxruntime
-    folds the dequantisation at load). Returns the bytes saved.
+
+def compress_frontend(proto: onnx.ModelProto, *, storage: str = "int8", min_size: int = 4096) -> int:
+    """Store the fp32 frontend's large constant Conv kernels compactly: ``int8`` with a per-output-channel
+    scale (rebuilt by ``DequantizeLinear``) or ``fp16`` (rebuilt by ``Cast``).
+
+    The convolution itself still runs in fp32 on fp32 activations (onnxruntime folds the rebuild at
+    load): only the stored kernel loses precision. Returns the bytes saved.
     """
+    if storage not in ("int8", "fp16"):
+        raise ValueError(f"storage must be int8 or fp16, got {storage!r}")
     saved = 0
     producers = {o: n for n in proto.graph.node for o in n.output}
     for node in list(proto.graph.node):
@@ -89,27 +107,22 @@ def compress_frontend(proto: onnx.ModelProto, *, min_size: int = 4096) -> int:
         if found is None or found[1].dtype != np.float32 or found[1].size < min_size:
             continue
         kind, w = found
-        scale = (np.abs(w).reshape(w.shape[0], -1).max(axis=1) / 127.0).astype(np.float32)
-        scale[scale == 0] = 1.0
-        q = np.clip(np.round(w / scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(np.int8)
-        base = f"{node.name}/weight_int8"
-        proto.graph.initializer.extend([numpy_helper.from_array(q, base), numpy_helper.from_array(scale,
-                                                                                                   base + "_scale")])
-        dq = helper.make_node("DequantizeLinear", [base, base + "_scale"], [base + "_dq"], name=base + "/Dequantize",
-                              axis=0)
+        base = f"{node.name}/weight_{storage}"
+        tensors, rebuild, nbytes = _stored(w, base, storage)
+        proto.graph.initializer.extend(tensors)
         old = node.input[1]
-        node.input[1] = base + "_dq"
-        proto.graph.node.insert(list(proto.graph.node).index(node), dq)
-        users = [n for n in proto.graph.node if old in n.input]
-        if not users:  # drop the fp32 original
+        node.input[1] = rebuild.output[0]
+        proto.graph.node.insert(list(proto.graph.node).index(node), rebuild)
+        if not any(old in n.input for n in proto.graph.node):  # drop the fp32 original
             if kind == "initializer":
                 keep = [i for i in proto.graph.initializer if i.name != old]
                 del proto.graph.initializer[:]
                 proto.graph.initializer.extend(keep)
             else:
                 proto.graph.node.remove(producers[old])
-        saved += w.nbytes - q.nbytes - scale.nbytes
-        log.info("int8: %s kernel %s stored as int8 (weight-only), %d kB saved", node.name, w.shape, saved // 1024)
+        saved += w.nbytes - nbytes
+        log.info("%s: %s kernel %s stored as %s (weight-only), %d kB saved", storage, node.name, w.shape, storage,
+                 (w.nbytes - nbytes) // 1024)
     return saved
 
 
