@@ -7,11 +7,20 @@ Every ``WINDOW_S`` seconds of a video carries three independent binary factors:
 - audio: a tone, ``low`` (220-380 Hz) or ``high`` (1800-2600 Hz), under white noise and noise bursts;
 - text: a caption holding one word of the ``calm`` or of the ``alert`` group among distractor words.
 
-The class is ``{mood}_{harmony}``: mood is the caption's word group, harmony is ``match`` when shape and
-tone agree (circle with low, square with high) and ``clash`` otherwise. Harmony is an XOR of video and
-audio, so one modality alone predicts the class no better than chance (video or audio: 1 in 4; text:
-1 in 2), any two leave two classes open, and only all three fix it. The eight factor combinations are
-dealt out equally (a shuffled deck), so this holds in every generated set, not only on average.
+Two rules map the factors to one of four classes (``--rule``):
+
+- ``count`` (default): the alarm level is how many of the three factors are "sharp" (a square, a high
+  tone, an alert word): ``calm`` (0), ``uneasy`` (1), ``tense`` (2), ``alarm`` (3). Combinations are
+  dealt so the four classes are equally frequent (levels 0 and 3 three times as often per combination).
+  One modality alone predicts the class right at most 1 time in 2 (chance: 1 in 4), two at most 2 in 3,
+  only all three always. Each factor moves the level on its own, so each encoder gets a learning
+  signal from the start: a small CNN, log-mel CNN and GRU learn it from a few dozen videos.
+- ``xor``: ``{mood}_{harmony}``, harmony is ``match`` when shape and tone agree (circle with low, square
+  with high), ``clash`` otherwise. Video or audio alone: 1 in 4 (chance), text alone or any two: 1 in 2.
+  The hard setting: shape and tone carry no signal until both are learned, so it needs far more data.
+
+Combinations are dealt from a shuffled deck, so these figures hold in every generated set of full
+decks, not only on average.
 
 Some windows have no caption and some files have no audio track (the class is then not fully
 determined: the model must learn to lean on what is present). Most files are MP4 (H.264 + AAC) with a
@@ -47,9 +56,18 @@ SAMPLES_PER_WINDOW = round(SAMPLE_RATE * WINDOW_S)
 SHAPES = ("circle", "square")
 TONES = ("low", "high")
 MOODS = ("calm", "alert")
-LABELS = ("calm_match", "calm_clash", "alert_match", "alert_clash")
-RULE = ("label = {mood}_{harmony}; mood = the caption's word group (calm | alert); harmony = match when "
-        "(shape, tone) is (circle, low) or (square, high), clash otherwise (shape XOR tone)")
+LEVELS = ("calm", "uneasy", "tense", "alarm")
+XOR_LABELS = ("calm_match", "calm_clash", "alert_match", "alert_clash")
+RULES = {
+    "count": "label = the number of sharp factors (square shape, high tone, a caption word of the alert group): "
+             "0 calm, 1 uneasy, 2 tense, 3 alarm",
+    "xor": "label = {mood}_{harmony}; mood = the caption's word group (calm | alert); harmony = match when "
+           "(shape, tone) is (circle, low) or (square, high), clash otherwise (shape XOR tone)",
+}
+LABELS = {"count": LEVELS, "xor": XOR_LABELS}
+# Combination c (bit 0: square, bit 1: high tone, bit 2: alert words) -> copies per deck; the count rule
+# deals levels 0 and 3 (one combination each) three times so that all four classes are equally frequent.
+DECKS = {"count": (3, 1, 1, 1, 1, 1, 1, 3), "xor": (1,) * 8}
 WORDS = {
     "calm": ("river", "meadow", "cloud", "pillow", "breeze", "garden"),
     "alert": ("siren", "alarm", "thunder", "danger", "storm", "panic"),
@@ -69,8 +87,11 @@ class SynthConfig:
     caption_drop: float = 0.15  # fraction of windows without a caption
     no_audio: float = 0.15  # fraction of files without an audio track
     mkv: float = 0.25  # fraction of files with embedded subtitles in .mkv instead of a sidecar .srt
+    rule: str = "count"  # count | xor
 
     def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ConfigError(f"rule must be one of {tuple(RULES)}, got {self.rule!r}")
         if self.videos < 1 or self.test_videos < 0:
             raise ConfigError(f"videos must be >= 1 and test_videos >= 0, got {self.videos}, {self.test_videos}")
         windows = self.seconds / WINDOW_S
@@ -114,8 +135,11 @@ class SynthInfo:
     seconds_taken: float
 
 
-def label_of(shape: str, tone: str, mood: str) -> str:
-    harmony = "match" if SHAPES.index(shape) == TONES.index(tone) else "clash"
+def label_of(shape: str, tone: str, mood: str, rule: str = "count") -> str:
+    sharp = (SHAPES.index(shape), TONES.index(tone), MOODS.index(mood))
+    if rule == "count":
+        return LEVELS[sum(sharp)]
+    harmony = "match" if sharp[0] == sharp[1] else "clash"
     return f"{mood}_{harmony}"
 
 
@@ -132,10 +156,12 @@ def best_single_factor_accuracy(windows: list[Window] | tuple[Window, ...], fact
 
 
 def _plan(cfg: SynthConfig, count: int, stream_id: int, prefix: str, out_dir: Path) -> list[dict]:
-    """Factors and file kinds for ``count`` videos; each of the 8 combinations dealt out equally."""
+    """Factors and file kinds for ``count`` videos; combinations dealt from shuffled decks."""
     rng = np.random.default_rng([cfg.seed, stream_id, 0])
     total = count * cfg.windows
-    deck = rng.permutation(np.resize(np.arange(8), total))
+    one_deck = np.repeat(np.arange(8), DECKS[cfg.rule])
+    decks = [rng.permutation(one_deck) for _ in range(-(-total // len(one_deck)))]
+    deck = rng.permutation(np.concatenate(decks)[:total])
     no_audio = set(rng.choice(count, size=round(count * cfg.no_audio), replace=False).tolist())
     mkv = set(rng.choice(count, size=round(count * cfg.mkv), replace=False).tolist())
     files = []
@@ -148,7 +174,7 @@ def _plan(cfg: SynthConfig, count: int, stream_id: int, prefix: str, out_dir: Pa
             caption = "" if rng.random() < cfg.caption_drop else _caption(rng, mood)
             windows.append(Window(path=name, start=k * WINDOW_S, end=(k + 1) * WINDOW_S, shape=shape, tone=tone,
                                   mood=mood, caption=caption, has_audio=i not in no_audio,
-                                  label=label_of(shape, tone, mood)))
+                                  label=label_of(shape, tone, mood, cfg.rule)))
         files.append({"path": out_dir / name, "windows": windows, "seed": [cfg.seed, stream_id, i + 1]})
     return files
 
@@ -292,18 +318,18 @@ def _build(cfg: SynthConfig, out_dir: Path, count: int, stream_id: int, prefix: 
 
 def synthesize(out_dir: str | Path, *, videos: int, test_videos: int, seed: int = 0, seconds: float = 8.0,
                width: int = 128, height: int = 128, caption_drop: float = 0.15, no_audio: float = 0.15,
-               mkv: float = 0.25) -> SynthInfo:
+               mkv: float = 0.25, rule: str = "count") -> SynthInfo:
     """Write ``videos`` training videos (``OUT/manifest.csv``) and ``test_videos`` held-out ones rendered
     from other seeds (``OUT/test/manifest.csv``), plus ``OUT/info.json`` describing classes and rule."""
     cfg = SynthConfig(videos=videos, test_videos=test_videos, seed=seed, seconds=seconds, width=width,
-                      height=height, caption_drop=caption_drop, no_audio=no_audio, mkv=mkv)
+                      height=height, caption_drop=caption_drop, no_audio=no_audio, mkv=mkv, rule=rule)
     out = Path(out_dir)
     began = time.perf_counter()
     train = _build(cfg, out, cfg.videos, 1, "v")
     test = _build(cfg, out / "test", cfg.test_videos, 2, "t") if cfg.test_videos else []
     info = {
-        "classes": list(LABELS),
-        "rule": RULE,
+        "classes": list(LABELS[cfg.rule]),
+        "rule": RULES[cfg.rule],
         "factors": {"video": list(SHAPES), "audio": list(TONES), "text": WORDS, "distractor_words": DISTRACTORS},
         "best_accuracy_from_one_factor": {
             factor: round(best_single_factor_accuracy(train, factor), 3) for factor in ("shape", "tone", "mood")},
@@ -318,5 +344,5 @@ def synthesize(out_dir: str | Path, *, videos: int, test_videos: int, seed: int 
     log.info("wrote %d + %d videos (%d + %d labelled windows) to %s in %.1f s",
              cfg.videos, cfg.test_videos, len(train), len(test), out, took)
     return SynthInfo(out_dir=out, manifest=out / "manifest.csv",
-                     test_manifest=out / "test" / "manifest.csv" if test else None, labels=LABELS, rule=RULE,
-                     train=tuple(train), test=tuple(test), seconds_taken=took)
+                     test_manifest=out / "test" / "manifest.csv" if test else None, labels=LABELS[cfg.rule],
+                     rule=RULES[cfg.rule], train=tuple(train), test=tuple(test), seconds_taken=took)

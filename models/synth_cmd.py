@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each video, a multiple of 2 s")
     parser.add_argument("--size", type=_size, default=(128, 128), metavar="WxH", help="frame size (default 128x128)")
+    parser.add_argument("--rule", choices=("count", "xor"), default="count",
+                        help="count: alarm level = sharp factors present (default); xor: the hard setting")
     parser.add_argument("--overwrite", action="store_true", help="write into OUT even if it holds a data set")
 
 
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     test_videos = max(1, args.videos // 3) if args.test_videos is None else args.test_videos
     width, height = args.size
     info = synthesize(out, videos=args.videos, test_videos=test_videos, seed=args.seed, seconds=args.seconds,
-                      width=width, height=height)
+                      width=width, height=height, rule=args.rule)
     print(f"wrote {len(info.train)} training windows ({args.videos} videos) to {info.manifest}")
     if info.test_manifest:
         print(f"wrote {len(info.test)} held-out windows ({test_videos} videos) to {info.test_manifest}")

@@ -15,7 +15,7 @@ import numpy as np
 import pysubs2
 import pytest
 
-from models.synth import LABELS, WORDS, best_single_factor_accuracy, label_of, synthesize
+from models.synth import LEVELS, WORDS, XOR_LABELS, best_single_factor_accuracy, label_of, synthesize
 from stream.cli import main
 from stream.errors import ConfigError
 
@@ -24,8 +24,8 @@ FACTORS = ("shape", "tone", "mood")
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    # 8 videos x 4 windows = 32 windows: four full decks of the 8 factor combinations.
-    return synthesize(tmp_path_factory.mktemp("synth"), videos=8, test_videos=3, seed=7)
+    # 6 videos x 4 windows = 24 windows: two full decks of the count rule (12 combinations each).
+    return synthesize(tmp_path_factory.mktemp("synth"), videos=6, test_videos=3, seed=7)
 
 
 def _rows(csv_path: Path) -> list[dict]:
@@ -33,13 +33,22 @@ def _rows(csv_path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def _best_accuracy(windows, factors: tuple[str, ...]) -> float:
+    """Accuracy of the best predictor of the label that sees only ``factors``."""
+    table = Counter((tuple(getattr(w, f) for f in factors), w.label) for w in windows)
+    best: dict[tuple, int] = {}
+    for (key, _), n in table.items():
+        best[key] = max(best.get(key, 0), n)
+    return sum(best.values()) / len(windows)
+
+
 def test_manifest_lists_every_window_with_relative_paths(synth):
     rows = _rows(synth.manifest)
     assert list(rows[0]) == ["path", "start", "end", "label"]
-    assert len(rows) == 8 * 4
+    assert len(rows) == 6 * 4
     for row in rows:
         assert (synth.manifest.parent / row["path"]).is_file()
-        assert row["label"] in LABELS
+        assert row["label"] in LEVELS
         assert float(row["end"]) - float(row["start"]) == 2.0
     by_file = Counter(row["path"] for row in rows)
     assert set(by_file.values()) == {4}
@@ -47,27 +56,36 @@ def test_manifest_lists_every_window_with_relative_paths(synth):
     assert len(test_rows) == 3 * 4
     assert all((synth.test_manifest.parent / r["path"]).is_file() for r in test_rows)
     info = json.loads((synth.out_dir / "info.json").read_text())
-    assert info["classes"] == list(LABELS) and "XOR" in info["rule"]
+    assert info["classes"] == list(LEVELS) and "number of sharp factors" in info["rule"]
+    assert info["best_accuracy_from_one_factor"] == {"shape": 0.5, "tone": 0.5, "mood": 0.5}
 
 
-def test_no_single_modality_suffices(synth):
+def test_no_single_modality_suffices_under_the_count_rule(synth):
     windows = synth.train
-    assert Counter(w.label for w in windows) == {label: 8 for label in LABELS}
+    assert Counter(w.label for w in windows) == dict.fromkeys(LEVELS, 6)  # balanced classes
     for factor in FACTORS:
         for value in {getattr(w, factor) for w in windows}:
             given = Counter(w.label for w in windows if getattr(w, factor) == value)
-            # Given one factor, at least two classes stay equally likely.
-            assert len(given) >= 2 and max(given.values()) == min(given.values())
-        assert best_single_factor_accuracy(windows, factor) <= 0.5
-    assert best_single_factor_accuracy(windows, "shape") == best_single_factor_accuracy(windows, "tone") == 0.25
-    for a, b in itertools.combinations(FACTORS, 2):  # no pair suffices either
-        pairs = Counter((getattr(w, a), getattr(w, b), w.label) for w in windows)
-        per_pair = Counter((x, y) for x, y, _ in pairs)
-        assert all(n == 2 for n in per_pair.values())
-    # All three together fix the class.
+            assert len(given) == 3  # one factor leaves three classes open
+        assert _best_accuracy(windows, (factor,)) == best_single_factor_accuracy(windows, factor) == 0.5
+    for pair in itertools.combinations(FACTORS, 2):
+        assert _best_accuracy(windows, pair) == pytest.approx(2 / 3)
+    assert _best_accuracy(windows, FACTORS) == 1.0
     for shape, tone, mood in itertools.product(("circle", "square"), ("low", "high"), ("calm", "alert")):
         labels = {w.label for w in windows if (w.shape, w.tone, w.mood) == (shape, tone, mood)}
-        assert labels == {label_of(shape, tone, mood)}
+        assert labels == {label_of(shape, tone, mood, "count")}
+        # each factor moves the level on its own: a learning signal for each encoder from the start
+        assert LEVELS.index(label_of("square", tone, mood)) == LEVELS.index(label_of("circle", tone, mood)) + 1
+
+
+def test_under_the_xor_rule_no_pair_suffices_either(tmp_path):
+    info = synthesize(tmp_path, videos=4, test_videos=0, seed=2, width=32, height=32, rule="xor")
+    windows = info.train  # 16 windows: two full decks of the 8 combinations
+    assert info.labels == XOR_LABELS and Counter(w.label for w in windows) == dict.fromkeys(XOR_LABELS, 4)
+    assert [_best_accuracy(windows, (f,)) for f in FACTORS] == [0.25, 0.25, 0.5]
+    assert [_best_accuracy(windows, pair) for pair in itertools.combinations(FACTORS, 2)] == [0.5, 0.5, 0.5]
+    assert _best_accuracy(windows, FACTORS) == 1.0
+    assert {r["label"] for r in _rows(info.manifest)} == set(XOR_LABELS)
 
 
 def test_videos_decode_with_the_planned_audio_and_captions(synth):
@@ -153,7 +171,7 @@ def test_cli_writes_a_data_set_without_torch_and_refuses_to_overwrite(tmp_path):
             "--size", "64x48"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "wrote 2 training windows" in done.stdout and "calm_match" in done.stdout
+    assert "wrote 2 training windows" in done.stdout and "uneasy" in done.stdout
     with av.open(str(out / "test" / _rows(out / "test" / "manifest.csv")[0]["path"])) as c:
         assert (c.streams.video[0].width, c.streams.video[0].height) == (64, 48)
     assert main(["synth", str(out), "--videos", "2"]) == 1  # already holds a data set
