@@ -6,11 +6,11 @@ projection / fusion layers (weights per channel, activations per tensor, MinMax 
 What stays fp32, and why:
 - every GRU (text encoder, sequential fusion): recurrent state accumulates quantization error step by
   step, and ``GRU`` is not in the quantized op types;
-- the log-mel frontend (``/audio/frontend/...``, a DFT ``Conv`` and the mel ``MatMul``): its power
-  spectrum spans ~1e-6..1e5, which 8-bit per-tensor activations cannot hold, so quiet bands would
-  collapse to the log floor. Its fixed DFT kernel is instead stored as int8 weights with a per-row
-  scale and a ``DequantizeLinear`` in front of the fp32 convolution (weight-only; see
-  :func:`compress_frontend`): that makes the file smaller without touching activation precision.
+- the log-mel frontend's activations (``/audio/frontend/...``, a DFT ``Conv`` and the mel ``MatMul``):
+  its power spectrum spans ~1e-6..1e5, which 8-bit per-tensor activations cannot hold, so quiet
+  bands would collapse to the log floor. Its fixed DFT kernel and mel matrix are instead stored as
+  int8 with a per-row scale and a ``DequantizeLinear`` in front of the fp32 operation (weight-only;
+  see :func:`compress_frontend`): the file gets smaller, the activations keep full precision.
 
 ``quant_pre_process`` (symbolic shape inference and ORT's basic graph optimisations) runs first, as
 onnxruntime recommends. The node names from the TorchScript exporter are module paths, which is how
@@ -33,6 +33,7 @@ from stream.errors import ModelError
 log = logging.getLogger(__name__)
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+WEIGHT_INPUTS = {"Conv": (1,), "MatMul": (0, 1)}  # which inputs of a frontend node may be a constant kernel
 FP32_SCOPES = ("/audio/frontend/",)  # node-name prefixes whose activations stay fp32
 
 
@@ -90,10 +91,10 @@ def _stored(w: np.ndarray, base: str, storage: str) -> tuple[list[onnx.TensorPro
 
 
 def compress_frontend(proto: onnx.ModelProto, *, storage: str = "int8", min_size: int = 4096) -> int:
-    """Store the fp32 frontend's large constant Conv kernels compactly: ``int8`` with a per-output-channel
-    scale (rebuilt by ``DequantizeLinear``) or ``fp16`` (rebuilt by ``Cast``).
+    """Store the fp32 frontend's large constants (DFT kernel, mel matrix) compactly: ``int8`` with a scale
+    per row of axis 0 (rebuilt by ``DequantizeLinear``) or ``fp16`` (rebuilt by ``Cast``).
 
-    The convolution itself still runs in fp32 on fp32 activations (onnxruntime folds the rebuild at
+    The operation itself still runs in fp32 on fp32 activations (onnxruntime folds the rebuild at
     load): only the stored kernel loses precision. Returns the bytes saved.
     """
     if storage not in ("int8", "fp16"):
@@ -101,17 +102,21 @@ def compress_frontend(proto: onnx.ModelProto, *, storage: str = "int8", min_size
     saved = 0
     producers = {o: n for n in proto.graph.node for o in n.output}
     for node in list(proto.graph.node):
-        if node.op_type != "Conv" or not node.name.startswith(FP32_SCOPES) or len(node.input) < 2:
+        if node.op_type not in WEIGHT_INPUTS or not node.name.startswith(FP32_SCOPES):
             continue
-        found = _const_tensor(proto, node.input[1])
-        if found is None or found[1].dtype != np.float32 or found[1].size < min_size:
+        for index in WEIGHT_INPUTS[node.op_type]:
+            if index < len(node.input):
+                found = _const_tensor(proto, node.input[index])
+                if found is not None and found[1].dtype == np.float32 and found[1].size >= min_size:
+                    break
+        else:
             continue
         kind, w = found
         base = f"{node.name}/weight_{storage}"
         tensors, rebuild, nbytes = _stored(w, base, storage)
         proto.graph.initializer.extend(tensors)
-        old = node.input[1]
-        node.input[1] = rebuild.output[0]
+        old = node.input[index]
+        node.input[index] = rebuild.output[0]
         proto.graph.node.insert(list(proto.graph.node).index(node), rebuild)
         if not any(old in n.input for n in proto.graph.node):  # drop the fp32 original
             if kind == "initializer":
