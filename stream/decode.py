@@ -271,7 +271,10 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
                     yield "audio", t, samples
                 continue
             stats.video_frames += 1
-            t = frame.pts * vtb - t0 if frame.pts is not None else last_t + frame_step
+            if frame.pts is not None:
+                t = frame.pts * vtb - t0
+            else:  # a raw elementary stream has no timestamps: count frames at the stream's rate
+                t = last_t + frame_step if last_t > -math.inf else 0.0
             if t < last_t - EPS:
                 log.debug("%s: video frame at %.3f s goes back in time; dropped", name, t)
                 continue

@@ -251,3 +251,19 @@ def test_skipping_unsampled_frames_changes_nothing(tmp_path, seed, hop):
     for g, w in zip(got, want, strict=True):
         assert (g.index, g.start, g.present) == (w.index, w.start, w.present)
         assert ids(g) == ids(w)
+
+
+def test_raw_h264_without_timestamps_is_timed_by_frame_count(tmp_path):
+    """A raw H.264 elementary stream carries no pts: frames are timed at the stream's rate (25 fps here,
+    as the ffmpeg command line reads it), starting at 0."""
+    spec = VideoSpec(frames=60, fps=25, codec="libx264", width=64, height=48)
+    src, raw = write_media(tmp_path / "v.mp4", video=spec), tmp_path / "v.h264"
+    with av.open(str(src)) as inp, av.open(str(raw), "w", format="h264") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for p in inp.demux(inp.streams.video[0]):
+            if p.dts is not None:
+                p.stream = stream
+                out.mux(p)
+    segs = list(iter_segments(raw))
+    assert [(s.start, s.end) for s in segs] == [(0.0, 2.0), (2.0, 4.0)]
+    assert [ids(s) for s in segs] == expected_ids(spec.frame_times(), 2)
