@@ -45,30 +45,37 @@ def prefetch(upstream: Iterable[T], size: int, *, name: str = "prefetch") -> Ite
         return False
 
     def produce() -> None:
-        it = iter(upstream)
         try:
-            for item in it:
-                if not put(item):
-                    break
-            else:
-                put(_Done())
-        except BaseException as e:  # forwarded to the consumer, which re-raises it
-            put(_Failed(e))
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                try:
+            it = iter(upstream)
+            try:
+                for item in it:
+                    if not put(item):
+                        return
+            finally:
+                close = getattr(it, "close", None)
+                if close is not None:
                     close()  # runs the upstream's finally blocks in the thread that ran it
-                except Exception:
-                    log.exception("%s: error while closing the upstream", name)
+        except BaseException as e:  # forwarded to the consumer, which re-raises it
+            if not put(_Failed(e)):
+                log.warning("%s: upstream failed after the consumer stopped: %s", name, e)
+        else:
+            put(_Done())
 
     thread = threading.Thread(target=produce, name=name, daemon=True)
+
+    def _get():
+        while True:
+            try:
+                return q.get(timeout=_POLL_S)
+            except queue.Empty:
+                if not thread.is_alive() and q.empty():
+                    raise RuntimeError(f"{name}: the producer thread ended without a result") from None
 
     def consume() -> Iterator[T]:
         thread.start()
         try:
             while True:
-                item = q.get()
+                item = _get()
                 if isinstance(item, _Done):
                     return
                 if isinstance(item, _Failed):

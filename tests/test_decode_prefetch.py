@@ -57,6 +57,26 @@ def test_upstream_exception_reaches_the_consumer():
     assert got == [1, 2]
 
 
+def test_an_upstream_that_cannot_start_or_fails_to_close_reaches_the_consumer():
+    class Unopenable:
+        def __iter__(self):
+            raise OSError("cannot open the source")
+
+    with pytest.raises(OSError, match="cannot open"):
+        list(prefetch(Unopenable(), 2, name="pf-iter"))
+
+    def gen():
+        try:
+            yield 1
+        finally:
+            raise RuntimeError("close failed")
+
+    it = prefetch(gen(), 2, name="pf-close")
+    assert next(it) == 1
+    with pytest.raises(RuntimeError, match="close failed"):
+        next(it)
+
+
 def test_consumer_stopping_early_stops_the_producer_and_runs_its_cleanup():
     cleaned = threading.Event()
 
