@@ -41,6 +41,7 @@ class Variant:
     size: int
     lines: tuple[str, ...] = ()
     held_out_accuracy: float | None = None
+    held_out_agreement: float | None = None  # share of held-out segments with fp32's top-1 class
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,14 +97,16 @@ def _manifest_inputs(csv: Path, spec_decode: dict, labels: tuple[str, ...], toke
     return inputs, np.asarray(ds.labels)[idx]
 
 
-def _held_out_accuracy(path: Path, data) -> float | None:
+def _held_out(path: Path, data) -> tuple[float | None, np.ndarray | None]:
+    """Accuracy on the held-out segments ``data = (inputs, labels)`` and the predicted classes."""
     from export.quantize import accuracy
     from export.verify import run_onnxruntime
 
     if data is None:
-        return None
+        return None, None
     inputs, labels = data
-    return accuracy(run_onnxruntime(path, inputs, batch=16)["probs"], labels)
+    probs = run_onnxruntime(path, inputs, batch=16)["probs"]
+    return accuracy(probs, labels), probs.argmax(1)
 
 
 def export(config: ExportConfig) -> ExportResult:
@@ -145,9 +148,11 @@ def export(config: ExportConfig) -> ExportResult:
         proto = export_model(model, info, output, opset=config.opset)
         save(proto, tmp)
         lines = V.verify_fp32(model, tmp, rows, portability=config.portability).lines() if config.verify else ()
-        acc = _held_out_accuracy(tmp, held_out)
+        acc, top1 = _held_out(tmp, held_out)
     result.variants.append(Variant(precision="fp32", path=output, size=output.stat().st_size, lines=tuple(lines),
                                    held_out_accuracy=acc))
+    if held_out is not None:
+        held_out = (*held_out, top1)
     log.info("wrote %s (%d bytes)", output, output.stat().st_size)
 
     reference = V.run_torch(model, rows, batch=5) if rows is not None else None
@@ -165,13 +170,16 @@ def _finish_variant(precision: str, path: Path, tmp: Path, rows, reference, held
     from export import verify as V
     from export.quantize import set_precision
 
-    acc = _held_out_accuracy(tmp, held_out)
+    acc, top1 = _held_out(tmp, held_out[:2] if held_out is not None else None)
+    agreement = float((top1 == held_out[2]).mean()) if top1 is not None else None
     proto = onnx.load(str(tmp))
-    figures = {**extra, "held_out_accuracy": acc} if acc is not None else extra
+    figures = {**extra, "held_out_accuracy": acc, "held_out_top1_agreement_with_fp32": agreement} \
+        if acc is not None else extra
     set_precision(proto, precision, figures)
     onnx.save_model(proto, str(tmp))
     lines = V.verify_variant(reference, tmp, rows, tol).lines() if reference is not None else []
-    return Variant(precision=precision, path=path, size=tmp.stat().st_size, lines=tuple(lines), held_out_accuracy=acc)
+    return Variant(precision=precision, path=path, size=tmp.stat().st_size, lines=tuple(lines), held_out_accuracy=acc,
+                   held_out_agreement=agreement)
 
 
 def _int8(config, output, proto, rows, reference, held_out, tok, decode, labels) -> Variant:
@@ -223,6 +231,8 @@ def summary(result: ExportResult) -> list[str]:
         acc = f"  held-out accuracy {v.held_out_accuracy:.4f}" if v.held_out_accuracy is not None else ""
         if v is not fp32 and v.held_out_accuracy is not None and fp32.held_out_accuracy is not None:
             acc += f" ({100 * (v.held_out_accuracy - fp32.held_out_accuracy):+.2f} points)"
+        if v.held_out_agreement is not None:
+            acc += f", same top-1 as fp32 on {100 * v.held_out_agreement:.1f}%"
         out.append(f"{v.precision:<5} {v.path}  {v.size / 1e6:.2f} MB{ratio}{acc}")
         out += [f"      {line}" for line in v.lines]
     return out

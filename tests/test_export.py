@@ -192,6 +192,7 @@ def test_cli_summary_prints_sizes_and_ratios(exported, capsys):
 
     text = "\n".join(summary(exported[2]))
     assert "x smaller than fp32" in text and "held-out accuracy" in text and "points" in text
+    assert "same top-1 as fp32 on" in text
 
 
 # --- bad input: one clear line, nothing half-written -------------------------------------------------
