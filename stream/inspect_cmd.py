@@ -135,6 +135,17 @@ def _size(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
+def _flatten(metrics: dict, prefix: str = "", depth: int = 2) -> dict:
+    """Scalar metrics with dotted keys (``val.accuracy``), nested dicts up to ``depth`` levels."""
+    flat = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool | int | float | str):
+            flat[prefix + key] = value
+        elif isinstance(value, dict) and depth > 1:
+            flat.update(_flatten(value, f"{prefix}{key}.", depth - 1))
+    return flat
+
+
 def format_table(info: dict) -> str:
     rows: list[tuple[str, str]] = [
         ("model", f"{info['path']} ({_size(info['size_bytes'])})"),
@@ -157,7 +168,7 @@ def format_table(info: dict) -> str:
         for modality, encoder in model.get("encoders", {}).items():
             rows.append(("", f"{modality} encoder: {encoder}"))
     if info["metrics"]:
-        flat = {k: v for k, v in info["metrics"].items() if isinstance(v, int | float | str)}
+        flat = _flatten(info["metrics"])
         rows.append(("metrics", " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                          for k, v in flat.items()) or json.dumps(info["metrics"])[:200]))
     for i, (provider, verdict) in enumerate(info["providers"].items()):

@@ -43,7 +43,7 @@ def model_file(tmp_path_factory) -> Path:
                          fusion="concat", modalities=("video", "text"))
     torch.manual_seed(1)
     model = build_model(config).eval()
-    info = model_info(model, decode=DECODE, tokenizer=tok, metrics={"accuracy": 0.875})
+    info = model_info(model, decode=DECODE, tokenizer=tok, metrics={"accuracy": 0.875, "val": {"macro_f1": 0.5}})
     path = tmp_path_factory.mktemp("inspect") / "pets.onnx"
     save(export_model(model, info, path, opset=18), path)
     return path
@@ -65,7 +65,8 @@ def test_table_shows_contract_labels_decode_opset_and_providers(model_file, caps
     assert "fps=2 frames=4 height=24 width=40" in out and "hop_s=1.0" in out
     assert "ai.onnx 18" in out
     assert "CPUExecutionProvider: yes" in out
-    assert "accuracy=0.875" in out and "fusion=concat" in out and "modalities=video,text" in out
+    assert "accuracy=0.875" in out and "val.macro_f1=0.5" in out
+    assert "fusion=concat" in out and "modalities=video,text" in out
 
 
 def test_json_output_matches_the_file(model_file, capsys):
