@@ -4,6 +4,7 @@ the first attempt, one that stalls) and a Mosquitto broker with a paho subscribe
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import threading
@@ -129,7 +130,8 @@ def broker(tmp_path):
                 proc.kill()
                 pytest.fail(f"mosquitto did not start: {proc.stderr.read().decode()}")
             time.sleep(0.05)
-    yield port
+    yield port, proc
+    proc.send_signal(signal.SIGCONT)  # in case a test froze it
     proc.terminate()
     proc.wait(5)
 
@@ -149,9 +151,10 @@ def _subscriber(port: int, topic: str) -> tuple[mqtt.Client, list]:
 
 def test_run_publishes_records_to_a_real_mosquitto(media, broker, tmp_path):
     model, clip = media
-    sub, got = _subscriber(broker, "avfuse/test/#")
+    port, _ = broker
+    sub, got = _subscriber(port, "avfuse/test/#")
     try:
-        rc = main(["run", str(model), str(clip), "--sink", f"mqtt://127.0.0.1:{broker}/avfuse/test", "--no-cache"])
+        rc = main(["run", str(model), str(clip), "--sink", f"mqtt://127.0.0.1:{port}/avfuse/test", "--no-cache"])
         deadline = time.monotonic() + 5
         while not any(t.endswith("/event") for t, _ in got) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -163,6 +166,26 @@ def test_run_publishes_records_to_a_real_mosquitto(media, broker, tmp_path):
     assert [m["label"] for m in segments][:2] == ["green", "blue"]
     assert all(m["source"] == str(clip) for _, m in got)
     assert any(t == "avfuse/test/event" for t, _ in got)
+
+
+def test_records_a_frozen_broker_never_acknowledges_are_counted_within_one_timeout(broker, caplog):
+    port, proc = broker
+    sink = MqttSink(f"mqtt://127.0.0.1:{port}/avfuse/frozen", timeout_s=1.0)
+    try:
+        sink.write("s", _rec(0))
+        sink.flush()
+        assert sink.failed == 0  # a live broker acknowledges
+        proc.send_signal(signal.SIGSTOP)  # connected, but it will not acknowledge anything now
+        for i in range(6):
+            sink.write("s", _rec(i))
+        t0 = time.monotonic()
+        sink.flush()
+        waited = time.monotonic() - t0
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        sink.close()
+    assert sink.failed == 6 and "6 of 6 record(s) not published" in caplog.text
+    assert waited < 4.0  # one shared timeout, not one per record (that would be 6 s)
 
 
 def test_mqtt_url_and_unreachable_broker_errors():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
@@ -37,6 +38,7 @@ class MqttSink(Sink):
         self.qos, self.timeout_s = qos, timeout_s
         self._connected = threading.Event()
         self._pending: list[mqtt.MQTTMessageInfo] = []
+        self.failed = 0  # records the broker did not acknowledge
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.on_connect = lambda c, u, f, rc, p=None: self._connected.set() if not rc.is_failure else None
         try:
@@ -54,11 +56,21 @@ class MqttSink(Sink):
         self._pending.append(info)
 
     def flush(self) -> None:
+        """Wait, at most ``timeout_s`` for the lot, for the broker to acknowledge what was published;
+        records it did not acknowledge are counted in ``failed`` and logged (the run goes on)."""
+        deadline = time.monotonic() + self.timeout_s
+        lost, reason = 0, "not acknowledged in time"
         for info in self._pending:
             try:
-                info.wait_for_publish(self.timeout_s)
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+                published = info.is_published()
             except (RuntimeError, ValueError) as e:
-                log.warning("MQTT %s:%d: a record was not published (%s)", self.host, self.port, e)
+                published, reason = False, str(e)
+            lost += not published
+        if lost:
+            self.failed += lost
+            log.warning("MQTT %s:%d: %d of %d record(s) not published within %g s (%s)", self.host, self.port,
+                        lost, len(self._pending), self.timeout_s, reason)
         self._pending.clear()
 
     def close(self) -> None:
