@@ -252,6 +252,9 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
             stats.corrupt_packets += 1
             log.debug("%s: skipping corrupt %s packet at pts %s: %s", name, packet.stream.type, packet.pts, e)
             return []
+        except av.error.FFmpegError as e:
+            raise MediaError(f"{name}: decoding the {packet.stream.type} stream failed at pts {packet.pts} "
+                             f"({e.strerror or e})") from e
 
     packets = container.demux(*streams)
     while True:

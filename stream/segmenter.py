@@ -22,7 +22,7 @@ import numpy as np
 from stream.captions import Captions, embedded_captions, load_captions, sidecar_for
 from stream.config import DecodeConfig, SegmentConfig, frames_per_window, samples_per_window
 from stream.decode import EPS, DecodeStats, check_complete, decode_items, is_url, open_container
-from stream.errors import CaptionError
+from stream.errors import CaptionError, MediaError
 from stream.prefetch import prefetch
 from stream.segment import Present, Segment
 
@@ -56,7 +56,7 @@ class Segmenter:
     def push_video(self, t: float, rgb: np.ndarray) -> list[Segment]:
         """Add a frame at ``t`` seconds (rgb [H, W, 3] uint8, already scaled). Times must not go back."""
         if rgb.shape != self.shape or rgb.dtype != np.uint8:
-            raise ValueError(f"{self.source}: frame must be uint8 {self.shape}, got {rgb.dtype} {rgb.shape}")
+            raise MediaError(f"{self.source}: frame must be uint8 {self.shape}, got {rgb.dtype} {rgb.shape}")
         if t < self._video_t - EPS:
             log.debug("%s: frame at %.3f s is older than %.3f s; dropped", self.source, t, self._video_t)
             return []
@@ -158,10 +158,9 @@ class Segmenter:
     def _prune(self) -> None:
         """Drop frames and samples no later window can use (keep the latest frame before the next window)."""
         start = self._start(self.next_index)
-        first_sample = start + 0.5 * self.window / self.T
         keep = 0
         for j, (t, _) in enumerate(self._frames):
-            if t <= min(start, first_sample) - EPS:
+            if t <= start - EPS:
                 keep = j
         if keep:
             del self._frames[:keep]

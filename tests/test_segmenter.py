@@ -7,6 +7,7 @@ import pytest
 
 from stream.captions import Captions
 from stream.config import DecodeConfig, SegmentConfig
+from stream.errors import MediaError
 from stream.segmenter import Segmenter
 
 DEC = DecodeConfig(height=8, width=8, sample_rate=1000)
@@ -127,5 +128,5 @@ def test_caption_text_and_present():
 
 
 def test_wrong_frame_shape_is_rejected():
-    with pytest.raises(ValueError, match="uint8"):
+    with pytest.raises(MediaError, match="uint8"):
         make().push_video(0.0, np.zeros((4, 4, 3), np.uint8))
