@@ -23,20 +23,33 @@ class EventConfig:
                               f"{self.min_duration_s}, {self.max_gap_s}")
 
 
+@dataclass(kw_only=True)
+class _Run:
+    """The open event: consecutive segments of one label."""
+
+    source: str
+    label: str
+    start: float
+    end: float
+    last_end: float  # end of the latest segment in the run (the next one must start by then)
+    total: float  # sum of the segment scores
+    n: int = 1
+
+
 class EventTracker:
     """Feed one source's segment records in order with ``update``; it returns the events that ended.
     ``finish`` returns the last open one. One instance per source."""
 
     def __init__(self, config: EventConfig) -> None:
         self.config = config
-        self._open: dict | None = None  # label, start, end, score sum, count, source
+        self._open: _Run | None = None
 
     def _close(self) -> list[dict]:
         run, self._open = self._open, None
-        if run is None or run["end"] - run["start"] < self.config.min_duration_s - 1e-9:
+        if run is None or run.end - run.start < self.config.min_duration_s - 1e-9:
             return []
-        return [{"type": "event", "source": run["source"], "label": run["label"], "start": round(run["start"], 6),
-                 "end": round(run["end"], 6), "score": round(run["sum"] / run["n"], 6)}]
+        return [{"type": "event", "source": run.source, "label": run.label, "start": round(run.start, 6),
+                 "end": round(run.end, 6), "score": round(run.total / run.n, 6)}]
 
     def update(self, record: dict) -> list[dict]:
         label, score, start, end = record["label"], record["score"], record["start"], record["end"]
@@ -44,15 +57,14 @@ class EventTracker:
         if score < self.config.threshold:
             return self._close()
         # Overlapping windows (hop < window) overlap here too: a run continues while segments touch.
-        if run is not None and run["label"] == label and start <= run["last_start_end"] + self.config.max_gap_s:
-            run["end"] = max(run["end"], end)
-            run["last_start_end"] = end
-            run["sum"] += score
-            run["n"] += 1
+        if run is not None and run.label == label and start <= run.last_end + self.config.max_gap_s:
+            run.end = max(run.end, end)
+            run.last_end = end
+            run.total += score
+            run.n += 1
             return []
         ended = self._close()
-        self._open = {"source": record["source"], "label": label, "start": start, "end": end,
-                      "last_start_end": end, "sum": score, "n": 1}
+        self._open = _Run(source=record["source"], label=label, start=start, end=end, last_end=end, total=score)
         return ended
 
     def finish(self) -> list[dict]:
