@@ -20,7 +20,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from models.net import AvfuseNet, ModelConfig, build_model
 from stream.config import DecodeConfig, SegmentConfig, decode_metadata, frames_per_window, samples_per_window
-from stream.errors import MediaError, SourceError
+from stream.errors import MediaError, ModelError, SourceError
 from stream.tokenize import Tokenizer
 
 
@@ -46,7 +46,8 @@ def default_model(decode: DecodeConfig | None = None,
 def model_from_metadata(model_meta: dict) -> AvfuseNet:
     """The architecture an exported file describes (``avfuse.model["config"]``), untrained."""
     if "config" not in model_meta:
-        raise SourceError("the ONNX file's avfuse.model metadata has no 'config'; give --checkpoint RUN/model.pt")
+        raise ModelError("the ONNX file's avfuse.model metadata has no 'config' (the architecture to rebuild); "
+                         "give --checkpoint RUN/model.pt")
     return build_model(ModelConfig.from_dict(model_meta["config"])).eval()
 
 
@@ -77,10 +78,11 @@ def naive_run(path: str, model: AvfuseNet, *, decode: DecodeConfig, segment: Seg
         clip = torch.stack(picked).permute(0, 3, 1, 2).float()  # [T, 3, h, w] full size
         clip = F.interpolate(clip, size=(decode.height, decode.width), mode="bilinear", align_corners=False)
         clip = clip.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)[None]
-        if audio and rate:
-            chunk = np.concatenate([a for at, a in audio if lo - 1 <= at < lo + window]) if audio else np.zeros(1)
-            wave = torchaudio.functional.resample(torch.from_numpy(chunk).float(), rate, decode.sample_rate)
-        else:
+        near = [a for at, a in audio if lo - 1 <= at < lo + window]
+        if near and rate:
+            wave = torchaudio.functional.resample(torch.from_numpy(np.concatenate(near)).float(), rate,
+                                                  decode.sample_rate)
+        else:  # no audio stream, or a gap in it
             wave = torch.zeros(S)
         wave = F.pad(wave[:S], (0, max(0, S - wave.shape[0])))[None]
         present = torch.tensor([[1.0, 1.0 if audio else 0.0, 0.0]])
