@@ -202,8 +202,12 @@ class Engine:
 
     def run(self, frames: np.ndarray, audio: np.ndarray, tokens: np.ndarray, present: np.ndarray) -> Outputs:
         """Run one batch of model inputs (shapes as in the contract)."""
-        probs, gates, emb = self.session.run(["probs", "gates", "embedding"],
-                                             self._feed(frames, audio, tokens, present))
+        try:
+            probs, gates, emb = self.session.run(["probs", "gates", "embedding"],
+                                                 self._feed(frames, audio, tokens, present))
+        except Exception as e:  # onnxruntime's Fail/InvalidArgument/... derive from Exception only
+            raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(frames)} on {self.device} "
+                             f"({type(e).__name__}: {e})") from e
         return Outputs(probs=np.asarray(probs, np.float32), gates=np.asarray(gates, np.float32),
                        embedding=np.asarray(emb, np.float32))
 

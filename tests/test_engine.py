@@ -9,7 +9,7 @@ import pytest
 from onnx_models import COLOURS, LABELS, colour_model, expected_probs
 
 from stream.engine import CPU, CUDA, TRT, Engine, EngineConfig, select_providers, trt_profile
-from stream.errors import ConfigError, MediaError
+from stream.errors import ConfigError, MediaError, ModelError
 from stream.segment import Present, Segment
 
 ALL = [TRT, CUDA, CPU]
@@ -104,6 +104,16 @@ def test_segment_of_the_wrong_size_is_a_media_error(model):
                   text="", present=seg.present)
     with pytest.raises(MediaError, match="clip.mp4 segment 3"):
         engine.run_segments([bad])
+
+
+def test_onnxruntime_failing_on_a_batch_is_a_model_error(model):
+    engine = Engine(model, EngineConfig(device="cpu", threads=1))
+    spec = engine.spec
+    frames = np.zeros((1, spec.frames, spec.decode.height, spec.decode.width, 3), np.float32)  # not uint8
+    with pytest.raises(ModelError, match=r"colour\.onnx: onnxruntime failed on a batch of 1 on cpu") as info:
+        engine.run(frames, np.zeros((1, spec.samples), np.float32), np.zeros((1, 8), np.int64),
+                   np.zeros((1, 3), np.float32))
+    assert info.value.__cause__ is not None
 
 
 def test_tensorrt_shape_profile_covers_batch_one_to_max(model):
