@@ -86,12 +86,14 @@ def _trial(urls: list[str], engine: Engine, *, run_model: bool, seconds: float, 
     stop = threading.Event()
     queue: Channel = Channel(max(4, 2 * n), policy="drop_oldest", name="bench-live")
     sources = [LiveSource(u, decode=spec.decode, segment=spec.segment, open_timeout=10.0, read_timeout=5.0,
-                          backoff=Backoff(initial=0.5, cap=2.0), max_attempts=3) for u in urls]
+                          backoff=Backoff(initial=0.5, cap=2.0), max_attempts=5) for u in urls]
     first: dict[int, float] = {}
     started = threading.Event()
     measure: dict[str, float] = {}
 
     def read(i: int, source: LiveSource) -> None:
+        if stop.wait(0.2 * i):  # staggered, like cameras coming up one by one, not a thundering herd
+            return
         try:
             for item in source.segments(stop):
                 if isinstance(item, Segment):

@@ -110,14 +110,19 @@ def _clean(e: BaseException) -> BaseException:
 
 
 class _Timed:
-    """Forwards to a PyAV container, giving untimed leading video packets a timestamp: an RTSP stream
-    sends its first frame before the RTCP sync that times it (pts None)."""
+    """Forwards to a PyAV container, giving untimed leading video packets a timestamp (an RTSP stream
+    sends its first frame before the RTCP sync that times it: pts None) and showing its name redacted."""
 
     def __init__(self, container):
         self._container = container
 
     def __getattr__(self, name: str):
         return getattr(self._container, name)
+
+    @property
+    def name(self) -> str:
+        """The URL as it may be shown: the decoder quotes it in its logs and errors."""
+        return redact(self._container.name)
 
     def demux(self, *streams):
         timed = False
@@ -142,6 +147,7 @@ class _CloseClock:
     def __init__(self, speed: float | None):
         self.speed = speed
         self.anchor = math.inf
+        self.last = -math.inf
 
     def arrived(self, media_t: float) -> None:
         now = time.time()
@@ -151,10 +157,12 @@ class _CloseClock:
             self.anchor = now - media_t / self.speed
 
     def close(self, media_end: float) -> float:
+        """Close time of a window ending at ``media_end``: never in the future, never before an earlier
+        window's (the anchor only settles as the first, buffered media comes in)."""
         now = time.time()
-        if self.anchor == math.inf:
-            return now
-        return min(now, self.anchor + media_end / (self.speed or 1.0))
+        close = now if self.anchor == math.inf else min(now, self.anchor + media_end / (self.speed or 1.0))
+        self.last = max(self.last, close)
+        return self.last
 
 
 class _Reader(threading.Thread):
@@ -236,6 +244,14 @@ class LiveSource:
 
     def __repr__(self) -> str:
         return f"LiveSource({self.name!r}, loop_file={self.loop_file})"
+
+    def _reader_decode(self) -> DecodeConfig:
+        """Live streams decode on one thread each unless told otherwise: every FFmpeg frame thread
+        holds back one more frame (40 ms at 25 fps; auto picks one per core), and many streams use
+        the cores through their own reader threads anyway."""
+        if self.loop_file or self.decode.threads:
+            return self.decode
+        return dataclasses.replace(self.decode, threads=1)
 
     def options(self) -> dict[str, str]:
         """FFmpeg options for the connection (timeouts in microseconds, as FFmpeg wants them)."""
@@ -322,7 +338,8 @@ class LiveSource:
         first_sent = False
         while True:
             reader = _Reader(self.url, options=self.options(), timeouts=(self.open_timeout, self.read_timeout),
-                             decode=self.decode, segment=self.segment, size=max(64, self.decode.queue_size))
+                             decode=self._reader_decode(), segment=self.segment,
+                             size=max(64, self.decode.queue_size))
             reader.start()
             try:
                 segmenter = duration = None

@@ -7,12 +7,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 MASK = "***"
 SECRET_KEYS = re.compile(r"pass|pwd|token|secret|key|auth|sig|credential", re.IGNORECASE)
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+_USERINFO_IN_TEXT = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/@'\"<>]+@")
+_SECRET_PARAM_IN_TEXT = re.compile(r"([?&][^=&\s'\"]*(?:pass|pwd|token|secret|key|auth|sig|credential)[^=&\s'\"]*=)"
+                                   r"[^&\s'\"]+", re.IGNORECASE)
 
 
 def redact(source: str | object) -> str:
@@ -71,3 +75,21 @@ def scrub(text: str, url: str) -> str:
     for secret in secrets_of(url):
         text = text.replace(secret, MASK)
     return text
+
+
+def redact_text(text: str) -> str:
+    """Any text with the user info of every URL in it, and secret-looking query values, masked. For
+    messages whose URL is not known (a third-party log line); :func:`scrub` is exact when it is."""
+    return _SECRET_PARAM_IN_TEXT.sub(r"\1" + MASK, _USERINFO_IN_TEXT.sub(r"\1" + MASK + "@", text))
+
+
+class RedactFilter(logging.Filter):
+    """A logging filter (put it on a handler) that passes every record through :func:`redact_text`:
+    defence in depth for log lines, from any library, that quote a URL with credentials."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True

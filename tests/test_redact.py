@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from stream.errors import ConfigError
 from stream.live import Gap, is_live
 from stream.reconnect import Backoff
-from stream.redact import redact, scrub
+from stream.redact import RedactFilter, redact, redact_text, scrub
 
 
 @pytest.mark.parametrize("url, shown", [
@@ -68,3 +69,24 @@ def test_backoff_rejects_bad_settings():
         Backoff(factor=0.5)
     with pytest.raises(ConfigError, match="cap"):
         Backoff(initial=5.0, cap=1.0)
+
+
+def test_redact_text_masks_urls_inside_free_text():
+    text = ("[rtsp @ 0x55] cannot open 'rtsp://admin:hunter2@10.0.0.9:554/h264' and "
+            "https://cdn/x.m3u8?quality=hd&api_key=K3Y; plain words: user:pass stay")
+    out = redact_text(text)
+    assert "hunter2" not in out and "K3Y" not in out
+    assert "'rtsp://***@10.0.0.9:554/h264'" in out and "quality=hd&api_key=***" in out
+    assert out.endswith("plain words: user:pass stay")
+
+
+def test_redact_filter_cleans_log_records_from_any_logger(caplog):
+    caplog.set_level(logging.INFO)
+    handler = caplog.handler
+    handler.addFilter(RedactFilter())
+    try:
+        logging.getLogger("somelib").warning("retrying %s (%d)", "rtsp://u:Pa55@cam/live", 3)
+    finally:
+        handler.removeFilter(handler.filters[-1])
+    assert caplog.records[-1].getMessage() == "retrying rtsp://***@cam/live (3)"
+    assert "Pa55" not in caplog.text
