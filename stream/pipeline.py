@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from stream.batching import Channel, micro_batches
 from stream.engine import Engine
-from stream.errors import AvfuseError, SourceError
+from stream.errors import AvfuseError, ConfigError, SourceError
 from stream.events import EventConfig, EventTracker
 from stream.metrics import Metrics
 from stream.outputs import OutputDir
@@ -34,6 +34,7 @@ from stream.summary import RunStats
 
 log = logging.getLogger(__name__)
 _JOIN_POLL_S = 0.2
+LIVE_TRANSPORTS = ("tcp", "udp")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +47,16 @@ class PipelineConfig:
     resume: bool = False
     live_transport: str = "tcp"  # RTSP over tcp or udp
     live_timeout_s: float = 5.0  # a live source that stalls this long is reconnected
+
+    def __post_init__(self) -> None:
+        if self.batch < 1 or self.queue_size < 1:
+            raise ConfigError(f"batch and queue size must be >= 1 segment, got {self.batch}, {self.queue_size}")
+        if self.max_wait_ms < 0:
+            raise ConfigError(f"max wait for a batch must be >= 0 ms, got {self.max_wait_ms}")
+        if self.live_transport not in LIVE_TRANSPORTS:
+            raise ConfigError(f"live transport must be one of {LIVE_TRANSPORTS}, got {self.live_transport!r}")
+        if not self.live_timeout_s > 0:
+            raise ConfigError(f"live timeout must be > 0 s, got {self.live_timeout_s}")
 
 
 @dataclass

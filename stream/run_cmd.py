@@ -19,7 +19,7 @@ from stream.errors import ConfigError
 from stream.events import EventConfig
 from stream.metrics import Metrics
 from stream.outputs import OutputDir
-from stream.pipeline import Pipeline, PipelineConfig
+from stream.pipeline import LIVE_TRANSPORTS, Pipeline, PipelineConfig
 from stream.postprocess import PostprocessConfig, parse_smoothing
 from stream.sinks import make_sinks
 from stream.sources import expand
@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch", type=int, default=8, help="segments per inference batch at most")
     g.add_argument("--max-wait-ms", type=float, default=50.0, help="longest wait to fill a batch")
     g.add_argument("--queue", type=int, default=32, help="decoded segments buffered before inference")
-    g.add_argument("--live-transport", choices=("tcp", "udp"), default="tcp", help="RTSP transport")
+    g.add_argument("--live-transport", choices=LIVE_TRANSPORTS, default="tcp", help="RTSP transport")
     g.add_argument("--live-timeout", type=float, default=5.0,
                    help="seconds a live source may stall before it is reconnected")
     p = parser.add_argument_group("labels and events")

@@ -86,7 +86,7 @@ class Progress:
 
     def _line(self) -> str:
         s = self.stats
-        done = s.sources_ok + len(s.sources_failed) + s.sources_skipped
+        done = s.sources_ok + len(s.sources_failed) + s.sources_skipped + s.sources_interrupted
         wall = time.perf_counter() - s.started
         rtf = s.media_s / wall if wall > 0 else 0.0
         width = 24

@@ -12,6 +12,7 @@ import pytest
 from stream.batching import Channel, Closed, micro_batches
 from stream.errors import ConfigError, MediaError
 from stream.events import EventConfig, EventTracker
+from stream.pipeline import PipelineConfig
 from stream.postprocess import PostprocessConfig, Smoother, parse_smoothing, top_k
 
 
@@ -150,3 +151,13 @@ def test_events_span_overlapping_windows_and_break_on_gaps():
         out += tr.update(rec)
     out += tr.finish()
     assert [(e["start"], e["end"]) for e in out] == [(0, 4), (10, 12)]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("batch", 0, "batch and queue size"), ("queue_size", 0, "batch and queue size"),
+    ("max_wait_ms", -1.0, "max wait"), ("live_transport", "http", "live transport"),
+    ("live_timeout_s", 0.0, "live timeout"),
+])
+def test_pipeline_config_names_the_bad_value(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        PipelineConfig(**{field: value})
