@@ -21,7 +21,7 @@ from pathlib import Path
 import av
 
 from stream.clips import real_clip
-from stream.config import DecodeConfig, SegmentConfig
+from stream.config import DecodeConfig, SegmentConfig, frames_per_window
 from stream.decode import DecodeStats, media_duration, open_container
 from stream.errors import DependencyError, MediaError
 from stream.segmenter import iter_segments
@@ -127,8 +127,10 @@ def run(args: argparse.Namespace) -> int:
             runs_ff.append(time_ffmpeg(cmd, path))
     ours, theirs = min(runs_ours, key=lambda t: t.wall), min(runs_ff, key=lambda t: t.wall)
     n = ours.segments
-    print(f"input: {path.name if args.file else 'bigbuckbunny 720p H.264 + 5.1 AAC, looped'}, {length:.1f} s, "
-          f"{n} segments of {decode.fps * 2:g} frames {decode.width}x{decode.height} + 2 s of 16 kHz audio")
+    segment = SegmentConfig()
+    shown = path.name if args.file and not args.real else "bigbuckbunny 720p H.264 + 5.1 AAC, looped"
+    print(f"input: {shown}, {length:.1f} s, {n} segments of {frames_per_window(decode, segment)} frames "
+          f"{decode.width}x{decode.height} + {segment.window_s:g} s of {decode.sample_rate / 1000:g} kHz audio")
     print(f"{'':<8}{'wall s':>9}{'CPU s':>9}{'segments/s':>12}{'x real time':>13}")
     for name, t in (("avfuse", ours), ("ffmpeg", theirs)):
         print(f"{name:<8}{t.wall:>9.2f}{t.cpu:>9.2f}{n / t.wall:>12.1f}{length / t.wall:>13.1f}")

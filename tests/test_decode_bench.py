@@ -30,7 +30,7 @@ def test_bench_command_prints_both_sides_and_the_ratio(tmp_path, capsys):
     assert main(["bench", "decode", str(src), "--repeat", "1"]) == 0
     out = capsys.readouterr().out
     assert "avfuse " in out and "ffmpeg " in out and "ratio (avfuse / ffmpeg throughput):" in out
-    assert "2 segments" in out
+    assert "2 segments of 8 frames 160x160 + 2 s of 16 kHz audio" in out
 
 
 def test_bench_without_ffmpeg_says_how_to_install(tmp_path, capsys, monkeypatch):
