@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -17,6 +18,8 @@ from stream.captions import embedded_captions, load_captions, sidecar_for
 from stream.config import DecodeConfig, SegmentConfig, frames_per_window, samples_per_window
 from stream.decode import EPS, is_url, media_duration, media_start, open_container
 from stream.errors import CaptionError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,7 +105,8 @@ def probe(source: str, *, segment: SegmentConfig = SegmentConfig(),  # noqa: B00
                 with open_container(source, options=options, timeout=timeout) as second:
                     caps = embedded_captions(second)
                 events = len(caps) if caps is not None else 0
-        except CaptionError:
+        except CaptionError as e:  # the media is still usable; its segments carry no text
+            log.warning("%s; counted as no captions", e)
             events = 0
         times = None if is_url(source) else _data_times(container, t0)
         if times is None:  # a URL (or a file without timestamps): estimate from the header

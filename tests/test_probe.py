@@ -60,3 +60,11 @@ def test_cli_error_is_one_line(tmp_path, capsys):
     assert main(["probe", str(tmp_path / "missing.mp4")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.mp4: no such file" in err[0]
+
+
+def test_unreadable_sidecar_is_reported_not_hidden(tmp_path, caplog):
+    path = write_media(tmp_path / "clip.mkv", video=VideoSpec(frames=8))
+    (tmp_path / "clip.srt").write_bytes(b"\x00\x01garbage\xff" * 50)
+    r = probe(str(path))
+    assert r.caption_events == 0 and r.segments == 1
+    assert "clip.srt" in caplog.text and "not a readable caption file" in caplog.text
