@@ -94,7 +94,7 @@ class _Lost(Exception):
     def __init__(self, reason: str, *, media: bool):
         super().__init__(reason)
         self.reason = reason
-        self.media = media  # whether this connection delivered any media before it was lost
+        self.media = media  # whether this connection delivered a segment before it was lost
 
 
 def _clean(e: BaseException) -> BaseException:
@@ -263,7 +263,6 @@ class LiveSource:
             return {"rtsp_transport": self.transport, "timeout": micro}
         return {"rw_timeout": micro}
 
-
     # ---- the consumer: reconnects, gaps, index and media time across connections ----
 
     def segments(self, stop: threading.Event) -> Iterator[Segment | Gap]:
@@ -289,8 +288,8 @@ class LiveSource:
                         elif last_close is None:
                             last_close = value
                         continue
-                    seg = dataclasses.replace(value, index=index, start=value.start + offset,
-                                              end=value.end + offset)
+                    seg = dataclasses.replace(value, index=index, start=round(value.start + offset, 6),
+                                              end=round(value.end + offset, 6))
                     index, media_end, last_close = index + 1, seg.end, seg.wallclock
                     self.stats.segments += 1
                     yield seg
@@ -299,7 +298,7 @@ class LiveSource:
                 raise SourceError(f"{self.name}: {e}") from e.__cause__
             except _Lost as e:
                 reason, cause = e.reason, e.__cause__
-                if e.media:
+                if e.media:  # a connection that worked: the gap starts at its last window
                     gap_from, lost_reason = last_close, reason
                 else:
                     failures += 1
@@ -331,7 +330,6 @@ class LiveSource:
         Segment) with media time counted from this connection's start; raises _Lost or _Fatal. A looped file is one
         connection: each pass gets a fresh Segmenter (windows and captions aligned with the file) and
         its segments are shifted past the previous pass."""
-        had_media = False
         pass_offset = 0.0  # media time at which the current pass of a looped file starts
         paced_from = None  # monotonic clock at media time 0, for pacing a looped file
         clock = _CloseClock(self.speed if self.loop_file else None)
@@ -355,7 +353,7 @@ class LiveSource:
                             self.stats.stalls += 1
                             what = (f"open did not finish within {self.open_timeout:g} s" if waiting == "open"
                                     else f"no media for {self.read_timeout:g} s")
-                            raise _Lost(f"stalled: {what}", media=had_media) from None
+                            raise _Lost(f"stalled: {what}", media=first_sent) from None
                         continue
                     if kind == "open":
                         has_video, has_audio, duration = value
@@ -363,10 +361,10 @@ class LiveSource:
                         waiting, deadline = "media", time.monotonic() + max(self.open_timeout, self.read_timeout)
                         continue
                     if kind == "error":
-                        raise self._failure(value, had_media)
+                        raise self._failure(value, first_sent)
                     if kind == "end":
                         if not self.loop_file:
-                            raise _Lost("the stream ended", media=had_media)
+                            raise _Lost("the stream ended", media=first_sent)
                         if not data_end:
                             raise _Fatal("the file has no decodable media to loop")
                         for seg in segmenter.finish():
@@ -386,7 +384,6 @@ class LiveSource:
                         paced_from = paced_from or time.monotonic()
                         if stop.wait(max(0.0, paced_from + (pass_offset + t) / self.speed - time.monotonic())):
                             return
-                    had_media = True
                     waiting, deadline = "media", time.monotonic() + self.read_timeout
                     clock.arrived(pass_offset + item_end)
                     for seg in segmenter.push_video(t, data) if kind == "video" else segmenter.push_audio(t, data):
@@ -421,7 +418,7 @@ class LiveSource:
         start, end = round(seg.start + offset, 6), round(seg.end + offset, 6)
         return dataclasses.replace(seg, start=start, end=end, wallclock=clock.close(end))
 
-    def _failure(self, e: BaseException, had_media: bool) -> Exception:
+    def _failure(self, e: BaseException, media: bool) -> Exception:
         """The reader's error as _Fatal (retrying cannot help) or _Lost, with the URL's secrets removed."""
         import av
 
@@ -436,6 +433,6 @@ class LiveSource:
         elif self.loop_file:  # a file does not heal by asking again
             err = _Fatal(text)
         else:
-            err = _Lost(text, media=had_media)
+            err = _Lost(text, media=media)
         err.__cause__ = _clean(inner)
         return err

@@ -122,6 +122,21 @@ def test_server_killed_and_restarted_gives_one_gap_and_the_stream_goes_on(server
     assert_secret_free(PASSWORD, caplog.text, *capfd.readouterr(), repr(gap.as_record()))
 
 
+def test_server_that_never_comes_back_ends_with_the_gap_then_a_clear_error(server):
+    source = live(server.url(), max_attempts=2)
+    items: list = []
+
+    def kill(item):
+        if isinstance(item, Segment) and item.index == 1:
+            server.stop()
+    with pytest.raises(SourceError, match="could not connect after 2 attempts.*refused"):
+        take(source, 100, limit_s=30, on_item=lambda item: (items.append(item), kill(item)))
+    assert [type(x).__name__ for x in items] == ["Segment", "Segment", "Gap"]
+    gap = items[-1]
+    assert gap.start_wallclock == items[1].wallclock and gap.end_wallclock > gap.start_wallclock
+    assert gap.reason.startswith("the stream ended; gave up")
+
+
 @pytest.mark.slow
 def test_frozen_server_trips_the_watchdog_and_the_source_comes_back(server, caplog):
     caplog.set_level(logging.WARNING, logger="stream.live")
