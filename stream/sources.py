@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from stream.live import is_live
 from stream.redact import redact
 
 MEDIA_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".flv",
     ".wmv", ".ogv", ".3gp", ".mxf", ".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus",
 })
-LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "srt://", "udp://", "rtp://")
-URL_SCHEMES = (*LIVE_SCHEMES, "http://", "https://", "file:")
+_URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://|file:)")  # scheme://... or file:...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,7 +33,8 @@ class Source:
 
     @property
     def live(self) -> bool:
-        return self.name.startswith(LIVE_SCHEMES)
+        """Never ends on its own and may drop (RTSP, RTMP, SRT, UDP, HLS...): :func:`stream.live.is_live`."""
+        return is_live(self.name)
 
     @property
     def shown(self) -> str:
@@ -41,7 +43,11 @@ class Source:
 
     @property
     def path(self) -> Path | None:
-        return None if self.name.startswith(URL_SCHEMES) else Path(self.name)
+        return None if is_url(self.name) else Path(self.name)
+
+
+def is_url(text: str) -> bool:
+    return _URL.match(text) is not None
 
 
 def _is_glob(text: str) -> bool:
@@ -63,7 +69,7 @@ def expand(args: Iterable[str], *, stdin: TextIO | None = None,
         if arg == "-":
             lines = (line.strip() for line in (stdin or sys.stdin))
             out += expand([line for line in lines if line and not line.startswith("#")], extensions=extensions)
-        elif arg.startswith(URL_SCHEMES):
+        elif is_url(arg):
             out.append(Source(name=arg))
         elif Path(arg).is_dir():
             out += _folder(Path(arg), extensions)

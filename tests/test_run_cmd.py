@@ -106,6 +106,16 @@ def test_sources_from_stdin_and_two_sinks_on_stdout_is_an_error(media, tmp_path,
     assert "would all write to stdout" in capsys.readouterr().err
 
 
+def test_every_live_scheme_is_a_live_source_and_other_urls_are_files():
+    live = ["rtsp://cam/1", "RTSP://cam/2", "rtsps://cam/3", "rtmp://h/a", "rtmps://h/b", "srt://h:9000",
+            "udp://239.0.0.1:1234", "tcp://10.0.0.2:5000", "https://h/live/index.m3u8"]
+    files = ["https://h/clip.mp4", "http://h/a.mkv", "file:///tmp/x.mp4"]
+    sources = expand(live + files)
+    assert [s.error for s in sources] == [None] * len(live + files)  # URLs are not looked for on disk
+    assert [s.live for s in sources] == [True] * len(live) + [False] * len(files)
+    assert all(s.path is None for s in sources)
+
+
 def test_folder_expansion_is_recursive_and_by_extension(media):
     d, _ = media
     names = [Path(s.name).name for s in expand([str(d / "clips")])]
