@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ AUDIO_RESYNC_S = 0.05  # audio pts drifting further than this from the running s
 INTERPOLATION = Interpolation.AREA  # anti-aliased for big downscales (720p -> 160), and fast
 
 Item = tuple[str, float, np.ndarray]
+_URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://|file:)")
 
 
 @dataclass
@@ -43,7 +45,8 @@ class DecodeStats:
 
 
 def is_url(source: str | os.PathLike) -> bool:
-    return "://" in str(source)
+    """``scheme://...`` or ``file:...``: opened by FFmpeg as given, never looked for on disk."""
+    return _URL.match(str(source)) is not None
 
 
 def open_container(source: str | os.PathLike, *, options: dict[str, str] | None = None,

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from stream.decode import is_url
 from stream.live import is_live
 from stream.redact import redact
 
@@ -23,7 +23,6 @@ MEDIA_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".flv",
     ".wmv", ".ogv", ".3gp", ".mxf", ".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus",
 })
-_URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://|file:)")  # scheme://... or file:...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,10 +43,6 @@ class Source:
     @property
     def path(self) -> Path | None:
         return None if is_url(self.name) else Path(self.name)
-
-
-def is_url(text: str) -> bool:
-    return _URL.match(text) is not None
 
 
 def _is_glob(text: str) -> bool:

@@ -59,3 +59,9 @@ def test_stalled_server_times_out():
         for conn, _ in accepted:
             conn.close()
     assert time.monotonic() - start < 10
+
+
+def test_file_url_is_opened_by_ffmpeg(tmp_path):
+    path = write_media(tmp_path / "clip.mkv", video=VideoSpec(frames=8))
+    (seg,) = list(iter_segments(f"file:{path}"))
+    assert seg.source == f"file:{path}" and [frame_index(f) for f in seg.frames] == list(range(8))
