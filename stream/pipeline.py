@@ -355,8 +355,9 @@ class Pipeline:
             for s in self.sinks:
                 try:
                     s.close()
-                except Exception as e:  # one sink that fails to close must not keep the others open
+                except Exception as e:  # one sink that fails to close must not keep the others open...
                     log.error("closing the %s sink failed: %s", s.name, e)
+                    self._errors.append(e)  # ...but the run still ends with its error
             self.stats.finish()
         if self._errors:
             raise self._errors[0]

@@ -85,3 +85,20 @@ def test_a_failing_sink_ends_the_run_with_its_error_and_nothing_hangs(engine):
         pipe.run([Source(name=f"good{i}.mp4") for i in range(20)])
     assert time.monotonic() - t0 < 10
     assert len(sink.records) == 3 and not any(finished for _, finished in sink.closed)
+
+
+class UnclosableSink(ListSink):
+    name = "unclosable"
+
+    def close(self):
+        raise OSError(5, "Input/output error")
+
+
+def test_a_sink_that_fails_to_close_ends_the_run_with_its_error_after_closing_the_others(engine):
+    first, second = UnclosableSink(), ListSink()
+    second_closed = []
+    second.close = lambda: second_closed.append(True)
+    pipe = Pipeline(engine, [first, second], opener=_opener(engine))
+    with pytest.raises(OSError, match="Input/output error"):
+        pipe.run([Source(name="good.mp4")])
+    assert second_closed == [True] and len(second.records) == 4 + 1  # 4 segments and their event
