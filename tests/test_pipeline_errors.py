@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from onnx_models import COLOURS, colour_model
+from onnx_models import COLOURS, colour_model, colour_video
 
 from stream.engine import Engine, EngineConfig
 from stream.pipeline import Pipeline, PipelineConfig
@@ -75,6 +75,23 @@ def test_broken_sources_are_recorded_and_the_others_finish(engine):
     assert [r["label"] for r in by_source["good.mp4"] if r["type"] == "segment"] == ["red"] * 4
     assert stats.sources_ok == 1 and [s for s, _ in stats.sources_failed] == names[:2]
     assert all(finished for _, finished in sink.closed)
+
+
+def test_a_real_file_truncated_midway_keeps_its_segments_then_records_the_error(engine, tmp_path):
+    from media import AudioSpec, VideoSpec, truncate, write_media
+
+    full = write_media(tmp_path / "full.mkv", video=VideoSpec(frames=40), audio=AudioSpec(duration=10, codec="flac"))
+    cut = truncate(full, tmp_path / "cut.mkv")
+    good = colour_video(tmp_path / "good.mp4", ["blue", "green"])
+    sink = ListSink()
+    stats = Pipeline(engine, [sink]).run([Source(name=str(cut)), Source(name=str(good))])  # real decoding
+    cut_records = [r for r in sink.records if r["source"] == str(cut)]
+    segments = [r for r in cut_records if r["type"] == "segment"]
+    assert len(segments) >= 2 and [r["index"] for r in segments] == list(range(len(segments)))
+    assert cut_records[-1]["error"] == "MediaError" and "truncated" in cut_records[-1]["detail"]
+    assert [r["label"] for r in sink.records if r["source"] == str(good) and r["type"] == "segment"][:2] == \
+        ["blue", "green"]
+    assert stats.sources_ok == 1 and [s for s, _ in stats.sources_failed] == [str(cut)]
 
 
 def test_a_failing_sink_ends_the_run_with_its_error_and_nothing_hangs(engine):
