@@ -85,21 +85,23 @@ def run(args: argparse.Namespace) -> int:
     sources = expand(args.sources)
     engine = Engine(args.model, engine_cfg)
     out = OutputDir(args.out) if args.out is not None else None
-    sinks = make_sinks(args.sink, out, webhook_timeout_s=args.webhook_timeout, webhook_retries=args.webhook_retries)
     metrics = Metrics()
     if args.metrics_port is not None:
-        metrics.serve(args.metrics_port)
-    pipeline = Pipeline(engine, sinks, config=pipe_cfg, out=out, metrics=metrics)
-    received: list[int] = []
-
-    def on_signal(signum, frame) -> None:
-        if received:  # a second signal: stop waiting for the clean shutdown
-            raise KeyboardInterrupt
-        received.append(signum)
-        pipeline.stop()
-
-    previous = {s: signal.signal(s, on_signal) for s in EXIT_SIGNAL}
+        metrics.serve(args.metrics_port)  # a busy port fails here, before any sink has connected
+    previous: dict = {}
     try:
+        sinks = make_sinks(args.sink, out, webhook_timeout_s=args.webhook_timeout,
+                           webhook_retries=args.webhook_retries)
+        pipeline = Pipeline(engine, sinks, config=pipe_cfg, out=out, metrics=metrics)
+        received: list[int] = []
+
+        def on_signal(signum, frame) -> None:
+            if received:  # a second signal: stop waiting for the clean shutdown
+                raise KeyboardInterrupt
+            received.append(signum)
+            pipeline.stop()
+
+        previous = {s: signal.signal(s, on_signal) for s in EXIT_SIGNAL}
         with Progress(pipeline.stats, len(sources)):
             stats = pipeline.run(sources)
     finally:

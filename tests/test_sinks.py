@@ -18,6 +18,7 @@ from onnx_models import colour_model, colour_video
 
 from stream.cli import main
 from stream.errors import ConfigError, SourceError
+from stream.sinks import make_sinks
 from stream.sinks.mqtt import MqttSink, parse_url
 from stream.sinks.webhook import WebhookSink
 
@@ -186,6 +187,18 @@ def test_records_a_frozen_broker_never_acknowledges_are_counted_within_one_timeo
         sink.close()
     assert sink.failed == 6 and "6 of 6 record(s) not published" in caplog.text
     assert waited < 4.0  # one shared timeout, not one per record (that would be 6 s)
+
+
+def test_a_bad_sink_closes_the_sinks_already_connected(broker):
+    port, _ = broker
+
+    def paho_threads():
+        return [t for t in threading.enumerate() if t.name.startswith("paho-mqtt-client")]
+
+    before = len(paho_threads())
+    with pytest.raises(ConfigError, match="unknown sink 'kafka://x'"):
+        make_sinks([f"mqtt://127.0.0.1:{port}/a", "kafka://x"], None)
+    assert len(paho_threads()) == before  # the MQTT connection made first was closed, not left running
 
 
 def test_mqtt_url_and_unreachable_broker_errors():
