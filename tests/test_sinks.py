@@ -68,6 +68,32 @@ def _rec(i=0):
     return {"type": "segment", "source": "s", "index": i, "label": "red", "score": 0.9}
 
 
+def test_csv_on_stdout_has_one_header_for_all_sources_and_files_commit_only_when_finished(tmp_path):
+    import csv
+    import io
+
+    from stream.outputs import OutputDir
+    from stream.sinks.csv import CsvSink
+
+    buf = io.StringIO()
+    sink = CsvSink(None, stream=buf)
+    for key in ("a", "b"):
+        sink.open_source(key)
+        sink.write(key, {**_rec(), "source": key, "top": [["red", 0.9]], "gates": {"video": 1.0}})
+        sink.close_source(key, finished=True)
+    sink.close()
+    rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
+    assert [(r["source"], r["top"], r["gate_video"]) for r in rows] == [("a", '[["red", 0.9]]', "1.0"),
+                                                                      ("b", '[["red", 0.9]]', "1.0")]
+    files = CsvSink(OutputDir(tmp_path))
+    for key, finished in (("done", True), ("cut", False)):
+        files.open_source(key)
+        files.write(key, _rec())
+        files.close_source(key, finished=finished)
+    assert (tmp_path / "done.csv").read_text().count("\n") == 2 and not (tmp_path / "done.csv.partial").exists()
+    assert not (tmp_path / "cut.csv").exists() and (tmp_path / "cut.csv.partial").exists()
+
+
 def test_webhook_retries_after_a_failed_attempt():
     rx = Receiver(fail_first=1)
     try:

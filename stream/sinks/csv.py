@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from typing import TextIO
 
-from stream.outputs import AtomicFile, OutputDir
-from stream.sinks.base import Sink
+from stream.sinks.files import FileSink
 
 COLUMNS = ("type", "source", "index", "start", "end", "label", "score", "top", "gate_video", "gate_audio",
            "gate_text", "error", "detail")
@@ -24,41 +22,16 @@ def row(record: dict) -> dict:
     return out
 
 
-class CsvSink(Sink):
-    name = "csv"
+def _writer(f: TextIO) -> csv.DictWriter:
+    return csv.DictWriter(f, COLUMNS, lineterminator="\n")
 
-    def __init__(self, out: OutputDir | None, *, stream: TextIO | None = None) -> None:
-        self.out = out
-        self._files: dict[str, tuple[AtomicFile, csv.DictWriter]] = {}
-        self._stream_writer = None
-        if out is None:
-            self.stream = stream or sys.stdout
-            self._stream_writer = csv.DictWriter(self.stream, COLUMNS, lineterminator="\n")
-            self._stream_writer.writeheader()
 
-    def open_source(self, key: str) -> None:
-        if self.out is not None:
-            f = AtomicFile(self.out.path(key, "csv"), newline="")
-            w = csv.DictWriter(f.file, COLUMNS, lineterminator="\n")
-            w.writeheader()
-            self._files[key] = (f, w)
+class CsvSink(FileSink):
+    name = ext = "csv"
+    newline = ""
+
+    def begin(self, f: TextIO) -> None:
+        _writer(f).writeheader()
 
     def write(self, key: str, record: dict) -> None:
-        w = self._files[key][1] if self.out is not None else self._stream_writer
-        w.writerow(row(record))
-
-    def flush(self) -> None:
-        for f, _ in self._files.values():
-            f.flush()
-        if self.out is None:
-            self.stream.flush()
-
-    def close_source(self, key: str, *, finished: bool) -> None:
-        entry = self._files.pop(key, None)
-        if entry is not None:
-            entry[0].commit() if finished else entry[0].abandon()
-
-    def close(self) -> None:
-        for f, _ in self._files.values():
-            f.abandon()
-        self._files.clear()
+        _writer(self.file(key)).writerow(row(record))

@@ -1,0 +1,53 @@
+"""What the file sinks share: one file per source in the output folder (``STEM.<ext>``, written as
+``.partial`` and renamed when the source finishes), or one stream on stdout when there is no folder."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from stream.outputs import AtomicFile, OutputDir
+from stream.sinks.base import Sink
+
+
+class FileSink(Sink):
+    ext = ""
+    newline: str | None = None  # passed to open(); csv wants ""
+
+    def __init__(self, out: OutputDir | None, *, stream: TextIO | None = None) -> None:
+        self.out = out
+        self.stream = stream or sys.stdout
+        self._files: dict[str, AtomicFile] = {}
+        if out is None:
+            self.begin(self.stream)
+
+    def begin(self, f: TextIO) -> None:
+        """A new output starts (a header goes here)."""
+
+    def file(self, key: str) -> TextIO:
+        """Where ``key``'s records go."""
+        return self._files[key].file if self.out is not None else self.stream
+
+    def open_source(self, key: str) -> None:
+        if self.out is not None:
+            f = AtomicFile(self.out.path(key, self.ext), newline=self.newline)
+            self._files[key] = f
+            self.begin(f.file)
+
+    def flush(self) -> None:
+        for f in self._files.values():
+            f.flush()
+        if self.out is None:
+            self.stream.flush()
+
+    def close_source(self, key: str, *, finished: bool) -> None:
+        f = self._files.pop(key, None)
+        if f is not None:
+            f.commit() if finished else f.abandon()
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.abandon()
+        self._files.clear()
+        if self.out is None:
+            self.stream.flush()
