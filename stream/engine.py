@@ -155,15 +155,7 @@ class Engine:
 
     def _build(self, providers: list[str]) -> ort.InferenceSession:
         cfg = self.config
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = cfg.threads
-        so.inter_op_num_threads = cfg.inter_threads
-        # A spinning intra-op pool on a small CPU starves the decoder threads.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        so.graph_optimization_level = GRAPH_OPT[cfg.graph_opt]
         cache = cfg.cache_dir
-        source = self.path
         if cache is not None:
             try:
                 cache.mkdir(parents=True, exist_ok=True)
@@ -171,22 +163,38 @@ class Engine:
             except OSError as e:
                 log.warning("cache folder %s is not writable (%s); running without a cache", cache, e)
                 cache = None
+        options = [_provider_options(p, cfg, cache, self.spec) for p in providers]
+        opt = None
         if cache is not None and providers == [CPU] and cfg.graph_opt != "disable":
             # The optimised graph is saved once; later runs load it and skip the optimisation passes.
             opt = cache / f"{self.path.stem}.{_model_key(self.path)}.{cfg.graph_opt}.onnx"
             if opt.is_file():
-                source = opt
-                so.graph_optimization_level = GRAPH_OPT["disable"]
                 log.debug("loading the cached optimised model %s", opt)
-            else:
-                so.optimized_model_filepath = str(opt)
-                so.log_severity_level = 3  # same machine, same cache: the "hardware specific" notice is moot
-        options = [_provider_options(p, cfg, cache, self.spec) for p in providers]
+                try:
+                    return self._session(opt, providers, options, level="disable")
+                except ModelError as e:  # half-written by a killed run, say: build it again
+                    log.warning("the cached optimised model %s cannot be loaded (%s); rebuilding it", opt, e.__cause__)
+                    opt.unlink(missing_ok=True)
+        return self._session(self.path, providers, options, level=cfg.graph_opt, save_to=opt)
+
+    def _session(self, source: Path, providers: list[str], options: list[dict], *, level: str,
+                 save_to: Path | None = None) -> ort.InferenceSession:
+        cfg = self.config
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = cfg.threads
+        so.inter_op_num_threads = cfg.inter_threads
+        # A spinning intra-op pool on a small CPU starves the decoder threads.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        so.graph_optimization_level = GRAPH_OPT[level]
+        if save_to is not None:
+            so.optimized_model_filepath = str(save_to)
+            so.log_severity_level = 3  # same machine, same cache: the "hardware specific" notice is moot
         try:
             return ort.InferenceSession(str(source), sess_options=so, providers=providers,
                                         provider_options=options)
         except Exception as e:  # onnxruntime raises its own Fail/RuntimeException types
-            raise ModelError(f"{self.path}: onnxruntime cannot build a session on "
+            raise ModelError(f"{source}: onnxruntime cannot build a session on "
                              f"{', '.join(providers)} ({type(e).__name__}: {e})") from e
 
     @property

@@ -87,6 +87,18 @@ def test_optimised_model_is_cached_and_reused(model, tmp_path):
     np.testing.assert_allclose(first.run_segments(seg).probs, second.run_segments(seg).probs, rtol=1e-6)
 
 
+def test_a_corrupt_cached_model_is_rebuilt_not_fatal(model, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    Engine(model, EngineConfig(device="cpu", threads=1, cache_dir=cache))
+    (saved,) = cache.glob("colour.*.onnx")
+    saved.write_bytes(saved.read_bytes()[:100])  # as a run killed while writing it would leave it
+    with caplog.at_level(logging.WARNING, logger="stream.engine"):
+        engine = Engine(model, EngineConfig(device="cpu", threads=1, cache_dir=cache))
+    assert "cannot be loaded" in caplog.text and saved.stat().st_size > 100  # rebuilt in place
+    out = engine.run_segments([_segment(engine.spec, COLOURS["blue"])])
+    assert LABELS[int(out.probs[0].argmax())] == "blue"
+
+
 def test_asking_for_cuda_on_this_machine_falls_back_and_logs_it(model, caplog):
     with caplog.at_level(logging.INFO, logger="stream.engine"):
         engine = Engine(model, EngineConfig(device="cuda", threads=1), available=[CPU])
