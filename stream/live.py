@@ -395,8 +395,9 @@ class LiveSource:
             finally:
                 reader.cancel.set()
                 reader.join(timeout=_POLL_S * 5)
-                if reader.is_alive():
-                    log.warning("%s: reader did not stop in time; abandoned", self.name)
+                if reader.is_alive():  # blocked in FFmpeg; its own timeout ends it, we do not wait
+                    (log.debug if stop.is_set() else log.warning)("%s: reader did not stop in time; left to "
+                                                                  "time out on its own", self.name)
 
     def _segmenter(self, has_video: bool, has_audio: bool):
         from stream.captions import load_captions, sidecar_for
