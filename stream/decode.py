@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,6 +196,11 @@ class AudioChunker:
         self._batch: list[np.ndarray] = []
         self._batch_n = 0
 
+    @property
+    def end(self) -> float:
+        """Time just after the last sample resampled so far (-inf before any)."""
+        return -math.inf if self._base is None else self._base + self._count / self.rate
+
     def push(self, frame: av.AudioFrame | None) -> Iterator[tuple[float, np.ndarray]]:
         """Feed one decoded frame (None at the end, to flush) and yield the chunks that are ready."""
         if frame is not None and frame.pts is not None and frame.time_base is not None:
@@ -227,10 +232,13 @@ class AudioChunker:
 
 
 def decode_items(container: av.container.InputContainer, decode: DecodeConfig, stats: DecodeStats,
-                 segment: SegmentConfig | None = None) -> Iterator[Item]:
+                 segment: SegmentConfig | None = None) -> Generator[Item, None, float]:
     """Yield ("video", t, rgb[H, W, 3] uint8) and ("audio", t, float32 mono at decode.sample_rate) in
     decode order. Video frames that no segment can sample are skipped before conversion (pass the
-    ``segment`` config used downstream; the default one is assumed otherwise)."""
+    ``segment`` config used downstream; the default one is assumed otherwise).
+
+    Returns where the decoded data ended (the last frame's time or the end of the last audio sample,
+    whichever is later; -inf if nothing decoded), skipped frames included."""
     clock = SampleClock(decode, segment or SegmentConfig())
     name = str(getattr(container, "name", "source"))
     vstream = container.streams.video[0] if container.streams.video else None
@@ -293,6 +301,7 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
             yield "audio", t, samples
     if pending is not None and (astream is not None or clock.needed_last(pending[0], last_kept)):
         yield "video", pending[0], scale(pending[1])  # with audio, windows after it may need it as padding
+    return max(last_t, audio.end if audio is not None else -math.inf)
 
 
 def check_complete(container: av.container.InputContainer, end: float) -> None:

@@ -216,10 +216,7 @@ def iter_segments(source: str | os.PathLike, *, decode: DecodeConfig = DecodeCon
 
     def produce() -> Iterator[tuple[str, float, np.ndarray]]:
         try:
-            end = -math.inf
-            for item in decode_items(container, decode, stats, segment):
-                end = max(end, item[1])
-                yield item
+            end = yield from decode_items(container, decode, stats, segment)
             if not is_url(source):
                 check_complete(container, end)
         finally:

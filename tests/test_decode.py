@@ -266,3 +266,11 @@ def test_raw_h264_without_timestamps_is_timed_by_frame_count(tmp_path):
     segs = list(iter_segments(raw))
     assert [(s.start, s.end) for s in segs] == [(0.0, 2.0), (2.0, 4.0)]
     assert [ids(s) for s in segs] == expected_ids(spec.frame_times(), 2)
+
+
+def test_complete_file_sampled_sparsely_is_not_taken_for_truncated(tmp_path):
+    """At 0.25 fps most frames are skipped before conversion; the file still ends where its header says."""
+    path = write_media(tmp_path / "long.mkv", video=VideoSpec(frames=299, fps=25, width=32, height=24))
+    segs = list(iter_segments(path, decode=DecodeConfig(fps=0.25, height=16, width=16),
+                              segment=SegmentConfig(window_s=4.0)))
+    assert [s.start for s in segs] == [0.0, 4.0, 8.0] and all(s.present.video for s in segs)
