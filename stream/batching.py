@@ -41,15 +41,10 @@ class Channel(Generic[T]):
         self._closed = False
         self._error: BaseException | None = None
         self.dropped = 0  # items discarded by drop_oldest
-        self.put_count = 0
 
     def __len__(self) -> int:
         with self._cond:
             return len(self._items)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def put(self, item: T, timeout: float | None = None) -> bool:
         """Queue ``item``; False if the channel was closed (the consumer has gone) or ``timeout`` ran out."""
@@ -65,7 +60,6 @@ class Channel(Generic[T]):
             if self._closed:
                 return False
             self._items.append(item)
-            self.put_count += 1
             self._cond.notify_all()
             return True
 
@@ -107,14 +101,6 @@ class Channel(Generic[T]):
                 self._error = error
             self._closed = True
             self._cond.notify_all()
-
-    def clear(self) -> int:
-        """Drop everything queued (used on shutdown); returns how many items went."""
-        with self._cond:
-            n = len(self._items)
-            self._items.clear()
-            self._cond.notify_all()
-            return n
 
     def __iter__(self) -> Iterator[T]:
         while True:

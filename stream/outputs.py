@@ -86,9 +86,6 @@ class OutputDir:
         record = {"source": source.name, **_fingerprint(source), "finished": time.time(), **info}
         write_atomic(self._marker(stem), json.dumps(record) + "\n")
 
-    def clear_done(self, stem: str) -> None:
-        self._marker(stem).unlink(missing_ok=True)
-
     def is_done(self, source: Source, stem: str) -> bool:
         """True when a previous run finished ``source`` and the source has not changed since."""
         try:
