@@ -25,6 +25,7 @@ SIDECAR_SUFFIXES = (".srt", ".vtt", ".ass", ".ssa")
 TEXT_CODECS = ("subrip", "srt", "ass", "ssa", "mov_text", "webvtt", "text")
 _HTML_TAG = re.compile(r"</?[a-zA-Z][^>]*>")  # mov_text keeps <b>-style tags as literal text
 _SPACE = re.compile(r"\s+")
+UNTIMED_CAPTION_S = 2.0  # how long an embedded caption whose packet has no duration stays on screen
 
 Event = tuple[float, float, str]  # start s, end s (half-open), plain text
 
@@ -105,7 +106,7 @@ def embedded_captions(container: av.container.InputContainer) -> Captions | None
             end = start + float((packet.duration or 0) * packet.time_base)
             for sub in packet.decode():
                 for text in _texts(sub):
-                    events.append((start, end if end > start else start + 2.0, text))
+                    events.append((start, end if end > start else start + UNTIMED_CAPTION_S, text))
     except av.error.FFmpegError as e:
         raise CaptionError(f"{container.name}: subtitle stream #{stream.index} cannot be read ({e})") from e
     log.debug("%s: %d embedded caption events (%s)", container.name, len(events), stream.codec_context.name)

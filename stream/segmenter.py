@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import numpy as np
 
 from stream.captions import Captions, embedded_captions, load_captions, sidecar_for
@@ -170,7 +171,9 @@ class Segmenter:
             self._abase += drop
 
 
-def _captions_for(source: str, container, captions: str | os.PathLike | None, options, timeout) -> Captions | None:
+def _captions_for(source: str, container: av.container.InputContainer, captions: str | os.PathLike | None,
+                  options: dict[str, str] | None, timeout: float | tuple[float, float] | None) -> Captions | None:
+    """An explicit caption file, else a sidecar beside a local file, else the embedded subtitle stream."""
     if captions is not None:
         return load_captions(captions)
     if not is_url(source):
