@@ -14,6 +14,7 @@ import sys
 
 from stream import __version__
 from stream.errors import AvfuseError
+from stream.redact import RedactFilter, redact_text
 
 # name -> (module, one-line help, extra the module needs beyond the base install)
 COMMANDS: dict[str, tuple[str, str, str | None]] = {
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"avfuse: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # credentials in URLs never reach a log line
+        if not any(isinstance(f, RedactFilter) for f in handler.filters):
+            handler.addFilter(RedactFilter())
     module = _load(name)
     parser = argparse.ArgumentParser(prog=f"avfuse {name}", description=COMMANDS[name][1])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except AvfuseError as e:
-        print(f"avfuse {name}: error: {e}", file=sys.stderr)
+        print(f"avfuse {name}: error: {redact_text(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"avfuse {name}: interrupted", file=sys.stderr)
