@@ -229,6 +229,25 @@ def test_a_bad_sink_closes_the_sinks_already_connected(broker):
     assert len(paho_threads()) == before  # the MQTT connection made first was closed, not left running
 
 
+def test_a_broker_that_never_answers_is_an_error_and_its_connection_is_closed():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+    try:
+        with pytest.raises(SourceError, match="did not accept the connection within 0.5 s"):
+            MqttSink(f"mqtt://127.0.0.1:{listener.getsockname()[1]}/x", timeout_s=0.5)
+        (conn,) = accepted
+        conn.settimeout(10)
+        while conn.recv(4096):  # the CONNECT packet, perhaps a DISCONNECT, then the end of the stream
+            pass
+    finally:
+        listener.close()
+        for c in accepted:
+            c.close()
+
+
 def test_mqtt_url_and_unreachable_broker_errors():
     assert parse_url("mqtt://h/a/b") == ("h", 1883, "a/b")
     with pytest.raises(ConfigError, match="TOPIC"):

@@ -47,6 +47,7 @@ class MqttSink(Sink):
             raise SourceError(f"MQTT broker {self.host}:{self.port} is unreachable ({e})") from e
         self.client.loop_start()
         if not self._connected.wait(timeout_s):
+            self.client.disconnect()  # closes the socket: no half-open connection is left behind
             self.client.loop_stop()
             raise SourceError(f"MQTT broker {self.host}:{self.port} did not accept the connection "
                               f"within {timeout_s:g} s")
