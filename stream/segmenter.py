@@ -225,9 +225,11 @@ def iter_segments(source: str | os.PathLike, *, decode: DecodeConfig = DecodeCon
         finally:
             container.close()
 
+    items = prefetch(produce(), decode.queue_size, name=f"decode:{Path(name).name}")
     try:
-        for kind, t, data in prefetch(produce(), decode.queue_size, name=f"decode:{Path(name).name}"):
+        for kind, t, data in items:
             yield from seg.push_video(t, data) if kind == "video" else seg.push_audio(t, data)
         yield from seg.finish()
     finally:
+        items.close()  # now, not when a traceback holding this frame is freed: stops the thread, closes the file
         log.debug("%s: %s", name, stats)

@@ -274,3 +274,12 @@ def test_complete_file_sampled_sparsely_is_not_taken_for_truncated(tmp_path):
     segs = list(iter_segments(path, decode=DecodeConfig(fps=0.25, height=16, width=16),
                               segment=SegmentConfig(window_s=4.0)))
     assert [s.start for s in segs] == [0.0, 4.0, 8.0] and all(s.present.video for s in segs)
+
+
+def test_decode_thread_stops_when_the_consumer_fails_and_keeps_the_error(tmp_path):
+    path = write_media(tmp_path / "v.mkv", video=VideoSpec(frames=200, width=32, height=24))
+    it = iter_segments(path, decode=DecodeConfig(queue_size=1, height=16, width=16))
+    next(it)
+    with pytest.raises(KeyError) as info:  # as a caller that fails on a segment would, keeping the error
+        it.throw(KeyError("the caller's own failure"))
+    assert not any(t.name == "decode:v.mkv" and t.is_alive() for t in threading.enumerate()), info.value
