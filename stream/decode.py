@@ -81,8 +81,25 @@ def open_container(source: str | os.PathLike, *, options: dict[str, str] | None 
     return container
 
 
+def is_picture(stream: av.stream.Stream) -> bool:
+    """A cover image stored as a video stream (``attached_pic``, as in music files): not video."""
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def video_streams(container: av.container.InputContainer) -> list[av.video.stream.VideoStream]:
+    """The container's video streams, cover images left out."""
+    return [s for s in container.streams.video if not is_picture(s)]
+
+
+def media_streams(container: av.container.InputContainer) -> tuple[av.video.stream.VideoStream | None,
+                                                                   av.audio.stream.AudioStream | None]:
+    """The streams segments are made of: the first video stream (not a cover image) and the first audio one."""
+    video, audio = video_streams(container), list(container.streams.audio)
+    return (video[0] if video else None), (audio[0] if audio else None)
+
+
 def _check_streams(name: str, container: av.container.InputContainer) -> None:
-    streams = list(container.streams.video) + list(container.streams.audio)
+    streams = video_streams(container) + list(container.streams.audio)
     if not streams:
         raise MediaError(f"{name}: has no video or audio stream")
     for s in streams:
@@ -94,7 +111,7 @@ def _check_streams(name: str, container: av.container.InputContainer) -> None:
 
 def media_start(container: av.container.InputContainer) -> float:
     """The file's first timestamp in seconds: the minimum start_time over its video and audio streams."""
-    starts = [float(s.start_time * s.time_base) for s in list(container.streams.video) + list(container.streams.audio)
+    starts = [float(s.start_time * s.time_base) for s in video_streams(container) + list(container.streams.audio)
               if s.start_time is not None and s.time_base is not None]
     return min(starts) if starts else 0.0
 
@@ -241,8 +258,7 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
     whichever is later; -inf if nothing decoded), skipped frames included."""
     clock = SampleClock(decode, segment or SegmentConfig())
     name = str(getattr(container, "name", "source"))
-    vstream = container.streams.video[0] if container.streams.video else None
-    astream = container.streams.audio[0] if container.streams.audio else None
+    vstream, astream = media_streams(container)
     streams = [s for s in (vstream, astream) if s is not None]
     for s in streams:
         s.thread_type = "AUTO"

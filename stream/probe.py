@@ -16,7 +16,7 @@ import av
 
 from stream.captions import embedded_captions, load_captions, sidecar_for
 from stream.config import DecodeConfig, SegmentConfig, frames_per_window, samples_per_window
-from stream.decode import EPS, is_url, media_duration, media_start, open_container
+from stream.decode import EPS, is_picture, is_url, media_duration, media_start, media_streams, open_container
 from stream.errors import CaptionError
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,9 @@ def _stream_info(s) -> StreamInfo:
     ctx = s.codec_context
     codec = ctx.name if ctx is not None else "unknown"
     lang = s.metadata.get("language") if s.metadata else None
+    if s.type == "video" and is_picture(s):
+        return StreamInfo(index=s.index, type="picture", codec=codec, width=ctx.width, height=ctx.height,
+                          language=lang)
     if s.type == "video":
         rate = s.average_rate or s.base_rate
         return StreamInfo(index=s.index, type="video", codec=codec, width=ctx.width, height=ctx.height,
@@ -65,7 +68,8 @@ def _stream_info(s) -> StreamInfo:
 
 def _data_times(container: av.container.InputContainer, t0: float) -> tuple[float, float] | None:
     """(time of the last frame or last audio sample, end of the data), relative to t0, from packet timestamps."""
-    streams = list(container.streams.video[:1]) + list(container.streams.audio[:1])
+    video, audio = media_streams(container)
+    streams = [s for s in (video, audio) if s is not None]
     last = end = -math.inf
     for packet in container.demux(*streams):
         if packet.pts is None or not packet.size:
@@ -77,7 +81,7 @@ def _data_times(container: av.container.InputContainer, t0: float) -> tuple[floa
             last = max(last, t + length - 1 / sr)
         else:
             last = max(last, t)
-            length = length or _frame_length(container)
+            length = length or (1 / float(video.average_rate) if video.average_rate else 0.0)
         end = max(end, t + length)
     return None if last == -math.inf else (last, end)
 
@@ -120,11 +124,6 @@ def probe(source: str, *, segment: SegmentConfig = SegmentConfig(),  # noqa: B00
         container.close()
 
 
-def _frame_length(container: av.container.InputContainer) -> float:
-    v = container.streams.video[0]
-    return 1 / float(v.average_rate) if v.average_rate else 0.0
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="FILE", help="media file or URL")
     parser.add_argument("--fps", type=float, default=DecodeConfig().fps, help="sampled frames per second")
@@ -139,6 +138,8 @@ def _line(s: StreamInfo) -> str:
         return f"video #{s.index}: {s.codec} {s.width}x{s.height}{fps}"
     if s.type == "audio":
         return f"audio #{s.index}: {s.codec} {s.sample_rate} Hz {s.channels} ch ({s.layout})"
+    if s.type == "picture":
+        return f"picture #{s.index}: {s.codec} {s.width}x{s.height} (a cover image, not video)"
     lang = f" [{s.language}]" if s.language else ""
     return f"{s.type} #{s.index}: {s.codec}{lang}"
 

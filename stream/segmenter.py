@@ -22,7 +22,7 @@ import numpy as np
 
 from stream.captions import Captions, embedded_captions, load_captions, sidecar_for
 from stream.config import DecodeConfig, SegmentConfig, frames_per_window, samples_per_window
-from stream.decode import EPS, DecodeStats, check_complete, decode_items, is_url, open_container
+from stream.decode import EPS, DecodeStats, check_complete, decode_items, is_url, media_streams, open_container
 from stream.errors import CaptionError, MediaError
 from stream.prefetch import prefetch
 from stream.segment import Present, Segment
@@ -214,8 +214,9 @@ def iter_segments(source: str | os.PathLike, *, decode: DecodeConfig = DecodeCon
     except BaseException:
         container.close()
         raise
+    vstream, astream = media_streams(container)
     seg = Segmenter(source=name, decode=decode, segment=segment, captions=caps,
-                    has_video=bool(container.streams.video), has_audio=bool(container.streams.audio))
+                    has_video=vstream is not None, has_audio=astream is not None)
 
     def produce() -> Iterator[tuple[str, float, np.ndarray]]:
         try:

@@ -155,10 +155,22 @@ def _packet_time(p: av.Packet) -> float:
     return float(ts * p.time_base) if ts is not None else 0.0
 
 
+def _cover_packets(container) -> list[av.Packet]:
+    """A 32x32 JPEG cover image as an ``attached_pic`` video stream, as music files carry one."""
+    stream = container.add_stream("mjpeg", rate=1)
+    stream.width = stream.height = 32
+    stream.pix_fmt = "yuvj420p"
+    stream.disposition = av.stream.Disposition.attached_pic
+    frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 200, np.uint8), format="rgb24")
+    frame.pts = 0
+    return stream.encode(frame) + stream.encode(None)
+
+
 def write_media(path: str | os.PathLike, *, video: VideoSpec | None = None, audio: AudioSpec | None = None,
                 captions: list[Caption] | None = None, caption_codec: str = "subrip",
-                container_options: dict[str, str] | None = None) -> Path:
-    """Write a file with the given tracks (container from the suffix: .mkv, .mp4, .mov, .webm)."""
+                container_options: dict[str, str] | None = None, cover: bool = False) -> Path:
+    """Write a file with the given tracks (container from the suffix: .mkv, .mp4, .mov, .webm); ``cover``
+    adds a cover image (an attached picture: .mp4 / .m4a / .mov keep it as one)."""
     path = Path(path)
     with av.open(str(path), "w", options=container_options or {}) as out:
         packets = []
@@ -166,6 +178,8 @@ def write_media(path: str | os.PathLike, *, video: VideoSpec | None = None, audi
             packets += _encode_video(out, video)
         if audio is not None:
             packets += _encode_audio(out, audio)
+        if cover:
+            packets += _cover_packets(out)
         if captions:
             packets += _subtitle_packets(out, caption_codec, captions)
         for packet in sorted(packets, key=_packet_time):

@@ -283,3 +283,14 @@ def test_decode_thread_stops_when_the_consumer_fails_and_keeps_the_error(tmp_pat
     with pytest.raises(KeyError) as info:  # as a caller that fails on a segment would, keeping the error
         it.throw(KeyError("the caller's own failure"))
     assert not any(t.name == "decode:v.mkv" and t.is_alive() for t in threading.enumerate()), info.value
+
+
+def test_cover_image_of_a_music_file_is_not_video(tmp_path):
+    from stream.probe import probe
+
+    path = write_media(tmp_path / "song.mp4", audio=AudioSpec(duration=3.9, channels=1, codec="aac"), cover=True)
+    with av.open(str(path)) as c:
+        assert [s.type for s in c.streams] == ["audio", "video"]  # the cover is stored as a video stream
+    segs = list(iter_segments(path))
+    assert len(segs) == 2 and all(s.present.audio and not s.present.video and not s.frames.any() for s in segs)
+    assert [s.type for s in probe(str(path)).streams] == ["audio", "picture"]
