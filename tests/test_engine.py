@@ -77,12 +77,14 @@ def test_real_cpu_session_labels_solid_colours(model, tmp_path):
     np.testing.assert_allclose(out.gates[0], [1, 0, 0], atol=1e-4)
 
 
-def test_optimised_model_is_cached_and_reused(model, tmp_path):
+def test_optimised_model_is_cached_and_reused(model, tmp_path, caplog):
     cache = tmp_path / "cache"
     first = Engine(model, EngineConfig(device="cpu", threads=1, cache_dir=cache))
     saved = list(cache.glob("colour.*.onnx"))
     assert len(saved) == 1
-    second = Engine(model, EngineConfig(device="cpu", threads=1, cache_dir=cache))
+    with caplog.at_level(logging.DEBUG, logger="stream.engine"):
+        second = Engine(model, EngineConfig(device="cpu", threads=1, cache_dir=cache))
+    assert f"loading the cached optimised model {saved[0]}" in caplog.text
     seg = [_segment(first.spec, COLOURS["green"])]
     np.testing.assert_allclose(first.run_segments(seg).probs, second.run_segments(seg).probs, rtol=1e-6)
 
