@@ -183,7 +183,9 @@ class Pipeline:
                     seg_ch.put(_Records(key, [item.as_record()], []))
             return _End(key, source, interrupted=True)
         except Exception as e:  # one bad source (or a decoder bug it triggers) must not end the run
-            log.error("%s: %s", source.shown, e, exc_info=not isinstance(e, AvfuseError | OSError))
+            text = str(e)  # avfuse's errors name the source already
+            log.error("%s", text if source.shown in text else f"{source.shown}: {text}",
+                      exc_info=not isinstance(e, AvfuseError | OSError))
             return _End(key, source, e)
         finally:
             close = getattr(it, "close", None)
