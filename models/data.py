@@ -341,13 +341,16 @@ def split_by_source(ds: SegmentSet, val_fraction: float, seed: int) -> tuple[np.
         raise DataError(f"a validation split needs at least 2 source files, got {len(order)}")
     _check_labels_span_sources(ds, idx, "validated")
     rng = np.random.default_rng(seed)
-    val: set[str] = set()
-    for label in range(len(ds.label_names)):
-        group = [s for s in order if main[s] == label]
-        rng.shuffle(group)
-        val.update(group[: min(len(group) - 1, round(val_fraction * len(group)))] if len(group) > 1 else [])
+    groups = [rng.permutation([s for s in order if main[s] == label]).tolist() for label in range(len(ds.label_names))]
+    # round(val_fraction * sources) in all, shared among the label groups by largest remainder, and
+    # never a group's last source
+    want = np.array([val_fraction * len(g) for g in groups])
+    take = np.floor(want).astype(int)
+    for g in np.argsort(-(want - take), kind="stable")[: max(0, max(1, round(val_fraction * len(order))) - take.sum())]:
+        take[g] += 1
+    val = {s for g, n in zip(groups, take, strict=True) for s in g[: min(n, len(g) - 1)]}
     held = {s: set(np.unique(ds.labels[m]).tolist()) for s, m in idx.items()}
-    for label in range(len(ds.label_names)):  # a label that only validation sources hold moves one back
+    for label in np.unique(ds.labels).tolist():  # a label that only validation sources hold moves one back
         if label not in set().union(*(held[s] for s in order if s not in val)):
             val.discard(next(s for s in sorted(val) if label in held[s]))
     if not val:  # few sources: validate on one whose labels all stay on the training side

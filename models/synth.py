@@ -14,7 +14,8 @@ Two rules map the factors to one of four classes (``--rule``):
   dealt so the four classes are equally frequent (levels 0 and 3 three times as often per combination).
   One modality alone predicts the class right at most 1 time in 2 (chance: 1 in 4), two at most 2 in 3,
   only all three always. Each factor moves the level on its own, so each encoder gets a learning
-  signal from the start: a small CNN, log-mel CNN and GRU learn it from a few dozen videos.
+  signal from the start (measured on 24 videos of 8 s: the tiny CNN alone tells circle from square,
+  and the audio encoder alone low from high, on 30 of 32 held-out windows).
 - ``xor``: ``{mood}_{harmony}``, harmony is ``match`` when shape and tone agree (circle with low, square
   with high), ``clash`` otherwise. Video or audio alone: 1 in 4 (chance), text alone or any two: 1 in 2.
   The hard setting: shape and tone carry no signal until both are learned, so it needs far more data.
@@ -69,10 +70,12 @@ LABELS = {"count": LEVELS, "xor": XOR_LABELS}
 # deals levels 0 and 3 (one combination each) three times so that all four classes are equally frequent.
 DECKS = {"count": (3, 1, 1, 1, 1, 1, 1, 3), "xor": (1,) * 8}
 WORDS = {
-    "calm": ("river", "meadow", "cloud", "pillow", "breeze", "garden"),
-    "alert": ("siren", "alarm", "thunder", "danger", "storm", "panic"),
+    "calm": ("river", "meadow", "cloud", "pillow"),
+    "alert": ("siren", "thunder", "danger", "storm"),
 }
-DISTRACTORS = ("the", "look", "now", "here", "blue", "maybe", "shape", "sound", "over", "little", "again", "very")
+# Captions stay few and repetitive (16 per group): a caption unique to its window would let a model
+# memorise the training labels through the text alone instead of learning the three factors.
+DISTRACTORS = ("look", "the", "now")
 LOW_HZ, HIGH_HZ = (220.0, 380.0), (1800.0, 2600.0)
 
 
@@ -180,9 +183,10 @@ def _plan(cfg: SynthConfig, count: int, stream_id: int, prefix: str, out_dir: Pa
 
 
 def _caption(rng: np.random.Generator, mood: str) -> str:
-    words = [str(rng.choice(WORDS[mood]))] + [str(w) for w in rng.choice(DISTRACTORS, size=rng.integers(1, 4))]
-    rng.shuffle(words)
-    return " ".join(words)
+    """A word of the mood's group, after a distractor word three times in four."""
+    word = str(rng.choice(WORDS[mood]))
+    k = int(rng.integers(len(DISTRACTORS) + 1))
+    return f"{DISTRACTORS[k]} {word}" if k < len(DISTRACTORS) else word
 
 
 # ---- rendering ---------------------------------------------------------------------------------------

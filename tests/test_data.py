@@ -301,6 +301,9 @@ def test_split_is_stratified_by_label():
     train, val = split_by_source(ds, 0.2, seed=0)
     assert np.bincount(ds.labels[val]).tolist() == [6, 6, 6, 6]  # 2 of each label's 10 videos
     assert len(train) == 96
+    ds = _toy({f"{c}{i}": [k] * 2 for k, c in enumerate("abcd") for i in range(6)}, ("a", "b", "c", "d"))
+    train, val = split_by_source(ds, 0.25, seed=0)
+    assert len(val) == 2 * 6 and sorted(np.bincount(ds.labels[val]).tolist()) == [2, 2, 4, 4]  # 6 of 24 videos
 
 
 def test_a_label_with_a_single_video_cannot_be_split():

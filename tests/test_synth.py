@@ -125,11 +125,10 @@ def test_videos_decode_with_the_planned_audio_and_captions(synth):
 def test_each_caption_holds_exactly_one_word_of_its_group(synth):
     group_of = {word: mood for mood, words in WORDS.items() for word in words}
     captions = [w for w in synth.train + synth.test if w.caption]
-    assert captions
+    assert captions and any(len(w.caption.split()) == 2 for w in captions)  # some with a distractor word
     for w in captions:
         moods = [group_of[word] for word in w.caption.split() if word in group_of]
         assert moods == [w.mood]
-        assert len(w.caption.split()) >= 2  # with distractor words
 
 
 def test_held_out_videos_are_rendered_from_other_seeds(synth):
