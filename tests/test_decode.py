@@ -277,12 +277,12 @@ def test_complete_file_sampled_sparsely_is_not_taken_for_truncated(tmp_path):
 
 
 def test_decode_thread_stops_when_the_consumer_fails_and_keeps_the_error(tmp_path):
-    path = write_media(tmp_path / "v.mkv", video=VideoSpec(frames=200, width=32, height=24))
+    path = write_media(tmp_path / "caller.mkv", video=VideoSpec(frames=200, width=32, height=24))
     it = iter_segments(path, decode=DecodeConfig(queue_size=1, height=16, width=16))
     next(it)
     with pytest.raises(KeyError) as info:  # as a caller that fails on a segment would, keeping the error
         it.throw(KeyError("the caller's own failure"))
-    assert not any(t.name == "decode:v.mkv" and t.is_alive() for t in threading.enumerate()), info.value
+    assert not any(t.name == "decode:caller.mkv" and t.is_alive() for t in threading.enumerate()), info.value
 
 
 def test_cover_image_of_a_music_file_is_not_video(tmp_path):
