@@ -54,6 +54,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     seed: int = 0
     device: str = "cpu"
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default (one per core)
     progress: bool = True  # a tqdm bar per epoch (shown on a terminal only)
 
     def __post_init__(self) -> None:
@@ -67,7 +68,8 @@ class TrainConfig:
                   (self.device in ("cpu", "cuda"), "device must be cpu or cuda"),
                   (self.epochs >= 1 and self.batch_size >= 1 and self.patience >= 1,
                    "epochs, batch_size and patience must be >= 1"),
-                  (self.lr > 0 and self.weight_decay >= 0, "lr must be > 0 and weight_decay >= 0")]
+                  (self.lr > 0 and self.weight_decay >= 0, "lr must be > 0 and weight_decay >= 0"),
+                  (self.threads >= 0, "threads must be >= 0")]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{message}; got {self!r}")
@@ -131,6 +133,16 @@ def _check(train_set, val_set) -> None:
 
 def train(train_set, val_set=None, *, config: TrainConfig, decode: dict) -> TrainResult:
     """Train on ``train_set`` (a models.data.SegmentSet), select on ``val_set`` (or the training set if None)."""
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train(train_set, val_set, config=config, decode=decode)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(train_set, val_set, *, config: TrainConfig, decode: dict) -> TrainResult:
     began = time.perf_counter()
     cfg = config
     _check(train_set, val_set)
@@ -204,7 +216,7 @@ def train(train_set, val_set=None, *, config: TrainConfig, decode: dict) -> Trai
                        history=history, seconds=seconds)
 
 
-def test_tensors(result: TrainResult, test_set) -> Tensors:
+def held_out_tensors(result: TrainResult, test_set) -> Tensors:
     """A held-out SegmentSet as tensors for ``result``'s model: its tokenizer, its label order."""
     index = {name: i for i, name in enumerate(result.config.labels)}
     unknown = sorted(set(test_set.label_names) - set(index))

@@ -60,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", choices=BACKBONES, default="tiny", help="image backbone (default tiny)")
     parser.add_argument("--pooling", choices=("mean", "attention"), default="mean", help="over the frames")
     parser.add_argument("--pretrained", action="store_true", help="torchvision ImageNet weights (needs internet once)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: one per core)")
     parser.add_argument("--fps", type=float, default=2.0, help="frames sampled per second (default 2)")
     parser.add_argument("--size", type=_size, default=(64, 64), metavar="WxH", help="frame size (default 64x64)")
     parser.add_argument("--window", type=float, default=2.0, help="segment length in seconds (default 2)")
@@ -71,7 +72,8 @@ def train_config(args: argparse.Namespace, **overrides):
 
     fields = dict(fusion=args.fusion, modalities=args.modalities, backbone=args.backbone, pooling=args.pooling,
                   pretrained=args.pretrained, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
-                  lr=args.lr, optimizer=args.optimizer, seed=args.seed, device=args.device)
+                  lr=args.lr, optimizer=args.optimizer, seed=args.seed, device=args.device,
+                  threads=args.threads)
     return TrainConfig(**{**fields, **overrides})
 
 
@@ -83,13 +85,13 @@ def train_once(ds, train_idx, val_idx, test, *, config, decode: dict, out: Path 
     """Train one model; evaluate on the test set (also with each modality removed); save the checkpoint."""
     from models.checkpoint import save_checkpoint
     from models.evaluate import evaluate, without_each_modality
-    from models.train import test_tensors, train
+    from models.train import held_out_tensors, train
 
     result = train(ds.subset(train_idx), ds.subset(val_idx), config=config, decode=decode)
     metrics = {"val": result.metrics, "best_epoch": result.best_epoch, "seconds": round(result.seconds, 2),
                "history": result.history, "train_config": config.as_dict(), "model": result.model.describe()}
     if test is not None:
-        tensors = test_tensors(result, test)
+        tensors = held_out_tensors(result, test)
         metrics["test"] = evaluate(result.model, tensors)
         metrics["test"]["without"] = without_each_modality(result.model, tensors)
     if out is not None:
