@@ -4,6 +4,7 @@ the first attempt, one that stalls) and a Mosquitto broker with a paho subscribe
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from stream.sinks.mqtt import MqttSink, parse_url
 from stream.sinks.webhook import WebhookSink
 
 MOSQUITTO = "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
 
 
 class Receiver:
@@ -143,11 +145,25 @@ def _free_port() -> int:
 
 @pytest.fixture
 def broker(tmp_path):
+    yield from _mosquitto(tmp_path, "allow_anonymous true\n")
+
+
+@pytest.fixture
+def password_broker(tmp_path):
+    """A broker that only lets alice in, with her password."""
+    passwd = tmp_path / "passwd"
+    subprocess.run([MOSQUITTO_PASSWD, "-b", "-c", str(passwd), "alice", "p@ss:word"], check=True, timeout=30)
+    # run as root, mosquitto drops to its own user, which cannot read pytest's private tmp folder
+    user = "user root\n" if os.geteuid() == 0 else ""
+    yield from _mosquitto(tmp_path, f"{user}allow_anonymous false\npassword_file {passwd}\n")
+
+
+def _mosquitto(tmp_path, settings: str):
     if not Path(MOSQUITTO).exists():
         pytest.skip(f"{MOSQUITTO} is not installed (scripts/system-deps.sh installs it)")
     port = _free_port()
     conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    conf.write_text(f"listener {port} 127.0.0.1\n{settings}persistence false\n")
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
     while True:
@@ -246,6 +262,21 @@ def test_a_broker_that_never_answers_is_an_error_and_its_connection_is_closed():
         listener.close()
         for c in accepted:
             c.close()
+
+
+def test_credentials_in_the_url_log_in_and_a_refusal_says_why(password_broker):
+    port, _ = password_broker
+    sink = MqttSink(f"mqtt://alice:p%40ss%3Aword@127.0.0.1:{port}/avfuse/auth", timeout_s=5)
+    try:
+        sink.write("s", _rec())
+        sink.flush()
+        assert sink.failed == 0
+    finally:
+        sink.close()
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match="refused the connection") as info:
+        MqttSink(f"mqtt://alice:wrong@127.0.0.1:{port}/avfuse/auth", timeout_s=20)
+    assert time.monotonic() - t0 < 15 and "wrong" not in str(info.value)  # told at once, not after the timeout
 
 
 def test_mqtt_url_and_unreachable_broker_errors():

@@ -1,6 +1,6 @@
 """MQTT: each record is published as JSON to ``TOPIC/<type>`` (segment, event, error) with QoS 1.
 
-The URL form is ``mqtt://HOST[:PORT]/TOPIC`` (port 1883 by default)."""
+The URL form is ``mqtt://[USER:PASSWORD@]HOST[:PORT]/TOPIC`` (port 1883 by default)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import logging
 import threading
 import time
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import paho.mqtt.client as mqtt
 
@@ -39,18 +39,28 @@ class MqttSink(Sink):
         self._connected = threading.Event()
         self._pending: list[mqtt.MQTTMessageInfo] = []
         self.failed = 0  # records the broker did not acknowledge
+        self._refused: str | None = None  # the broker's reason, when it answers no
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-        self.client.on_connect = lambda c, u, f, rc, p=None: self._connected.set() if not rc.is_failure else None
+        self.client.on_connect = self._on_connect
+        u = urlparse(url)
+        if u.username:
+            self.client.username_pw_set(unquote(u.username), unquote(u.password) if u.password else None)
         try:
             self.client.connect(self.host, self.port, keepalive=30)
         except OSError as e:
             raise SourceError(f"MQTT broker {self.host}:{self.port} is unreachable ({e})") from e
         self.client.loop_start()
-        if not self._connected.wait(timeout_s):
+        if not self._connected.wait(timeout_s) or self._refused:
             self.client.disconnect()  # closes the socket: no half-open connection is left behind
             self.client.loop_stop()
-            raise SourceError(f"MQTT broker {self.host}:{self.port} did not accept the connection "
-                              f"within {timeout_s:g} s")
+            why = (f"refused the connection ({self._refused})" if self._refused else
+                   f"did not accept the connection within {timeout_s:g} s")
+            raise SourceError(f"MQTT broker {self.host}:{self.port} {why}")
+
+    def _on_connect(self, client, userdata, flags, reason, properties=None) -> None:
+        if reason.is_failure:
+            self._refused = str(reason)
+        self._connected.set()
 
     def write(self, key: str, record: dict) -> None:
         info = self.client.publish(f"{self.topic}/{record['type']}", json.dumps(record), qos=self.qos)
