@@ -20,7 +20,7 @@ import logging
 
 import onnx
 
-from export.quantize import FP32_SCOPES, compress_frontend
+from export.quantize import FP32_SCOPES, store_weight_only
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
 
     copy = onnx.ModelProto()
     copy.CopyFrom(proto)  # the converter edits its argument
-    compress_frontend(copy, storage="fp16")  # the frontend's DFT kernel: fp16 storage, fp32 arithmetic
+    store_weight_only(copy, storage="fp16")  # the frontend's DFT kernel: fp16 storage, fp32 arithmetic
     blocked = [n.name for n in proto.graph.node if n.name.startswith((*FP32_SCOPES, "/audio/norm/"))]
     log.info("fp16: %d frontend nodes and all %s nodes stay fp32", len(blocked), "/".join(FP32_OPS))
     half = convert_float_to_float16(copy, keep_io_types=True, op_block_list=[*DEFAULT_OP_BLOCK_LIST, *FP32_OPS],

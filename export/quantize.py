@@ -11,7 +11,7 @@ What stays fp32, and why:
   its power spectrum spans ~1e-6..1e5, which 8-bit per-tensor activations cannot hold, so quiet
   bands would collapse to the log floor. Its fixed DFT kernel and mel matrix are instead stored as
   int8 with a per-row scale and a ``DequantizeLinear`` in front of the fp32 operation (weight-only;
-  see :func:`compress_frontend`): the file gets smaller, the activations keep full precision.
+  see :func:`store_weight_only`): the file gets smaller, the activations keep full precision.
 
 - the stem convolutions (first layer of each CNN, over 1 or 3 input channels): onnxruntime's int8
   convolution over so few channels was measured 2x slower than its fp32 one (and the quantize /
@@ -43,8 +43,10 @@ CNN_SCOPES = ("/video/backbone/", "/audio/cnn/")  # the per-frame image CNN and 
 CNN_ACTIVATION_OPS = ("Relu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "Mul", "Add", "MaxPool", "AveragePool",
                       "GlobalAveragePool")
 STEM_CHANNELS = 4  # a Conv over this many input channels or fewer stays fp32
-WEIGHT_INPUTS = {"Conv": (1,), "MatMul": (0, 1)}  # which inputs of a frontend node may be a constant kernel
 FP32_SCOPES = ("/audio/frontend/",)  # node-name prefixes whose activations stay fp32
+# Constants stored weight-only (compactly, rebuilt to fp32 in the graph): node-name prefix -> op -> inputs.
+WEIGHT_ONLY = {"/audio/frontend/": {"Conv": (1,), "MatMul": (0, 1)},  # DFT kernel, mel matrix
+               "/text/": {"Gather": (0,)}}  # the token embedding table (grows with the vocabulary)
 
 
 class _Reader:
@@ -114,9 +116,16 @@ def _stored(w: np.ndarray, base: str, storage: str) -> tuple[list[onnx.TensorPro
         q.nbytes + scale.nbytes
 
 
-def compress_frontend(proto: onnx.ModelProto, *, storage: str = "int8", min_size: int = 4096) -> int:
-    """Store the fp32 frontend's large constants (DFT kernel, mel matrix) compactly: ``int8`` with a scale
-    per row of axis 0 (rebuilt by ``DequantizeLinear``) or ``fp16`` (rebuilt by ``Cast``).
+def _weight_only_inputs(node: onnx.NodeProto) -> tuple[int, ...]:
+    for prefix, ops in WEIGHT_ONLY.items():
+        if node.name.startswith(prefix) and node.op_type in ops:
+            return ops[node.op_type]
+    return ()
+
+
+def store_weight_only(proto: onnx.ModelProto, *, storage: str = "int8", min_size: int = 1024) -> int:
+    """Store the fp32 parts' large constants (DFT kernel, mel matrix, token embeddings) compactly: ``int8``
+    with a scale per row of axis 0 (rebuilt by ``DequantizeLinear``) or ``fp16`` (rebuilt by ``Cast``).
 
     The operation itself still runs in fp32 on fp32 activations (onnxruntime folds the rebuild at
     load): only the stored kernel loses precision. Returns the bytes saved.
@@ -126,9 +135,7 @@ def compress_frontend(proto: onnx.ModelProto, *, storage: str = "int8", min_size
     saved = 0
     producers = {o: n for n in proto.graph.node for o in n.output}
     for node in list(proto.graph.node):
-        if node.op_type not in WEIGHT_INPUTS or not node.name.startswith(FP32_SCOPES):
-            continue
-        for index in WEIGHT_INPUTS[node.op_type]:
+        for index in _weight_only_inputs(node):
             if index < len(node.input):
                 found = _const_tensor(proto, node.input[index])
                 if found is not None and found[1].dtype == np.float32 and found[1].size >= min_size:
@@ -184,7 +191,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_c
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     proto = onnx.load(str(out_path))
-    compress_frontend(proto)
+    store_weight_only(proto)
     onnx.save_model(proto, str(out_path))
 
 

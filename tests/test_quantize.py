@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 from export import verify as V
 from export.onnx import export_model, model_info, save
-from export.quantize import FP32_SCOPES, compress_frontend, quantize_int8
+from export.quantize import FP32_SCOPES, quantize_int8, store_weight_only
 from models.net import ModelConfig, build_model
 from stream.config import DecodeConfig, SegmentConfig, decode_metadata
 from stream.tokenize import Tokenizer
@@ -84,7 +84,7 @@ def test_frontend_kernel_is_int8_weight_only_and_faithful(models):
               if n.op_type == "Constant"}
     consts.update({i.name: numpy_helper.to_array(i) for i in original.graph.initializer})
     w = consts[kernel.input[1]]
-    saved = compress_frontend(original)
+    saved = store_weight_only(original)
     assert saved > 0.7 * w.nbytes
     inits = {i.name: numpy_helper.to_array(i) for i in original.graph.initializer}
     q, scale = inits[f"{kernel.name}/weight_int8"], inits[f"{kernel.name}/weight_int8_scale"]
