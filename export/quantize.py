@@ -123,7 +123,7 @@ def _weight_only_inputs(node: onnx.NodeProto) -> tuple[int, ...]:
     return ()
 
 
-def store_weight_only(proto: onnx.ModelProto, *, storage: str = "int8", min_size: int = 1024) -> int:
+def store_weight_only(proto: onnx.ModelProto, *, storage: str = "int8", min_size: int = 256) -> int:
     """Store the fp32 parts' large constants (DFT kernel, mel matrix, token embeddings) compactly: ``int8``
     with a scale per row of axis 0 (rebuilt by ``DequantizeLinear``) or ``fp16`` (rebuilt by ``Cast``).
 

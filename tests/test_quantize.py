@@ -100,3 +100,20 @@ def test_int8_file_runs_and_tracks_fp32(models):
     check = V.compare("int8", ref, got, V.INT8)
     assert check.ok, check.line()
     assert fp32.stat().st_size / int8.stat().st_size > 2.5
+
+
+def test_token_embeddings_are_stored_int8_per_token(models):
+    fp32, int8, _ = models
+    proto = onnx.load(str(int8))
+    prod = _producers(proto)
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    gathers = [n for n in proto.graph.node if n.op_type == "Gather" and n.name.startswith("/text/")
+               and prod.get(n.input[0]) is not None and prod[n.input[0]].op_type == "DequantizeLinear"]
+    assert len(gathers) == 1
+    dq = prod[gathers[0].input[0]]
+    table, scale = inits[dq.input[0]], inits[dq.input[1]]
+    assert table.dtype == np.int8 and scale.shape == (table.shape[0],)  # one scale per token
+    original = onnx.load(str(fp32))
+    weights = {i.name: numpy_helper.to_array(i) for i in original.graph.initializer}
+    fp_table = next(w for w in weights.values() if w.shape == table.shape and w.dtype == np.float32)
+    np.testing.assert_allclose(table * scale[:, None], fp_table, atol=float(scale.max()) / 2 + 1e-7)
