@@ -22,6 +22,7 @@ from av.video.reformatter import Interpolation, VideoReformatter
 
 from stream.config import DecodeConfig, SegmentConfig, frames_per_window
 from stream.errors import CodecError, MediaError, SourceError
+from stream.redact import redact, redact_text, scrub, secrets_of
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ AUDIO_CHUNK_S = 0.1  # resampled audio is handed on in chunks of at least this l
 AUDIO_RESYNC_S = 0.05  # audio pts drifting further than this from the running sample count restarts the clock
 INTERPOLATION = Interpolation.AREA  # anti-aliased for big downscales (720p -> 160), and fast
 
-Item = tuple[str, float, np.ndarray]
+Item = tuple[str, float, np.ndarray | None]  # data is None for a "tick"
 _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://|file:)")
 
 
@@ -56,7 +57,8 @@ def open_container(source: str | os.PathLike, *, options: dict[str, str] | None 
     SourceError: missing/empty file, unreachable URL. MediaError: not media, or no video/audio stream.
     CodecError: a video or audio stream uses a codec this FFmpeg cannot decode.
     """
-    name = str(source)
+    url = str(source)
+    name = redact(url)  # errors name the source without the credentials of a URL
     if not is_url(source):
         path = Path(source)
         if not path.exists():
@@ -66,19 +68,35 @@ def open_container(source: str | os.PathLike, *, options: dict[str, str] | None 
         if path.stat().st_size == 0:
             raise SourceError(f"{name}: file is empty")
     try:
-        container = av.open(name, "r", options=options or {}, timeout=timeout)
+        container = av.open(url, "r", options=options or {}, timeout=timeout)
     except av.error.InvalidDataError as e:
-        raise MediaError(f"{name}: not a readable media file ({e.strerror or e})") from e
+        raise MediaError(f"{name}: not a readable media file ({_reason(e, url)})") from without_secrets(e, url)
     except (av.error.DemuxerNotFoundError, av.error.DecoderNotFoundError) as e:
-        raise MediaError(f"{name}: unrecognised format ({e.strerror or e})") from e
+        raise MediaError(f"{name}: unrecognised format ({_reason(e, url)})") from without_secrets(e, url)
     except (av.error.FFmpegError, OSError) as e:
-        raise SourceError(f"{name}: cannot open ({getattr(e, 'strerror', None) or e})") from e
+        raise SourceError(f"{name}: cannot open ({_reason(e, url)})") from without_secrets(e, url)
     try:
         _check_streams(name, container)
     except BaseException:
         container.close()
         raise
     return container
+
+
+def without_secrets(e: BaseException, url: str) -> BaseException:
+    """``e``, or where it quotes a URL with credentials (PyAV errors carry it as ``filename``), a copy
+    of the same type without it: what goes into ``raise ... from`` and so into tracebacks."""
+    if not secrets_of(url) or not isinstance(e, av.error.FFmpegError | OSError):
+        return e
+    try:
+        return type(e)(e.errno, e.strerror)
+    except (TypeError, ValueError):
+        return RuntimeError(_reason(e, url))
+
+
+def _reason(e: BaseException, url: str) -> str:
+    """The reason an FFmpeg/OS error gives, with the URL's secrets removed (its str() quotes the URL)."""
+    return redact_text(scrub(str(getattr(e, "strerror", None) or e), url))
 
 
 def is_picture(stream: av.stream.Stream) -> bool:
@@ -249,15 +267,20 @@ class AudioChunker:
 
 
 def decode_items(container: av.container.InputContainer, decode: DecodeConfig, stats: DecodeStats,
-                 segment: SegmentConfig | None = None) -> Generator[Item, None, float]:
+                 segment: SegmentConfig | None = None, *, ticks: bool = False) -> Generator[Item, None, float]:
     """Yield ("video", t, rgb[H, W, 3] uint8) and ("audio", t, float32 mono at decode.sample_rate) in
     decode order. Video frames that no segment can sample are skipped before conversion (pass the
     ``segment`` config used downstream; the default one is assumed otherwise).
 
+    ``ticks`` (live sources, where a window should close as soon as the media past its end is seen):
+    every decoded video frame also yields a cheap ("tick", t, None) once the frames before it have been
+    handed on (so a tick at t says: nothing more comes before t), and audio is handed on as it is
+    resampled instead of in ``AUDIO_CHUNK_S`` chunks.
+
     Returns where the decoded data ended (the last frame's time or the end of the last audio sample,
     whichever is later; -inf if nothing decoded), skipped frames included."""
     clock = SampleClock(decode, segment or SegmentConfig())
-    name = str(getattr(container, "name", "source"))
+    name = redact(str(getattr(container, "name", "source")))
     vstream, astream = media_streams(container)
     streams = [s for s in (vstream, astream) if s is not None]
     for s in streams:
@@ -265,7 +288,7 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
         s.thread_count = decode.threads
     t0 = media_start(container)
     scale = FrameScaler(decode)
-    audio = AudioChunker(decode.sample_rate, t0) if astream is not None else None
+    audio = AudioChunker(decode.sample_rate, t0, 0.0 if ticks else AUDIO_CHUNK_S) if astream is not None else None
     pending: tuple[float, av.VideoFrame] | None = None
     last_kept: float | None = None
     last_t = -math.inf
@@ -281,7 +304,7 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
             return []
         except av.error.FFmpegError as e:
             raise MediaError(f"{name}: decoding the {packet.stream.type} stream failed at pts {packet.pts} "
-                             f"({e.strerror or e})") from e
+                             f"({_reason(e, str(container.name))})") from without_secrets(e, str(container.name))
 
     packets = container.demux(*streams)
     while True:
@@ -291,7 +314,8 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
             break
         except (av.error.FFmpegError, OSError) as e:
             raise MediaError(f"{name}: reading failed after {max(last_t, 0.0):.2f} s, the file may be "
-                             f"truncated or the connection lost ({getattr(e, 'strerror', None) or e})") from e
+                             f"truncated or the connection lost ({_reason(e, str(container.name))})") \
+                from without_secrets(e, str(container.name))
         if packet.size:
             stats.packets += 1
         for frame in frames(packet):
@@ -312,6 +336,8 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
                 last_kept = pending[0]
                 yield "video", pending[0], scale(pending[1])
             pending, last_t = (t, frame), t
+            if ticks:
+                yield "tick", t, None
     if audio is not None:
         for t, samples in audio.push(None):
             yield "audio", t, samples
@@ -326,5 +352,5 @@ def check_complete(container: av.container.InputContainer, end: float) -> None:
     # Containers disagree on whether the duration counts from pts 0 or from the first pts: accept either.
     reached = end + media_start(container)
     if declared is not None and reached < declared - max(1.0, 0.05 * declared):
-        raise MediaError(f"{container.name}: truncated: the header says {declared:.2f} s but the media "
+        raise MediaError(f"{redact(container.name)}: truncated: the header says {declared:.2f} s but the media "
                          f"ends at {max(end, 0.0):.2f} s")

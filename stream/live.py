@@ -185,15 +185,17 @@ class _Reader(threading.Thread):
         return False
 
     def run(self) -> None:
-        from stream.decode import DecodeStats, decode_items, open_container
+        from stream.decode import DecodeStats, decode_items, media_streams, open_container
 
         container = None
         try:
             container = open_container(self.url, options=self.options, timeout=self.timeouts)
             duration = container.duration / 1_000_000 if container.duration else None
-            if not self._put(("open", (bool(container.streams.video), bool(container.streams.audio), duration))):
+            video, audio = media_streams(container)  # the streams decode_items reads: cover art is not video
+            if not self._put(("open", (video is not None, audio is not None, duration))):
                 return
-            for kind, t, data in decode_items(_Timed(container), self.decode, DecodeStats(), self.segment):
+            for kind, t, data in decode_items(_Timed(container), self.decode, DecodeStats(), self.segment,
+                                              ticks=True):
                 if not self._put((kind, (t, data))):
                     return
             self._put(("end", None))
@@ -377,7 +379,7 @@ class LiveSource:
                         pass_offset += seg_end or max(duration or 0.0, data_end)
                         self.stats.loops += 1
                         break  # open the file again for the next pass
-                    t, data = value
+                    t, data = value  # kind: video, audio, or tick (a video frame no window samples: data None)
                     item_end = t + (data.size / self.decode.sample_rate if kind == "audio" else 0.0)
                     data_end = max(data_end, item_end + 1e-6)
                     if self.loop_file:
@@ -386,7 +388,7 @@ class LiveSource:
                             return
                     waiting, deadline = "media", time.monotonic() + self.read_timeout
                     clock.arrived(pass_offset + item_end)
-                    for seg in segmenter.push_video(t, data) if kind == "video" else segmenter.push_audio(t, data):
+                    for seg in segmenter.push(kind, t, data):
                         if not first_sent:  # media time 0 of this connection, on the wall clock
                             first_sent = True
                             yield "first", clock.close(0.0)

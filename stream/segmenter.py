@@ -25,6 +25,7 @@ from stream.config import DecodeConfig, SegmentConfig, frames_per_window, sample
 from stream.decode import EPS, DecodeStats, check_complete, decode_items, is_url, media_streams, open_container
 from stream.errors import CaptionError, MediaError
 from stream.prefetch import prefetch
+from stream.redact import redact
 from stream.segment import Present, Segment
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Segmenter:
         self.next_index = 0
         self._frames: list[tuple[float, np.ndarray]] = []  # (t, rgb), t increasing
         self._video_t = -math.inf  # time of the latest frame pushed
+        self._video_seen = -math.inf  # time of the latest frame decoded, pushed or not (see tick)
         self._audio = np.zeros(0, np.float32)
         self._real = np.zeros(0, bool)  # which buffered samples are real audio
         self._abase = 0  # absolute sample index of self._audio[0]
@@ -64,6 +66,22 @@ class Segmenter:
         self._frames.append((t, rgb))
         self._video_t = t
         return self._emit_ready()
+
+    def tick(self, t: float) -> list[Segment]:
+        """A video frame at ``t`` was decoded (and maybe not pushed: no window samples it); every frame
+        before ``t`` that a window needs has been pushed. Windows ending at or before ``t`` can close."""
+        if t > self._video_seen:
+            self._video_seen = t
+            return self._emit_ready()
+        return []
+
+    def push(self, kind: str, t: float, data: np.ndarray | None) -> list[Segment]:
+        """One item of :func:`~stream.decode.decode_items`: "video", "audio" or "tick"."""
+        if kind == "video":
+            return self.push_video(t, data)
+        if kind == "audio":
+            return self.push_audio(t, data)
+        return self.tick(t)
 
     def push_audio(self, t: float, samples: np.ndarray) -> list[Segment]:
         """Add float32 mono samples at ``sample_rate`` whose first sample is at ``t`` seconds."""
@@ -106,8 +124,8 @@ class Segmenter:
 
     def _last_data_time(self) -> float | None:
         times = []
-        if self._frames or self._video_t > -math.inf:
-            times.append(self._video_t)
+        if self._frames or max(self._video_t, self._video_seen) > -math.inf:
+            times.append(max(self._video_t, self._video_seen))
         if self._any_audio:
             times.append((self._aend - 1) / self.rate)
         return max(times) if times else None
@@ -115,10 +133,11 @@ class Segmenter:
     def _ready(self, k: int) -> bool:
         end = self._start(k) + self.window
         audio_t = self._aend / self.rate if self._any_audio else -math.inf
-        video_done = self._video_t > self._start(k) + (self.T - 0.5) * self.window / self.T + EPS
+        video_done = (self._video_t > self._start(k) + (self.T - 0.5) * self.window / self.T + EPS
+                      or self._video_seen >= end - EPS)
         audio_done = self._aend >= round(self._start(k) * self.rate) + self.S
         video_ok = not self.has_video or video_done or audio_t > end + MAX_LAG_S
-        audio_ok = not self.has_audio or audio_done or self._video_t > end + MAX_LAG_S
+        audio_ok = not self.has_audio or audio_done or max(self._video_t, self._video_seen) > end + MAX_LAG_S
         return video_ok and audio_ok and (video_done or audio_done)
 
     def _emit_ready(self) -> list[Segment]:
@@ -179,12 +198,12 @@ def _captions_for(source: str, container: av.container.InputContainer, captions:
     if not is_url(source):
         sidecar = sidecar_for(source)
         if sidecar is not None:
-            log.debug("%s: using sidecar captions %s", source, sidecar)
+            log.debug("%s: using sidecar captions %s", source, sidecar)  # a file: no credentials
             return load_captions(sidecar)
     if not container.streams.subtitles:
         return None
     if is_url(source):
-        log.info("%s: embedded subtitles in a URL are not read (pass captions=)", source)
+        log.info("%s: embedded subtitles in a URL are not read (pass captions=)", redact(source))
         return None
     second = open_container(source, options=options, timeout=timeout)
     try:
@@ -206,11 +225,11 @@ def iter_segments(source: str | os.PathLike, *, decode: DecodeConfig = DecodeCon
 
     Raises SourceError / MediaError / CodecError (naming the source) for sources that cannot be used;
     a video-only or audio-only source is fine (``present`` says what is missing)."""
-    name = str(source) if is_url(source) else str(Path(source))
+    name = redact(source) if is_url(source) else str(Path(source))  # what segments and logs call it
     stats = stats if stats is not None else DecodeStats()
     container = open_container(source, options=options, timeout=timeout)
     try:
-        caps = _captions_for(name, container, captions, options, timeout)
+        caps = _captions_for(str(source), container, captions, options, timeout)
     except BaseException:
         container.close()
         raise
@@ -229,7 +248,7 @@ def iter_segments(source: str | os.PathLike, *, decode: DecodeConfig = DecodeCon
     items = prefetch(produce(), decode.queue_size, name=f"decode:{Path(name).name}")
     try:
         for kind, t, data in items:
-            yield from seg.push_video(t, data) if kind == "video" else seg.push_audio(t, data)
+            yield from seg.push(kind, t, data)
         yield from seg.finish()
     finally:
         items.close()  # now, not when a traceback holding this frame is freed: stops the thread, closes the file

@@ -65,3 +65,15 @@ def test_file_url_is_opened_by_ffmpeg(tmp_path):
     path = write_media(tmp_path / "clip.mkv", video=VideoSpec(frames=8))
     (seg,) = list(iter_segments(f"file:{path}"))
     assert seg.source == f"file:{path}" and [frame_index(f) for f in seg.frames] == list(range(8))
+
+
+def test_a_url_with_credentials_that_fails_names_it_without_them(caplog):
+    caplog.set_level("DEBUG")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    with pytest.raises(SourceError) as info:
+        next(iter_segments(f"http://bob:hunter2-pw@127.0.0.1:{port}/clip.mkv?token=tok-xyz", timeout=2))
+    text = str(info.value) + repr(info.value.__cause__) + caplog.text
+    assert f"http://***@127.0.0.1:{port}/clip.mkv" in str(info.value)
+    assert "hunter2-pw" not in text and "tok-xyz" not in str(info.value)

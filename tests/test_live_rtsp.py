@@ -84,6 +84,25 @@ def test_rtsp_segments_are_timed_live_and_named_without_the_password(server, cap
     assert_secret_free(PASSWORD, caplog.text)
 
 
+def test_iter_segments_reads_an_rtsp_url_from_its_first_frame_without_showing_the_password(server, caplog):
+    """Plain decoding (no LiveSource) of an RTSP URL: the stream's first frame comes before the RTCP sync
+    that times it; it still fills the first window, and nothing names the URL with its password."""
+    from stream.segmenter import iter_segments
+
+    caplog.set_level(logging.DEBUG)
+    it = iter_segments(server.url(), decode=DECODE, segment=WINDOW, options={"rtsp_transport": "tcp"},
+                       timeout=(5.0, 5.0))
+    try:
+        segs = [next(it) for _ in range(4)]
+    finally:
+        it.close()
+    assert [(s.index, s.start) for s in segs] == [(0, 0.0), (1, 0.5), (2, 1.0), (3, 1.5)]
+    assert all(s.present.video and s.present.audio for s in segs)
+    assert all(f.any() for f in segs[0].frames)  # a real picture from the first sample on, not black padding
+    assert all(s.source == f"rtsp://***@127.0.0.1:{server.port}/cam" for s in segs)
+    assert_secret_free(PASSWORD, caplog.text)
+
+
 def test_udp_transport_is_selectable(server):
     segs = [x for x in take(live(server.url(), transport="udp"), 2, limit_s=30) if isinstance(x, Segment)]
     assert [s.index for s in segs] == [0, 1] and segs[0].present.video

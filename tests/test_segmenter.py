@@ -130,3 +130,21 @@ def test_caption_text_and_present():
 def test_wrong_frame_shape_is_rejected():
     with pytest.raises(MediaError, match="uint8"):
         make().push_video(0.0, np.zeros((4, 4, 3), np.uint8))
+
+
+def test_a_tick_past_the_window_end_closes_it_without_waiting_for_the_next_sampled_frame():
+    seg = make(audio=False, window=1.0, fps=2.0)  # samples at 0.25 and 0.75
+    assert seg.push_video(0.2, rgb(1)) == [] and seg.push_video(0.7, rgb(2)) == []
+    assert seg.tick(0.74) == [] and seg.tick(0.96) == []  # frames decoded but not sampled: window still open
+    out = seg.tick(1.0)  # a frame at the window's end: nothing more can come for window 0
+    assert [s.index for s in out] == [0] and ids(out[0]) == [1, 2] and out[0].present.video
+    assert seg.push("video", 1.2, rgb(3)) == [] and seg.push("tick", 1.5, None) == []
+    assert [ids(s) for s in seg.push("tick", 2.05, None)] == [[3, 3]]
+
+
+def test_a_tick_does_not_close_a_window_whose_audio_has_not_arrived():
+    seg = make(window=1.0, fps=2.0)
+    seg.push_video(0.2, rgb(1))
+    assert seg.tick(1.1) == []  # audio for [0, 1) is still to come
+    out = seg.push_audio(0.0, np.full(1000, 0.25, np.float32))
+    assert [s.index for s in out] == [0] and out[0].present.audio and ids(out[0]) == [1, 1]
