@@ -180,6 +180,10 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_c
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
         proto = onnx.load(str(pre))
+        if not any(n.name.startswith(FP32_SCOPES) for n in proto.graph.node) and \
+                any("audio" in n.input for n in proto.graph.node):
+            log.warning("int8: no node under %s although the model reads audio: the log-mel frontend was "
+                        "renamed? it will be quantized like the rest", "/".join(FP32_SCOPES))
         selected = nodes_to_quantize(proto)
         log.info("int8: calibrating on %d segments; quantizing %d of %d nodes", len(calibration), len(selected),
                  len(proto.graph.node))
