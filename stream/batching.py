@@ -27,15 +27,18 @@ class Closed(Exception):
 
 class Channel(Generic[T]):
     def __init__(self, maxsize: int, *, policy: str = "block", name: str = "channel",
-                 droppable: Callable[[T], bool] | None = None) -> None:
+                 droppable: Callable[[T], bool] | None = None, on_drop: Callable[[T], None] | None = None) -> None:
         """``droppable``: which items drop_oldest may discard (default all); when none of the queued
-        items may go (end-of-source markers, say), ``put`` waits as under ``block``."""
+        items may go (end-of-source markers, say), ``put`` waits as under ``block``. ``on_drop`` is
+        called with each discarded item (under the channel's lock: keep it short), so that several
+        producers can count their drops without racing on ``dropped``."""
         if maxsize < 1:
             raise ConfigError(f"{name}: queue size must be >= 1, got {maxsize}")
         if policy not in POLICIES:
             raise ConfigError(f"{name}: queue policy must be one of {POLICIES}, got {policy!r}")
         self.maxsize, self.policy, self.name = maxsize, policy, name
         self.droppable = droppable or (lambda item: True)
+        self.on_drop = on_drop
         self._items: deque[T] = deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -68,6 +71,8 @@ class Channel(Generic[T]):
             if self.droppable(queued):
                 del self._items[n]
                 self.dropped += 1
+                if self.on_drop is not None:
+                    self.on_drop(queued)
                 return True
         return False
 

@@ -30,6 +30,19 @@ class Metrics:
         self.latency = Histogram("avfuse_segment_latency_seconds", "From a segment leaving the decoder "
                                  "to its record leaving the sinks", buckets=_LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("avfuse_queue_depth", "Segments waiting for inference", registry=r)
+        self.live_latency = Histogram("avfuse_live_latency_seconds", "From a live window's close (wall clock) "
+                                      "to its record leaving the sinks", buckets=_LATENCY_BUCKETS, registry=r)
+        self.live_latency_p50 = Gauge("avfuse_live_latency_p50_seconds", "Median live latency over the "
+                                      "latest segments", registry=r)
+        self.live_latency_p95 = Gauge("avfuse_live_latency_p95_seconds", "95th percentile live latency over "
+                                      "the latest segments", registry=r)
+        self.live_reconnects = Counter("avfuse_live_reconnects", "Live sources reconnected after a drop",
+                                       registry=r)
+        self.live_gaps = Counter("avfuse_live_gaps", "Wall-clock intervals of live sources lost", registry=r)
+        self.live_lost_seconds = Counter("avfuse_live_lost_seconds", "Wall-clock seconds of live sources lost",
+                                         registry=r)
+        self.live_stalls = Counter("avfuse_live_stalls", "Live connections abandoned by the stall watchdog",
+                                   registry=r)
         self._server = None
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:

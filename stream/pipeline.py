@@ -1,10 +1,16 @@
 """The run: sources -> decode -> [bounded queue] -> micro-batches -> engine -> postprocess -> sinks.
 
-Three stages on three threads: the reader (opens each source in turn; the decoder itself runs on its
+Three stages on three threads: the reader (opens each file in turn; the decoder itself runs on its
 own thread inside ``iter_segments``), inference (batches, the engine, smoothing, events) and the sinks.
-Between them, ``Channel``s: files get backpressure (nothing dropped); segments of live sources may be
-dropped oldest-first when inference is behind, and are counted. End-of-source markers travel with the
-segments, so each sink sees a source open, its records, and its close, in order.
+Live sources (streams, and files played as if live with ``loop``) are read concurrently instead, one
+reader thread each, all feeding the same queue. Between the stages, ``Channel``s: files get
+backpressure (nothing dropped); segments of live sources may be dropped oldest-first when inference is
+behind, and are counted. End-of-source markers travel with the segments, so each sink sees a source
+open, its records, and its close, in order.
+
+Latency is measured twice: from a segment leaving the decoder to its record leaving the sinks (every
+source), and for live sources from the wall-clock time the window closed (``Segment.wallclock``) to
+the record leaving the sinks: what a user watching a camera waits.
 
 ``stop()`` (SIGINT/SIGTERM) stops the reading, lets the batch in flight finish, discards what was
 queued, and closes every source as unfinished: the sinks flush what they have, and no output of an
@@ -17,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from stream.batching import Channel, micro_batches
@@ -25,8 +31,10 @@ from stream.engine import Engine
 from stream.errors import AvfuseError, ConfigError, SourceError
 from stream.events import EventConfig, EventTracker
 from stream.metrics import Metrics
+from stream.opener import LiveCounts, Opener, open_source
 from stream.outputs import OutputDir
 from stream.postprocess import PostprocessConfig, Smoother, error_record, segment_record
+from stream.reconnect import Backoff
 from stream.segment import Segment
 from stream.sinks.base import Sink
 from stream.sources import Source, output_stems
@@ -34,6 +42,7 @@ from stream.summary import RunStats
 
 log = logging.getLogger(__name__)
 _JOIN_POLL_S = 0.2
+_GAUGE_EVERY_S = 1.0  # how often the live latency percentile gauges are recomputed
 LIVE_TRANSPORTS = ("tcp", "udp")
 
 
@@ -47,6 +56,9 @@ class PipelineConfig:
     resume: bool = False
     live_transport: str = "tcp"  # RTSP over tcp or udp
     live_timeout_s: float = 5.0  # a live source that stalls this long is reconnected
+    live_attempts: int = 10  # connection attempts in a row before a live source fails; 0: forever
+    live_backoff: Backoff = field(default_factory=Backoff)  # delays between those attempts
+    loop: bool = False  # play files as if live: paced at real speed, over and over, until stopped
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.queue_size < 1:
@@ -57,6 +69,12 @@ class PipelineConfig:
             raise ConfigError(f"live transport must be one of {LIVE_TRANSPORTS}, got {self.live_transport!r}")
         if not self.live_timeout_s > 0:
             raise ConfigError(f"live timeout must be > 0 s, got {self.live_timeout_s}")
+        if self.live_attempts < 0:
+            raise ConfigError(f"live attempts must be >= 0 (0: forever), got {self.live_attempts}")
+
+    def is_live(self, source: Source) -> bool:
+        """Read as live: a stream, or any source when files are looped."""
+        return source.live or self.loop
 
 
 @dataclass
@@ -85,26 +103,7 @@ class _End:
 class _Records:
     key: str
     records: list[dict]
-    times: list[float]  # decoder-exit time of each segment record (latency), empty for others
-
-
-Opener = Callable[[Source, threading.Event], Iterable]
-
-
-def open_source(engine: Engine, config: PipelineConfig | None = None) -> Opener:
-    """The default way to turn a Source into Segments (files: ``iter_segments``; live: ``LiveSource``)."""
-    spec, cfg = engine.spec, config or PipelineConfig()
-
-    def opener(source: Source, stop: threading.Event) -> Iterable:
-        if source.live:
-            from stream.live import LiveSource
-            live = LiveSource(source.name, decode=spec.decode, segment=spec.segment, transport=cfg.live_transport,
-                              open_timeout=cfg.live_timeout_s, read_timeout=cfg.live_timeout_s)
-            return live.segments(stop)
-        from stream.segmenter import iter_segments
-        return iter_segments(source.name, decode=spec.decode, segment=spec.segment)
-
-    return opener
+    times: list[tuple[float, float | None]]  # per segment record: (decoder exit, window close wall clock)
 
 
 class Pipeline:
@@ -119,6 +118,8 @@ class Pipeline:
         self._errors: list[BaseException] = []
         self._segments: Channel | None = None
         self._records: Channel | None = None
+        self._lock = threading.Lock()  # live readers update the run's stats concurrently
+        self._gauges_at = 0.0
 
     def stop(self) -> None:
         """Stop reading; the batch in flight finishes and the sinks are flushed and closed."""
@@ -134,10 +135,13 @@ class Pipeline:
             if ch is not None:
                 ch.fail(error)
 
-    # ---- stage 1: reader ----
+    # ---- stage 1: readers ----
 
     def _read(self, sources: list[Source], stems: dict[str, str]) -> None:
+        """Files one after another on this thread; each live source on a thread of its own, started
+        as it comes up in the list. The segment channel closes once every reader is done."""
         seg_ch = self._segments
+        live: list[threading.Thread] = []
         try:
             for source in sources:
                 if self._stop.is_set():
@@ -147,40 +151,59 @@ class Pipeline:
                     log.info("%s: complete in %s already; skipped (--resume)", source.shown, self.out.root)
                     self.stats.sources_skipped += 1
                     continue
+                if self.config.is_live(source) and source.error is None:
+                    t = threading.Thread(target=self._read_live, args=(source, key), daemon=True,
+                                         name=f"avfuse-live-{len(live)}")
+                    t.start()
+                    live.append(t)
+                    continue
                 if not seg_ch.put(_Start(key, source)):
                     return
                 if not seg_ch.put(self._read_one(source, key)):
                     return
+            for t in live:
+                while t.is_alive():
+                    t.join(_JOIN_POLL_S)
         except BaseException as e:  # a bug here must not leave the other stages waiting
             self._abort(e)
         else:
             seg_ch.close()
+
+    def _read_live(self, source: Source, key: str) -> None:
+        with self._lock:
+            self.stats.live_sources += 1
+        try:
+            if self._segments.put(_Start(key, source)):
+                self._segments.put(self._read_one(source, key))
+        except BaseException as e:
+            self._abort(e)
 
     def _read_one(self, source: Source, key: str) -> _End:
         """Put one source's segments on the queue; return its end marker (with the error, if any)."""
         if source.error:
             return _End(key, source, SourceError(f"{source.shown}: {source.error}"))
         seg_ch = self._segments
+        live = self.config.is_live(source)
+        feed: Iterable | None = None
         it: Iterator | None = None
+        seen = LiveCounts()
         try:
-            it = iter(self.opener(source, self._stop))
+            feed = self.opener(source, self._stop)
+            it = iter(feed)
             while not self._stop.is_set():
                 t0 = time.perf_counter()
                 try:
                     item = next(it)
                 except StopIteration:  # a live source ends only when stopped: then it is unfinished
-                    return _End(key, source, interrupted=source.live and self._stop.is_set())
+                    return _End(key, source, interrupted=live and self._stop.is_set())
                 t1 = time.perf_counter()
                 self.stats.stage_s["decode"] += t1 - t0
                 if isinstance(item, Segment):
-                    before = seg_ch.dropped
-                    if not seg_ch.put(_Item(key, item, t1, source.live)):
+                    if not seg_ch.put(_Item(key, item, t1, live)):
                         return _End(key, source, interrupted=True)
-                    if seg_ch.dropped != before:
-                        self.stats.dropped += seg_ch.dropped - before
-                        self.metrics.dropped.inc(seg_ch.dropped - before)
                 elif hasattr(item, "as_record"):  # a live source's Gap
                     seg_ch.put(_Records(key, [item.as_record()], []))
+                self._count_live(feed, seen)
             return _End(key, source, interrupted=True)
         except Exception as e:  # one bad source (or a decoder bug it triggers) must not end the run
             text = str(e)  # avfuse's errors name the source already
@@ -191,6 +214,28 @@ class Pipeline:
             close = getattr(it, "close", None)
             if close is not None:
                 close()
+            self._count_live(feed, seen)
+
+    def _dropped(self, item: object) -> None:
+        """The segment channel discarded ``item`` (called under its lock, by whichever reader put)."""
+        self.stats.dropped += 1
+        self.metrics.dropped.inc()
+
+    def _count_live(self, feed: object, seen: LiveCounts) -> None:
+        """Add what a live source's counters gained since last time to the run's stats and metrics."""
+        d = seen.update(getattr(feed, "stats", None))
+        if d is None:
+            return
+        with self._lock:
+            self.stats.reconnects += d.reconnects
+            self.stats.gaps += d.gaps
+            self.stats.lost_s += d.lost_s
+            self.stats.stalls += d.stalls
+        m = self.metrics
+        m.live_reconnects.inc(d.reconnects)
+        m.live_gaps.inc(d.gaps)
+        m.live_lost_seconds.inc(max(d.lost_s, 0.0))
+        m.live_stalls.inc(d.stalls)
 
     # ---- stage 2: inference + postprocess ----
 
@@ -253,7 +298,7 @@ class Pipeline:
                                          spec.labels, cfg.post.top_k)
                     group = by_key.setdefault(i.key, _Records(i.key, [], []))
                     group.records.append(rec)
-                    group.times.append(i.t)
+                    group.times.append((i.t, i.segment.wallclock if i.live else None))
                     events = trackers[i.key].update(rec)
                     group.records += events
                     self.stats.events += len(events)
@@ -301,10 +346,8 @@ class Pipeline:
                         for r in msg.records:
                             s.write(msg.key, r)
                         s.flush()
-                    now = time.perf_counter()
-                    for t in msg.times:
-                        self.stats.latencies.append(now - t)
-                        self.metrics.latency.observe(now - t)
+                    if msg.times:
+                        self._latency(msg.times)
                 else:
                     self._close_source(msg)
                     open_keys.pop(msg.key, None)
@@ -315,6 +358,21 @@ class Pipeline:
             for key in open_keys:  # a failure elsewhere: flush what there is, finish nothing
                 for s in self.sinks:
                     s.close_source(key, finished=False)
+
+    def _latency(self, times: list[tuple[float, float | None]]) -> None:
+        now, wall = time.perf_counter(), time.time()
+        live = False
+        for t, closed in times:
+            self.stats.latencies.append(now - t)
+            self.metrics.latency.observe(now - t)
+            if closed is not None:
+                live = True
+                self.stats.live_latencies.append(wall - closed)
+                self.metrics.live_latency.observe(wall - closed)
+        if live and now - self._gauges_at >= _GAUGE_EVERY_S:
+            self._gauges_at = now
+            self.metrics.live_latency_p50.set(self.stats.live_percentile(50))
+            self.metrics.live_latency_p95.set(self.stats.live_percentile(95))
 
     def _close_source(self, end: _End) -> None:
         if end.error is not None:
@@ -340,9 +398,10 @@ class Pipeline:
         """Process ``sources`` and return the stats. Call from the main thread (signals arrive there)."""
         sources = list(sources)
         stems = output_stems(sources)
-        live = any(s.live for s in sources)
+        live = any(self.config.is_live(s) for s in sources)
         self._segments = Channel(self.config.queue_size, policy="drop_oldest" if live else "block",
-                                 name="segments", droppable=lambda x: isinstance(x, _Item) and x.live)
+                                 name="segments", droppable=lambda x: isinstance(x, _Item) and x.live,
+                                 on_drop=self._dropped)
         self._records = Channel(4, name="records")  # small: slow sinks hold inference back, not memory
         threads = [threading.Thread(target=self._read, args=(sources, stems), name="avfuse-read", daemon=True),
                    threading.Thread(target=self._infer, name="avfuse-infer", daemon=True),
@@ -361,6 +420,9 @@ class Pipeline:
                     log.error("closing the %s sink failed: %s", s.name, e)
                     self._errors.append(e)  # ...but the run still ends with its error
             self.stats.finish()
+            if self.stats.live_latencies:
+                self.metrics.live_latency_p50.set(self.stats.live_percentile(50))
+                self.metrics.live_latency_p95.set(self.stats.live_percentile(95))
         if self._errors:
             raise self._errors[0]
         return self.stats

@@ -1,6 +1,9 @@
 """``avfuse run model.onnx SOURCE... [-o OUT]``: label files, folders, globs, stdin lists and live
 streams with an ONNX model, writing records to one or more sinks.
 
+Live sources (rtsp:// and other streams; files with ``--loop``) run until stopped: SIGINT or SIGTERM
+flushes what was labelled and prints the summary, with the live latency, drops and reconnects.
+
 Exit code: 0 when every source was labelled, 1 when any failed, 130 (SIGINT) or 143 (SIGTERM) when
 stopped; the summary is printed on stderr either way.
 """
@@ -21,6 +24,7 @@ from stream.metrics import Metrics
 from stream.outputs import OutputDir
 from stream.pipeline import LIVE_TRANSPORTS, Pipeline, PipelineConfig
 from stream.postprocess import PostprocessConfig, parse_smoothing
+from stream.reconnect import Backoff
 from stream.sinks import make_sinks
 from stream.sources import expand
 from stream.summary import Progress
@@ -51,9 +55,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch", type=int, default=8, help="segments per inference batch at most")
     g.add_argument("--max-wait-ms", type=float, default=50.0, help="longest wait to fill a batch")
     g.add_argument("--queue", type=int, default=32, help="decoded segments buffered before inference")
-    g.add_argument("--live-transport", choices=LIVE_TRANSPORTS, default="tcp", help="RTSP transport")
-    g.add_argument("--live-timeout", type=float, default=5.0,
-                   help="seconds a live source may stall before it is reconnected")
+    v = parser.add_argument_group("live sources (rtsp:// and other streams, each read on its own thread)")
+    v.add_argument("--loop", action="store_true",
+                   help="play files as if live: paced at real speed, over and over, until stopped (Ctrl-C)")
+    v.add_argument("--live-transport", choices=LIVE_TRANSPORTS, default="tcp", help="RTSP transport")
+    v.add_argument("--live-timeout", type=float, default=5.0,
+                   help="seconds a live source may stall (or take to open) before it is reconnected")
+    v.add_argument("--live-attempts", type=int, default=10, metavar="N",
+                   help="connection attempts in a row before a live source is given up (0: retry forever)")
+    v.add_argument("--live-backoff", type=float, default=Backoff().initial, metavar="S",
+                   help="first reconnect delay; it doubles per failed attempt, with jitter")
+    v.add_argument("--live-backoff-max", type=float, default=Backoff().cap, metavar="S",
+                   help="longest reconnect delay")
     p = parser.add_argument_group("labels and events")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--smooth", default="none", help="none, mean:K (moving average of K segments) or ema:ALPHA")
@@ -74,9 +87,11 @@ def _configs(args: argparse.Namespace) -> tuple[EngineConfig, PipelineConfig]:
     events = EventConfig(threshold=args.threshold, min_duration_s=args.min_event_s)
     if args.resume and args.out is None:
         raise ConfigError("--resume needs -o OUT (it looks there for the completed sources)")
+    backoff = Backoff(initial=args.live_backoff, cap=max(args.live_backoff, args.live_backoff_max))
     pipeline = PipelineConfig(batch=args.batch, max_wait_ms=args.max_wait_ms, queue_size=args.queue, post=post,
                               events=events, resume=args.resume, live_transport=args.live_transport,
-                              live_timeout_s=args.live_timeout)
+                              live_timeout_s=args.live_timeout, live_attempts=args.live_attempts,
+                              live_backoff=backoff, loop=args.loop)
     return engine, pipeline
 
 

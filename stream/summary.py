@@ -6,12 +6,22 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TextIO
 
 import numpy as np
 
 STAGES = ("decode", "inference", "postprocess", "sinks")
+LATENCY_KEPT = 100_000  # percentiles are over the latest segments, so a run of days keeps flat memory
+
+
+def _latest() -> deque[float]:
+    return deque(maxlen=LATENCY_KEPT)
+
+
+def _pct(values: deque[float] | list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0
 
 
 @dataclass(kw_only=True)
@@ -27,7 +37,14 @@ class RunStats:
     dropped: int = 0
     media_s: float = 0.0
     stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-    latencies: list[float] = field(default_factory=list)
+    latencies: deque[float] = field(default_factory=_latest)  # decoder exit to sinks, per segment
+    # live sources (streams, and files played with --loop)
+    live_sources: int = 0
+    live_latencies: deque[float] = field(default_factory=_latest)  # window close (wall clock) to sinks
+    reconnects: int = 0
+    gaps: int = 0
+    lost_s: float = 0.0
+    stalls: int = 0
     started: float = field(default_factory=time.perf_counter)
     wall_s: float = 0.0
     device: str = ""
@@ -42,7 +59,10 @@ class RunStats:
         return self.media_s / self.wall_s if self.wall_s > 0 else 0.0
 
     def percentile(self, q: float) -> float:
-        return float(np.percentile(self.latencies, q)) if self.latencies else 0.0
+        return _pct(self.latencies, q)
+
+    def live_percentile(self, q: float) -> float:
+        return _pct(self.live_latencies, q)
 
     def as_dict(self) -> dict:
         return {
@@ -54,6 +74,10 @@ class RunStats:
             "realtime_factor": round(self.rtf, 2), "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
             "latency_p50_s": round(self.percentile(50), 4), "latency_p95_s": round(self.percentile(95), 4),
             "device": self.device,
+            "live": {"sources": self.live_sources, "latency_p50_s": round(self.live_percentile(50), 4),
+                     "latency_p95_s": round(self.live_percentile(95), 4), "dropped": self.dropped,
+                     "reconnects": self.reconnects, "gaps": self.gaps, "lost_s": round(self.lost_s, 3),
+                     "stalls": self.stalls},
         }
 
     def render(self) -> str:
@@ -68,6 +92,12 @@ class RunStats:
             "  stage time: " + ", ".join(f"{k} {v:.2f} s" for k, v in d["stage_s"].items()),
             f"  latency per segment: p50 {d['latency_p50_s'] * 1000:.0f} ms, p95 {d['latency_p95_s'] * 1000:.0f} ms",
         ]
+        live = d["live"]
+        if live["sources"]:
+            lines.append(f"  live: {live['sources']} source(s), latency from window close p50 "
+                         f"{live['latency_p50_s'] * 1000:.0f} ms, p95 {live['latency_p95_s'] * 1000:.0f} ms; "
+                         f"dropped {live['dropped']}, reconnects {live['reconnects']}, gaps {live['gaps']} "
+                         f"({live['lost_s']:.1f} s lost), stalls {live['stalls']}")
         lines += [f"  failed: {src}: {why}" for src, why in self.sources_failed]
         return "\n".join(lines)
 

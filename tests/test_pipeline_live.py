@@ -73,6 +73,76 @@ def test_live_sources_drop_oldest_when_behind_files_never_drop(engine, name, liv
         assert stats.dropped == 0 and indices == list(range(60))
 
 
+class Collect(Sink):
+    """Collects records per source key, and which keys were opened and closed (finished or not)."""
+
+    name = "collect"
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[dict]] = {}
+        self.closed: dict[str, bool] = {}
+
+    def open_source(self, key):
+        self.records[key] = []
+
+    def write(self, key, record):
+        self.records[key].append(record)
+
+    def close_source(self, key, *, finished):
+        self.closed[key] = finished
+
+    def segments(self, key) -> list[dict]:
+        return [r for r in self.records.get(key, []) if r["type"] == "segment"]
+
+
+def test_a_drop_is_counted_once_per_segment_however_many_readers_put():
+    from stream.batching import Channel
+
+    dropped: list[int] = []
+    ch = Channel(4, policy="drop_oldest", on_drop=dropped.append)
+    threads = [threading.Thread(target=lambda k=k: [ch.put(k * 1000 + i) for i in range(500)]) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ch.close()
+    kept = list(ch)
+    assert len(kept) == 4 and len(dropped) == ch.dropped == 2000 - 4
+    assert sorted(dropped + kept) == sorted(k * 1000 + i for k in range(4) for i in range(500))
+
+
+@pytest.mark.slow
+def test_two_rtsp_streams_are_read_at_once_and_both_labelled(engine, request):
+    """Live sources are not read one after another (a stream never ends, so the second would never be
+    read): each has its own reader, and both produce records, with the live latency and counters."""
+    if not gstreamer_available():
+        pytest.skip("GStreamer RTSP server (system python3-gi, gir1.2-gst-rtsp-server-1.0) is not installed")
+    servers = [RtspServer(width=160, height=120, path=f"/cam{i}") for i in range(2)]
+    for srv in servers:
+        request.addfinalizer(srv.stop)
+        srv.start()
+    sink = Collect()
+    pipe = Pipeline(engine, [sink], config=PipelineConfig(batch=4, max_wait_ms=20))
+    keys = ["cam0", "cam1"]
+
+    def stop_when_both_labelled() -> None:
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and not all(len(sink.segments(k)) >= 3 for k in keys):
+            time.sleep(0.1)
+        pipe.stop()
+    threading.Thread(target=stop_when_both_labelled, daemon=True).start()
+    stats = pipe.run([Source(name=srv.url()) for srv in servers])
+    for key, srv in zip(keys, servers, strict=True):
+        segs = sink.segments(key)
+        assert len(segs) >= 3, sink.records
+        assert [r["index"] for r in segs] == list(range(len(segs)))
+        assert all(r["source"] == srv.url() and r["wallclock"] is not None for r in segs)
+        assert sink.closed[key] is False  # a stream never finishes: stopped, it is unfinished
+    assert stats.live_sources == 2 and stats.sources_interrupted == 2 and not stats.sources_failed
+    assert len(stats.live_latencies) == stats.segments and 0 < stats.live_percentile(95) < 5.0
+    assert "live: 2 source(s), latency from window close p50" in stats.render()
+
+
 @pytest.mark.slow
 def test_run_tails_a_real_rtsp_stream_until_sigterm(tmp_path):
     if not gstreamer_available():
