@@ -379,7 +379,8 @@ class Pipeline:
             rec = error_record(end.source.shown, end.error)
             for s in self.sinks:
                 s.write(end.key, rec)
-            self.stats.sources_failed.append((end.source.shown, str(end.error)))
+            why = str(end.error).removeprefix(f"{end.source.shown}: ")  # avfuse's errors name the source
+            self.stats.sources_failed.append((end.source.shown, why))
             self.metrics.sources.labels(status="failed").inc()
         for s in self.sinks:
             s.close_source(end.key, finished=not end.interrupted)

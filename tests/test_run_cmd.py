@@ -197,3 +197,30 @@ def test_real_720p_clip_with_5_1_audio(media, bunny, tmp_path, caplog):
     assert all(r["present"]["video"] and r["present"]["audio"] for r in segs)
     if "TensorrtExecutionProvider" not in onnxruntime.get_available_providers():
         assert "falling back to cpu" in caplog.text
+
+
+def test_live_source_that_cannot_connect_fails_after_live_attempts(media, tmp_path, capsys, caplog):
+    import socket
+
+    d, model = media
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # refused once closed
+    started = time.monotonic()
+    rc = main(["run", str(model), f"rtsp://cam:pw-9876@127.0.0.1:{port}/x", str(d / "clips" / "a.mp4"), "-o",
+               str(tmp_path / "out"), "--no-cache", "--live-attempts", "3", "--live-backoff", "0.05",
+               "--live-backoff-max", "0.1"])
+    err = capsys.readouterr().err
+    assert rc == 1 and time.monotonic() - started < 20, err
+    assert "could not connect after 3 attempts" in err and "pw-9876" not in err
+    assert "reconnect attempt 3/3" in caplog.text and "pw-9876" not in caplog.text
+    assert f"failed: rtsp://***@127.0.0.1:{port}/x: could not connect" in err  # named once
+    assert _labels(_records(tmp_path / "out" / "a.mp4.jsonl"))[:5] == A  # the file alongside was labelled
+    assert "1 ok, 1 failed" in err and "live: 1 source(s)" in err
+
+
+def test_live_options_are_checked():
+    with pytest.raises(SystemExit):
+        main(["run", "m.onnx", "x.mp4", "--live-attempts", "many"])
+    assert main(["run", "m.onnx", "rtsp://h/x", "--live-attempts", "-1"]) != 0
+    assert main(["run", "m.onnx", "rtsp://h/x", "--live-backoff", "-2"]) != 0
