@@ -382,12 +382,18 @@ class LiveSource:
                     t, data = value  # kind: video, audio, or tick (a video frame no window samples: data None)
                     item_end = t + (data.size / self.decode.sample_rate if kind == "audio" else 0.0)
                     data_end = max(data_end, item_end + 1e-6)
-                    if self.loop_file:
-                        paced_from = paced_from or time.monotonic()
+                    # A looped file is paced by its video (audio, when there is no video): the file interleaves
+                    # audio up to a fraction of a second ahead of video, and waiting on that audio would hold
+                    # back the video frames stored after it.
+                    if self.loop_file and (kind != "audio" or not segmenter.has_video):
+                        if paced_from is None:  # the first paced item: its media time is now
+                            paced_from = time.monotonic() - (pass_offset + t) / self.speed
                         if stop.wait(max(0.0, paced_from + (pass_offset + t) / self.speed - time.monotonic())):
                             return
                     waiting, deadline = "media", time.monotonic() + self.read_timeout
-                    clock.arrived(pass_offset + item_end)
+                    # live: an item has arrived once its end was captured; a looped file is paced by item start
+                    if not self.loop_file or paced_from is not None:
+                        clock.arrived(pass_offset + (t if self.loop_file else item_end))
                     for seg in segmenter.push(kind, t, data):
                         if not first_sent:  # media time 0 of this connection, on the wall clock
                             first_sent = True

@@ -63,6 +63,22 @@ def test_looped_file_plays_at_real_speed_and_starts_over(clip):
     assert source.stats.loops == 1 and source.stats.reconnects == 0
 
 
+def test_a_looped_window_comes_out_when_the_paced_playback_reaches_its_end(tmp_path):
+    """Not held back by audio that the file stores ahead of its video (AAC priming starts it earlier)."""
+    path = write_media(tmp_path / "av.mp4", video=VideoSpec(frames=30, fps=10, width=64, height=48, codec="libx264"),
+                       audio=AudioSpec(duration=3.0, codec="aac", channels=1))
+    stop = threading.Event()
+    late = []
+    try:
+        for seg in LiveSource(path, decode=DECODE, segment=HALF, loop_file=True).segments(stop):
+            late.append(time.time() - seg.wallclock)
+            if len(late) == 6:
+                break
+    finally:
+        stop.set()
+    assert max(late) < 0.1, late  # window close to segment: well under the audio interleaving (~0.15 s here)
+
+
 def test_speed_plays_a_looped_file_faster(clip):
     started = time.monotonic()
     segs = take(LiveSource(clip, decode=DECODE, segment=HALF, loop_file=True, speed=20.0), 12)
