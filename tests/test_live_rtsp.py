@@ -87,8 +87,13 @@ def test_rtsp_segments_are_timed_live_and_named_without_the_password(server, cap
 def test_iter_segments_reads_an_rtsp_url_from_its_first_frame_without_showing_the_password(server, caplog):
     """Plain decoding (no LiveSource) of an RTSP URL: the stream's first frame comes before the RTCP sync
     that times it; it still fills the first window, and nothing names the URL with its password."""
+    import av
+
     from stream.segmenter import iter_segments
 
+    with av.open(server.url(), options={"rtsp_transport": "tcp"}, timeout=(5.0, 5.0)) as c:
+        first = next(c.demux(c.streams.video[0]))
+        assert first.pts is None and first.dts is None  # the case this test is about
     caplog.set_level(logging.DEBUG)
     it = iter_segments(server.url(), decode=DECODE, segment=WINDOW, options={"rtsp_transport": "tcp"},
                        timeout=(5.0, 5.0))
