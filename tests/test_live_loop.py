@@ -79,6 +79,22 @@ def test_a_looped_window_comes_out_when_the_paced_playback_reaches_its_end(tmp_p
     assert max(late) < 0.1, late  # window close to segment: well under the audio interleaving (~0.15 s here)
 
 
+def test_a_looped_music_file_with_cover_art_is_audio_only_and_not_held_for_video(tmp_path):
+    path = write_media(tmp_path / "song.mp4", audio=AudioSpec(duration=3.0, channels=1, codec="aac"), cover=True)
+    stop = threading.Event()
+    segs, late = [], []
+    try:
+        for seg in LiveSource(path, decode=DECODE, segment=HALF, loop_file=True).segments(stop):
+            segs.append(seg)
+            late.append(time.time() - seg.wallclock)
+            if len(segs) == 3:
+                break
+    finally:
+        stop.set()
+    assert all(s.present.audio and not s.present.video for s in segs)
+    assert max(late) < 0.3, late  # each window as the playback reaches its end, not at the end of the file
+
+
 def test_speed_plays_a_looped_file_faster(clip):
     started = time.monotonic()
     segs = take(LiveSource(clip, decode=DECODE, segment=HALF, loop_file=True, speed=20.0), 12)
