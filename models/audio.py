@@ -70,7 +70,7 @@ class AudioEncoder(nn.Module):
         if bands < 1:
             raise ConfigError(f"the audio CNN needs n_mels >= 8, got {n_mels}")
         # Pool over time only: where a sound sits in frequency (a low or a high tone) is what matters.
-        self.proj = nn.Sequential(nn.Flatten(), nn.Linear(4 * width * bands, dim), nn.ReLU(inplace=True))
+        self.proj = nn.Sequential(nn.Flatten(), nn.Linear(4 * width * bands, dim), nn.LayerNorm(dim))
 
     def forward(self, audio: Tensor) -> Tensor:
         x = self.norm(self.frontend(audio).unsqueeze(1))  # [B, 1, n_mels, frames]

@@ -102,7 +102,7 @@ class ImageEncoder(nn.Module):
         if pooling not in POOLINGS:
             raise ConfigError(f"frame pooling must be one of {POOLINGS}, got {pooling!r}")
         self.backbone, features = make_backbone(backbone, pretrained=pretrained)
-        self.proj = nn.Sequential(nn.Linear(features, dim), nn.ReLU(inplace=True))
+        self.proj = nn.Sequential(nn.Linear(features, dim), nn.LayerNorm(dim))
         self.pool = AttentionPool(dim) if pooling == "attention" else None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0, persistent=False)

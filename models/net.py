@@ -89,33 +89,60 @@ class AvfuseNet(nn.Module):
         self.text = (TextEncoder(vocab_size=c.vocab_size, dim=c.dim, embed=c.text_embed)
                      if "text" in c.modalities else None)
         self.fusion = make_fusion(c.fusion, (c.dim,) * 3, dim=c.dim, num_classes=len(c.labels), dropout=c.dropout)
+        # One linear classifier per modality, used in training only (an auxiliary loss): every encoder gets a
+        # learning signal of its own, so an easy modality cannot starve a slower one through the fusion gates.
+        self.unimodal = nn.ModuleDict({m: nn.Linear(c.dim, len(c.labels)) for m in c.modalities})
         enabled = torch.tensor([float(m in c.modalities) for m in MODALITIES])
         self.register_buffer("enabled", enabled, persistent=False)
 
-    def effective_present(self, tokens: Tensor, present: Tensor) -> Tensor:
-        """present [B, 3] with disabled modalities and empty text zeroed (and, in training, modality dropout)."""
+    def present_mask(self, tokens: Tensor, present: Tensor) -> Tensor:
+        """present [B, 3] with modalities not in the config and empty text (all-zero tokens) zeroed."""
         has_text = tokens.ne(0).any(dim=1, keepdim=True).float()
         ones = torch.ones_like(has_text)
-        p = present.float() * self.enabled * torch.cat([ones, ones, has_text], dim=1)
-        if self.training and self.config.modality_dropout > 0:
-            keep = p * (torch.rand_like(p) >= self.config.modality_dropout).float()
-            # never hide every modality: where all were dropped, keep one present modality at random
-            one = nn.functional.one_hot((torch.rand_like(p) * p).argmax(dim=1), p.shape[1]).float() * p
-            p = torch.where(keep.sum(dim=1, keepdim=True) > 0, keep, one)
-        return p
+        return present.float() * self.enabled * torch.cat([ones, ones, has_text], dim=1)
+
+    def drop_modalities(self, p: Tensor) -> Tensor:
+        """Training only: hide each present modality with chance ``modality_dropout``, never all of a row's."""
+        if not self.training or self.config.modality_dropout <= 0:
+            return p
+        keep = p * (torch.rand_like(p) >= self.config.modality_dropout).float()
+        one = nn.functional.one_hot((torch.rand_like(p) * p).argmax(dim=1), p.shape[1]).float() * p
+        return torch.where(keep.sum(dim=1, keepdim=True) > 0, keep, one)  # all dropped: keep one at random
+
+    def effective_present(self, tokens: Tensor, present: Tensor) -> Tensor:
+        """The present mask the fusion head sees (with modality dropout in training)."""
+        return self.drop_modalities(self.present_mask(tokens, present))
+
+    def encode(self, frames: Tensor, audio: Tensor, tokens: Tensor) -> list[Tensor | None]:
+        """Per-modality embeddings [B, dim] in MODALITIES order; None for a modality without an encoder."""
+        return [None if enc is None else enc(x)
+                for enc, x in ((self.video, frames), (self.audio, audio), (self.text, tokens))]
+
+    def _fuse(self, raw: list[Tensor | None], p: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        zeros = p.new_zeros(p.shape[0], self.config.dim)
+        embs = [zeros if e is None else e * p[:, i: i + 1] for i, e in enumerate(raw)]  # absent: zeros
+        return self.fusion(embs, p)
 
     def fuse(self, frames: Tensor, audio: Tensor, tokens: Tensor, present: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """-> logits [B, C], gates [B, 3], embedding [B, D]."""
         p = self.effective_present(tokens, present)
-        zeros = p.new_zeros(p.shape[0], self.config.dim)
-        embs = []
-        for i, (enc, x) in enumerate(((self.video, frames), (self.audio, audio), (self.text, tokens))):
-            embs.append(zeros if enc is None else enc(x) * p[:, i: i + 1])  # absent modalities contribute zeros
-        return self.fusion(embs, p)
+        return self._fuse(self.encode(frames, audio, tokens), p)
 
     def logits(self, frames: Tensor, audio: Tensor, tokens: Tensor, present: Tensor) -> Tensor:
         """Pre-softmax scores [B, C], for the loss."""
         return self.fuse(frames, audio, tokens, present)[0]
+
+    def training_outputs(self, frames: Tensor, audio: Tensor, tokens: Tensor,
+                         present: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """-> fused logits [B, C], per-modality logits [B, 3, C] and the real present mask [B, 3] (without
+        modality dropout: a modality's own head learns whenever the modality is there)."""
+        real = self.present_mask(tokens, present)
+        raw = self.encode(frames, audio, tokens)
+        logits = self._fuse(raw, self.drop_modalities(real))[0]
+        zeros = logits.new_zeros(logits.shape)
+        per_modality = torch.stack([zeros if e is None else self.unimodal[m](e)
+                                    for m, e in zip(MODALITIES, raw, strict=True)], dim=1)
+        return logits, per_modality, real
 
     def forward(self, frames: Tensor, audio: Tensor, tokens: Tensor, present: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """frames uint8 [B,T,H,W,3]; audio float32 [B,S]; tokens int64 [B,L]; present float32 [B,3]

@@ -21,7 +21,7 @@ class TextEncoder(nn.Module):
             raise ConfigError(f"text vocab_size must be >= 2 (<pad>, <unk>), got {vocab_size}")
         self.embed = nn.Embedding(vocab_size, embed, padding_idx=0)
         self.gru = nn.GRU(embed, dim // 2, batch_first=True, bidirectional=True)
-        self.proj = nn.Sequential(nn.Linear(2 * (dim // 2), dim), nn.ReLU(inplace=True))
+        self.proj = nn.Sequential(nn.Linear(2 * (dim // 2), dim), nn.LayerNorm(dim))
 
     def forward(self, tokens: Tensor) -> Tensor:
         mask = tokens.ne(0).unsqueeze(-1).float()  # [B, L, 1]
