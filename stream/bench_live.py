@@ -30,6 +30,7 @@ from stream.batching import Channel, micro_batches
 from stream.engine import Engine, EngineConfig
 from stream.errors import AvfuseError, ConfigError, DependencyError
 from stream.live import LiveSource
+from stream.pipeline import PipelineConfig
 from stream.reconnect import Backoff
 from stream.redact import redact
 from stream.segment import Segment
@@ -50,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=720, help="test server video height")
     parser.add_argument("--fps", type=int, default=25, help="test server frame rate")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--max-wait-ms", type=float, default=PipelineConfig().batch_wait_s(live=True) * 1000,
+                        help="longest wait to fill a batch (default: as avfuse run with live sources)")
     parser.add_argument("--device", default="cpu", help="onnxruntime device: cpu, cuda, tensorrt, auto")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: one per core)")
 
@@ -79,7 +82,8 @@ class Trial:
         return not (self.dropped or self.gaps or self.errors) and self.kept_pace and self.pct(95) < self.hop
 
 
-def _trial(urls: list[str], engine: Engine, *, run_model: bool, seconds: float, batch: int) -> Trial:
+def _trial(urls: list[str], engine: Engine, *, run_model: bool, seconds: float, batch: int,
+           max_wait_s: float = 0.0) -> Trial:
     spec = engine.spec
     n = len(urls)
     trial = Trial(streams=n, seconds=seconds, hop=spec.segment.hop)
@@ -122,7 +126,7 @@ def _trial(urls: list[str], engine: Engine, *, run_model: bool, seconds: float, 
     for t in readers:
         t.start()
     threading.Thread(target=stopper, daemon=True, name="bench-live-stop").start()
-    for group in micro_batches(queue, size=batch, max_wait_s=0.05):
+    for group in micro_batches(queue, size=batch, max_wait_s=max_wait_s):
         if run_model:
             engine.run_segments([seg for _, seg in group])
         now = time.time()
@@ -183,15 +187,18 @@ def run(args: argparse.Namespace) -> int:
                 url, what = server.url(), f"local RTSP test server, {args.width}x{args.height} @ {args.fps} fps"
             spec = engine.spec
             print(f"avfuse bench live: {Path(model).name} on {what} ({engine.device}, batch {args.batch}, "
+                  f"batch wait {args.max_wait_ms:g} ms, "
                   f"window {spec.segment.window_s:g} s, hop {spec.segment.hop:g} s, {args.seconds:g} s each)")
             print(f"  {'':<16} {'streams':>7} {'segments':>8} {'kept pace':>9} {'p50 ms':>8} {'p95 ms':>8} "
                   f"{'dropped':>7} {'gaps':>5}")
-            base = _trial([url], engine, run_model=False, seconds=args.seconds, batch=args.batch)
+            wait = args.max_wait_ms / 1000
+            base = _trial([url], engine, run_model=False, seconds=args.seconds, batch=args.batch, max_wait_s=wait)
             print(_row("decode-only", base), flush=True)
             best = 0
             one = None
             for n in [k for k in LADDER if k <= args.max_streams]:
-                t = _trial([url] * n, engine, run_model=True, seconds=args.seconds, batch=args.batch)
+                t = _trial([url] * n, engine, run_model=True, seconds=args.seconds, batch=args.batch,
+                           max_wait_s=wait)
                 one = one or t
                 print(_row("with model", t), flush=True)
                 if not t.held:

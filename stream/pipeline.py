@@ -42,6 +42,7 @@ from stream.summary import RunStats
 
 log = logging.getLogger(__name__)
 _JOIN_POLL_S = 0.2
+FILE_WAIT_MS = 50.0  # default longest wait to fill a batch, for runs of files only
 _GAUGE_EVERY_S = 1.0  # how often the live latency percentile gauges are recomputed
 LIVE_TRANSPORTS = ("tcp", "udp")
 
@@ -49,7 +50,7 @@ LIVE_TRANSPORTS = ("tcp", "udp")
 @dataclass(frozen=True, kw_only=True)
 class PipelineConfig:
     batch: int = 8
-    max_wait_ms: float = 50.0
+    max_wait_ms: float | None = None  # None: FILE_WAIT_MS, or 0 when a source is live (see batch_wait_s)
     queue_size: int = 32  # segments waiting for inference
     post: PostprocessConfig = field(default_factory=PostprocessConfig)
     events: EventConfig = field(default_factory=EventConfig)
@@ -63,7 +64,7 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.batch < 1 or self.queue_size < 1:
             raise ConfigError(f"batch and queue size must be >= 1 segment, got {self.batch}, {self.queue_size}")
-        if self.max_wait_ms < 0:
+        if self.max_wait_ms is not None and self.max_wait_ms < 0:
             raise ConfigError(f"max wait for a batch must be >= 0 ms, got {self.max_wait_ms}")
         if self.live_transport not in LIVE_TRANSPORTS:
             raise ConfigError(f"live transport must be one of {LIVE_TRANSPORTS}, got {self.live_transport!r}")
@@ -71,6 +72,14 @@ class PipelineConfig:
             raise ConfigError(f"live timeout must be > 0 s, got {self.live_timeout_s}")
         if self.live_attempts < 0:
             raise ConfigError(f"live attempts must be >= 0 (0: forever), got {self.live_attempts}")
+
+    def batch_wait_s(self, live: bool) -> float:
+        """How long a batch waits to fill. Files: a little (throughput; their queue is mostly full anyway).
+        A run with live sources: not at all unless told: a live segment goes to inference as soon as it is
+        ready, and batches still form from what queues up while inference runs."""
+        if self.max_wait_ms is not None:
+            return self.max_wait_ms / 1000
+        return 0.0 if live else FILE_WAIT_MS / 1000
 
     def is_live(self, source: Source) -> bool:
         """Read as live: a stream, or any source when files are looped."""
@@ -120,6 +129,7 @@ class Pipeline:
         self._records: Channel | None = None
         self._lock = threading.Lock()  # live readers update the run's stats concurrently
         self._gauges_at = 0.0
+        self._wait_s = self.config.batch_wait_s(live=False)
 
     def stop(self) -> None:
         """Stop reading; the batch in flight finishes and the sinks are flushed and closed."""
@@ -248,7 +258,7 @@ class Pipeline:
         last_end: dict[str, float] = {}
         out = self._records
         try:
-            for batch in micro_batches(self._segments, size=cfg.batch, max_wait_s=cfg.max_wait_ms / 1000,
+            for batch in micro_batches(self._segments, size=cfg.batch, max_wait_s=self._wait_s,
                                        is_item=lambda x: isinstance(x, _Item)):
                 self.metrics.queue_depth.set(len(self._segments))
                 first = batch[0]
@@ -400,6 +410,7 @@ class Pipeline:
         sources = list(sources)
         stems = output_stems(sources)
         live = any(self.config.is_live(s) for s in sources)
+        self._wait_s = self.config.batch_wait_s(live)
         self._segments = Channel(self.config.queue_size, policy="drop_oldest" if live else "block",
                                  name="segments", droppable=lambda x: isinstance(x, _Item) and x.live,
                                  on_drop=self._dropped)

@@ -22,7 +22,7 @@ from stream.errors import ConfigError
 from stream.events import EventConfig
 from stream.metrics import Metrics
 from stream.outputs import OutputDir
-from stream.pipeline import LIVE_TRANSPORTS, Pipeline, PipelineConfig
+from stream.pipeline import FILE_WAIT_MS, LIVE_TRANSPORTS, Pipeline, PipelineConfig
 from stream.postprocess import PostprocessConfig, parse_smoothing
 from stream.reconnect import Backoff
 from stream.sinks import make_sinks
@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"optimised model and TensorRT engine cache (default {default_cache_dir()})")
     g.add_argument("--no-cache", action="store_true")
     g.add_argument("--batch", type=int, default=8, help="segments per inference batch at most")
-    g.add_argument("--max-wait-ms", type=float, default=50.0, help="longest wait to fill a batch")
+    g.add_argument("--max-wait-ms", type=float, default=None,
+                   help=f"longest wait to fill a batch (default: {FILE_WAIT_MS:g} ms; 0 when a source is live)")
     g.add_argument("--queue", type=int, default=32, help="decoded segments buffered before inference")
     v = parser.add_argument_group("live sources (rtsp:// and other streams, each read on its own thread)")
     v.add_argument("--loop", action="store_true",

@@ -161,3 +161,17 @@ def test_events_span_overlapping_windows_and_break_on_gaps():
 def test_pipeline_config_names_the_bad_value(field, value, message):
     with pytest.raises(ConfigError, match=message):
         PipelineConfig(**{field: value})
+
+
+def test_a_run_with_live_sources_does_not_wait_to_fill_a_batch_unless_told():
+    assert PipelineConfig().batch_wait_s(live=False) == 0.05  # files: a short wait for fuller batches
+    assert PipelineConfig().batch_wait_s(live=True) == 0.0  # live: each segment as soon as it is ready
+    assert PipelineConfig(max_wait_ms=20).batch_wait_s(live=True) == 0.02
+
+
+def test_greedy_batches_still_take_everything_already_queued():
+    ch = Channel(16)
+    for i in range(11):
+        ch.put(i)
+    ch.close()
+    assert list(micro_batches(ch, size=4, max_wait_s=0.0)) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10]]
