@@ -1,0 +1,84 @@
+"""``avfuse train`` end to end on generated media: real PyAV decoding, a checkpoint, metrics, folds, ablation."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from models.checkpoint import load_checkpoint  # noqa: E402
+from models.synth import synthesize  # noqa: E402
+from stream.cli import main  # noqa: E402
+from stream.errors import DependencyError  # noqa: E402
+
+FAST = ["--epochs", "2", "--threads", "1", "--fps", "1", "--size", "32x32", "--batch-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return synthesize(tmp_path_factory.mktemp("synth"), videos=8, test_videos=2, seed=3, width=64, height=64)
+
+
+@pytest.mark.slow
+def test_train_writes_checkpoint_and_metrics(synth, tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(["train", "--manifest", str(synth.manifest), "--test-manifest", str(synth.test_manifest),
+                 "-o", str(run), "--fusion", "concat", *FAST])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "held-out test: accuracy" in out and "no video" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["test"]["without"]) == {"video", "audio", "text"}
+    assert metrics["test"]["segments"] == len(synth.test)
+    assert len(metrics["history"]) == 2 and sorted(metrics["val"]["confusion"]["labels"]) == sorted(synth.labels)
+    model, ckpt = load_checkpoint(run / "model.pt")
+    assert ckpt.config.fusion == "concat" and sorted(ckpt.config.labels) == sorted(synth.labels)
+    assert ckpt.decode["width"] == 32 and ckpt.decode["frames"] == 2 and ckpt.config.frames == 2
+    assert ckpt.metrics["test"]["accuracy"] == metrics["test"]["accuracy"]
+    assert ckpt.train_args["epochs"] == 2
+
+
+@pytest.mark.slow
+def test_folds_and_ablation(synth, tmp_path, capsys):
+    assert main(["train", "--manifest", str(synth.manifest), "-o", str(tmp_path / "cv"), "--folds", "2",
+                 "--epochs", "1", *FAST[2:]]) == 0
+    folds = json.loads((tmp_path / "cv" / "metrics.json").read_text())["folds"]
+    assert folds["k"] == 2 and len(folds["per_fold"]) == 2 and 0 <= folds["accuracy_std"] <= 1
+    assert "2-fold cross-validation: accuracy" in capsys.readouterr().out
+    assert main(["train", "--manifest", str(synth.manifest), "--test-manifest", str(synth.test_manifest),
+                 "-o", str(tmp_path / "ab"), "--ablate", "--epochs", "1", *FAST[2:]]) == 0
+    table = capsys.readouterr().out
+    rows = json.loads((tmp_path / "ab" / "ablation.json").read_text())["rows"]
+    assert [(tuple(r["modalities"]), r["fusion"]) for r in rows][-3:] == [
+        (("video", "audio", "text"), f) for f in ("gated", "concat", "sequential")]
+    assert len(rows) == 9 and "video+audio+text" in table and "sequential" in table
+
+
+def test_user_errors_are_one_line(synth, tmp_path, capsys):
+    assert main(["train", "--manifest", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "r")]) == 1
+    assert "missing.csv" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["train", "--manifest", str(synth.manifest), "-o", str(tmp_path / "r"), "--device", "cuda",
+                     *FAST]) == 1
+        assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def _online() -> bool:
+    try:
+        socket.create_connection(("download.pytorch.org", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_pretrained_offline_is_a_clear_error(monkeypatch, tmp_path):
+    if _online():
+        pytest.skip("the machine can reach download.pytorch.org; the offline message cannot be shown")
+    from models.image import make_backbone
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty weights cache
+    with pytest.raises(DependencyError, match="could not download.*without --pretrained"):
+        make_backbone("mobilenet_v3_small", pretrained=True)
