@@ -99,14 +99,15 @@ def _manifest_inputs(csv: Path, spec_decode: dict, labels: tuple[str, ...], toke
 
 def _held_out(path: Path, data) -> tuple[float | None, np.ndarray | None]:
     """Accuracy on the held-out segments ``data = (inputs, labels)`` and the predicted classes."""
-    from export.quantize import accuracy
     from export.verify import run_onnxruntime
 
     if data is None:
         return None, None
     inputs, labels = data
-    probs = run_onnxruntime(path, inputs, batch=16)["probs"]
-    return accuracy(probs, labels), probs.argmax(1)
+    if not len(labels):
+        raise SourceError("the held-out manifest gave no segments")
+    top1 = run_onnxruntime(path, inputs, batch=16)["probs"].argmax(1)
+    return float((top1 == labels).mean()), top1
 
 
 def export(config: ExportConfig) -> ExportResult:
@@ -163,16 +164,20 @@ def export(config: ExportConfig) -> ExportResult:
     return result
 
 
-def _finish_variant(precision: str, path: Path, tmp: Path, rows, reference, held_out, tol, extra: dict) -> Variant:
-    """Evaluate, record the figures in the metadata, verify; the caller's atomic_path renames it."""
+def _finish_variant(precision: str, path: Path, tmp: Path, fp32, rows, reference, held_out, tol,
+                    extra: dict) -> Variant:
+    """Evaluate, write the fp32 model's metadata with this variant's figures, verify; the caller's atomic_path
+    renames it."""
     import onnx
 
     from export import verify as V
-    from export.quantize import set_precision
+    from export.onnx import set_precision
 
     acc, top1 = _held_out(tmp, held_out[:2] if held_out is not None else None)
     agreement = float((top1 == held_out[2]).mean()) if top1 is not None else None
     proto = onnx.load(str(tmp))
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(fp32.metadata_props)
     figures = {**extra, "held_out_accuracy": acc, "held_out_top1_agreement_with_fp32": agreement} \
         if acc is not None else extra
     set_precision(proto, precision, figures)
@@ -196,8 +201,7 @@ def _int8(config, output, proto, rows, reference, held_out, tok, decode, labels)
         calib = rows
     with atomic_path(path) as tmp:
         quantize_int8(output, tmp, calib)
-        _copy_metadata(proto, tmp)
-        variant = _finish_variant("int8", path, tmp, rows, reference, held_out, INT8,
+        variant = _finish_variant("int8", path, tmp, proto, rows, reference, held_out, INT8,
                                   {"calibration_segments": len(calib)})
     return variant
 
@@ -210,17 +214,8 @@ def _fp16(config, output, proto, rows, reference, held_out) -> Variant:
     path = variant_path(output, "fp16")
     with atomic_path(path) as tmp:
         save(to_fp16(proto), tmp)
-        variant = _finish_variant("fp16", path, tmp, rows, reference, held_out, FP16, {})
+        variant = _finish_variant("fp16", path, tmp, proto, rows, reference, held_out, FP16, {})
     return variant
-
-
-def _copy_metadata(source, path: Path) -> None:
-    import onnx
-
-    target = onnx.load(str(path))
-    del target.metadata_props[:]
-    target.metadata_props.extend(source.metadata_props)
-    onnx.save_model(target, str(path))
 
 
 def summary(result: ExportResult) -> list[str]:

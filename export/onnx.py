@@ -152,6 +152,18 @@ def set_metadata(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.Model
     return proto
 
 
+def set_precision(proto: onnx.ModelProto, precision: str, extra: dict | None = None) -> None:
+    """Record a variant's precision (and figures such as its held-out accuracy) in ``avfuse.model``."""
+    for entry in proto.metadata_props:
+        if entry.key == "avfuse.model":
+            model = json.loads(entry.value)
+            model["precision"] = precision
+            model.update(extra or {})
+            entry.value = json.dumps(model)
+            return
+    raise ModelError("the model has no avfuse.model metadata to update")
+
+
 def check_output_path(path: Path) -> Path:
     """The destination's folder must exist; the file is created there (never in another folder)."""
     path = Path(path)

@@ -5,18 +5,20 @@ projection / fusion layers, and the activation, pooling and squeeze-excite ops i
 (weights int8 per channel, activations uint8 per tensor, MinMax calibration).
 
 What stays fp32, and why:
-- every GRU (text encoder, sequential fusion): recurrent state accumulates quantization error step by
-  step, and ``GRU`` is not in the quantized op types;
+- every GRU's arithmetic (text encoder, sequential fusion): recurrent state would accumulate activation
+  quantization error step by step, and ``GRU`` is not in the quantized op types. Only its input weights
+  ``W`` are stored int8 weight-only (below); the recurrent weights ``R`` stay fp32;
 - the log-mel frontend's activations (``/audio/frontend/...``, a DFT ``Conv`` and the mel ``MatMul``):
   its power spectrum spans ~1e-6..1e5, which 8-bit per-tensor activations cannot hold, so quiet
   bands would collapse to the log floor. Its fixed DFT kernel and mel matrix are instead stored as
-  int8 with a per-row scale and a ``DequantizeLinear`` in front of the fp32 operation (weight-only;
-  see :func:`store_weight_only`): the file gets smaller, the activations keep full precision.
-
-- the stem convolutions (first layer of each CNN, over 1 or 3 input channels): onnxruntime's int8
-  convolution over so few channels was measured 2x slower than its fp32 one (and the quantize /
-  dequantize passes over full-resolution frames cost more again), while their weights are a few
-  hundred numbers. With them in int8 the whole int8 model ran at 0.5x the fp32 speed; without, ~1.1x.
+  int8 with a per-row scale, rebuilt to fp32 in front of the fp32 operation (weight-only; see
+  :func:`store_weight_only`): the file gets smaller, the activations keep full precision;
+- the image CNN's stem convolution (over the 3 normalised RGB channels): onnxruntime's int8
+  convolution over so few channels is slower than its fp32 one, and quantizing full-resolution frames
+  costs another pass, while its weights are a few hundred numbers (all of the image CNN in int8 ran at
+  0.7x the fp32 model's speed). The audio CNN's stem (1 channel) is quantized: its input is a small
+  log-mel image, and left in fp32 its ReLU/max-pool would run on uint8 anyway (onnxruntime moves the
+  QuantizeLinear above the pool) in a slow NCHW uint8 max-pool instead of the fused NHWC one.
 
 ``quant_pre_process`` (symbolic shape inference and ORT's basic graph optimisations) runs first, as
 onnxruntime recommends. The node names from the TorchScript exporter are module paths, which is how
@@ -39,14 +41,17 @@ from stream.errors import ModelError
 log = logging.getLogger(__name__)
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
-CNN_SCOPES = ("/video/backbone/", "/audio/cnn/")  # the per-frame image CNN and the log-mel CNN
+IMAGE_SCOPE = "/video/backbone/"  # the per-frame image CNN
+CNN_SCOPES = (IMAGE_SCOPE, "/audio/cnn/")  # ... and the log-mel CNN
 CNN_ACTIVATION_OPS = ("Relu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "Mul", "Add", "MaxPool", "AveragePool",
                       "GlobalAveragePool")
-STEM_CHANNELS = 4  # a Conv over this many input channels or fewer stays fp32
+STEM_CHANNELS = 4  # a Conv of the image CNN over this many input channels or fewer stays fp32
 FP32_SCOPES = ("/audio/frontend/",)  # node-name prefixes whose activations stay fp32
 # Constants stored weight-only (compactly, rebuilt to fp32 in the graph): node-name prefix -> op -> inputs.
 WEIGHT_ONLY = {"/audio/frontend/": {"Conv": (1,), "MatMul": (0, 1)},  # DFT kernel, mel matrix
                "/text/": {"Gather": (0,)}}  # the token embedding table (grows with the vocabulary)
+# int8 also stores each GRU's input weights W (input 1) weight-only; its recurrent weights R stay fp32.
+INT8_WEIGHT_ONLY = {**WEIGHT_ONLY, "": {"GRU": (1,)}}
 
 
 class _Reader:
@@ -71,19 +76,19 @@ class _Reader:
 
 
 def _stem_convs(proto: onnx.ModelProto) -> list[str]:
-    """Convolutions over at most STEM_CHANNELS input channels (the first layer of each CNN)."""
+    """The image CNN's convolutions over at most STEM_CHANNELS input channels (its first layer, over RGB)."""
     dims = {i.name: list(i.dims) for i in proto.graph.initializer}
     stems = []
     for n in proto.graph.node:
         group = next((a.i for a in n.attribute if a.name == "group"), 1)
-        if n.op_type == "Conv" and len(dims.get(n.input[1], [])) > 1 and dims[n.input[1]][1] <= STEM_CHANNELS \
-                and group == 1:
+        if n.op_type == "Conv" and n.name.startswith(IMAGE_SCOPE) and len(dims.get(n.input[1], [])) > 1 \
+                and dims[n.input[1]][1] <= STEM_CHANNELS and group == 1:
             stems.append(n.name)
     return stems
 
 
 def excluded_nodes(proto: onnx.ModelProto) -> list[str]:
-    """Nodes left in fp32: the log-mel frontend and the stem convolutions."""
+    """Nodes left in fp32: the log-mel frontend and the image CNN's stem convolution."""
     frontend = [n.name for n in proto.graph.node if n.name.startswith(FP32_SCOPES)]
     return sorted(set(frontend) | set(_stem_convs(proto)))
 
@@ -101,54 +106,66 @@ def _const_tensor(proto: onnx.ModelProto, name: str) -> tuple[str, np.ndarray] |
     return None
 
 
-def _stored(w: np.ndarray, base: str, storage: str) -> tuple[list[onnx.TensorProto], onnx.NodeProto, int]:
-    """Initializers holding ``w`` compactly and the node that rebuilds the fp32 kernel from them."""
+def _stored(w: np.ndarray, base: str, storage: str) -> tuple[list[onnx.TensorProto], list[onnx.NodeProto], int]:
+    """Initializers holding ``w`` compactly and the nodes that rebuild the fp32 kernel from them.
+
+    int8 is rebuilt with ``Cast`` and ``Mul`` (by a scale per row of the last axis), not
+    ``DequantizeLinear``: onnxruntime never constant-folds a ``DequantizeLinear`` (it keeps them for
+    its QDQ fusions), so that kernel would be rebuilt on every call and the consuming Conv/MatMul/GRU
+    would lose its pre-packed weights; ``Cast`` and ``Mul`` of constants are folded when the session loads.
+    """
+    rebuilt = base + "_fp32"
     if storage == "fp16":
         half = w.astype(np.float16)
-        node = helper.make_node("Cast", [base], [base + "_fp32"], name=base + "/Cast", to=onnx.TensorProto.FLOAT)
-        return [numpy_helper.from_array(half, base)], node, half.nbytes
-    scale = (np.abs(w).reshape(w.shape[0], -1).max(axis=1) / 127.0).astype(np.float32)
+        node = helper.make_node("Cast", [base], [rebuilt], name=base + "/Cast", to=onnx.TensorProto.FLOAT)
+        return [numpy_helper.from_array(half, base)], [node], half.nbytes
+    scale = (np.abs(w).max(axis=-1, keepdims=True) / 127.0).astype(np.float32)
     scale[scale == 0] = 1.0
-    q = np.clip(np.round(w / scale.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(np.int8)
-    node = helper.make_node("DequantizeLinear", [base, base + "_scale"], [base + "_fp32"], name=base + "/Dequantize",
-                            axis=0)
-    return [numpy_helper.from_array(q, base), numpy_helper.from_array(scale, base + "_scale")], node, \
+    q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+    nodes = [helper.make_node("Cast", [base], [base + "_cast"], name=base + "/Cast", to=onnx.TensorProto.FLOAT),
+             helper.make_node("Mul", [base + "_cast", base + "_scale"], [rebuilt], name=base + "/Scale")]
+    return [numpy_helper.from_array(q, base), numpy_helper.from_array(scale, base + "_scale")], nodes, \
         q.nbytes + scale.nbytes
 
 
-def _weight_only_inputs(node: onnx.NodeProto) -> tuple[int, ...]:
-    for prefix, ops in WEIGHT_ONLY.items():
-        if node.name.startswith(prefix) and node.op_type in ops:
-            return ops[node.op_type]
-    return ()
+def _weight_only_input(proto: onnx.ModelProto, node: onnx.NodeProto, rules: dict, min_size: int
+                       ) -> tuple[int, str, np.ndarray] | None:
+    """(input index, "initializer" | "constant", array) of the first fp32 constant of ``node`` to store compactly."""
+    indices = next((ops[node.op_type] for prefix, ops in rules.items()
+                    if node.name.startswith(prefix) and node.op_type in ops), ())
+    for index in indices:
+        found = _const_tensor(proto, node.input[index]) if index < len(node.input) else None
+        if found is not None and found[1].dtype == np.float32 and found[1].size >= min_size:
+            return index, *found
+    return None
 
 
-def store_weight_only(proto: onnx.ModelProto, *, storage: str = "int8", min_size: int = 256) -> int:
-    """Store the fp32 parts' large constants (DFT kernel, mel matrix, token embeddings) compactly: ``int8``
-    with a scale per row of axis 0 (rebuilt by ``DequantizeLinear``) or ``fp16`` (rebuilt by ``Cast``).
+def store_weight_only(proto: onnx.ModelProto, *, storage: str = "int8", rules: dict = WEIGHT_ONLY,
+                      min_size: int = 256) -> int:
+    """Store the fp32 parts' large constants (by default the DFT kernel, mel matrix and token embeddings)
+    compactly: ``int8`` with a scale per row of the last axis or ``fp16``; ``rules`` maps a node-name
+    prefix to {op type: input indices}.
 
-    The operation itself still runs in fp32 on fp32 activations (onnxruntime folds the rebuild at
-    load): only the stored kernel loses precision. Returns the bytes saved.
+    The operation itself still runs in fp32 on fp32 activations (onnxruntime folds the rebuild when the
+    session loads): only the stored kernel loses precision. Returns the bytes saved.
     """
     if storage not in ("int8", "fp16"):
         raise ValueError(f"storage must be int8 or fp16, got {storage!r}")
     saved = 0
     producers = {o: n for n in proto.graph.node for o in n.output}
     for node in list(proto.graph.node):
-        for index in _weight_only_inputs(node):
-            if index < len(node.input):
-                found = _const_tensor(proto, node.input[index])
-                if found is not None and found[1].dtype == np.float32 and found[1].size >= min_size:
-                    break
-        else:
+        found = _weight_only_input(proto, node, rules, min_size)
+        if found is None:
             continue
-        kind, w = found
+        index, kind, w = found
         base = f"{node.name}/weight_{storage}"
         tensors, rebuild, nbytes = _stored(w, base, storage)
         proto.graph.initializer.extend(tensors)
         old = node.input[index]
-        node.input[index] = rebuild.output[0]
-        proto.graph.node.insert(list(proto.graph.node).index(node), rebuild)
+        node.input[index] = rebuild[-1].output[0]
+        at = list(proto.graph.node).index(node)
+        for offset, new in enumerate(rebuild):
+            proto.graph.node.insert(at + offset, new)
         if not any(old in n.input for n in proto.graph.node):  # drop the fp32 original
             if kind == "initializer":
                 keep = [i for i in proto.graph.initializer if i.name != old]
@@ -195,23 +212,5 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_c
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     proto = onnx.load(str(out_path))
-    store_weight_only(proto)
+    store_weight_only(proto, rules=INT8_WEIGHT_ONLY)
     onnx.save_model(proto, str(out_path))
-
-
-def set_precision(proto: onnx.ModelProto, precision: str, extra: dict | None = None) -> None:
-    """Record the variant in ``avfuse.model`` (the other avfuse.* keys are carried over by the tools)."""
-    import json
-
-    for entry in proto.metadata_props:
-        if entry.key == "avfuse.model":
-            model = json.loads(entry.value)
-            model["precision"] = precision
-            model.update(extra or {})
-            entry.value = json.dumps(model)
-            return
-    raise ModelError("the model has no avfuse.model metadata to update")
-
-
-def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float((probs.argmax(1) == labels).mean()) if len(labels) else float("nan")
