@@ -70,9 +70,13 @@ def run(args: argparse.Namespace) -> int:
     from stream.clips import real_clip
     from stream.modelspec import read_spec
 
-    spec = read_spec(args.model)
     if args.rounds < 3:
         raise SourceError(f"--rounds must be >= 3, got {args.rounds}")
+    if args.threads < 0:
+        raise SourceError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
+    if args.int8 is not None and not args.int8.is_file():
+        raise SourceError(f"{args.int8}: int8 model not found (leave out --int8 to quantize one now)")
+    spec = read_spec(args.model)
     source = args.source or real_clip("bigbuckbunny")
     segments = V.decode_sources([source], decode=spec.metadata["avfuse.decode"], tokenizer=spec.tokenizer, limit=8)
     inputs = V.verification_rows(segments, spec.tokenizer, rows=4)  # half with captions: the GRU runs too

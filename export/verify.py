@@ -16,6 +16,8 @@ multiplied by ``present = 0`` would hide a broken GRU.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import os
 import time
@@ -108,11 +110,8 @@ def decode_sources(sources: Iterable[str | os.PathLike], *, decode: dict, tokeni
     decode_cfg, segment_cfg = configs_from_metadata(decode)
     parts = []
     for source in sources:
-        segments = []
-        for seg in iter_segments(source, decode=decode_cfg, segment=segment_cfg):
-            segments.append(seg)
-            if len(segments) >= limit:
-                break
+        with contextlib.closing(iter_segments(source, decode=decode_cfg, segment=segment_cfg)) as segs:
+            segments = list(itertools.islice(segs, limit))  # closing: the decode thread stops now
         log.info("verification: %d segments from %s", len(segments), source)
         if segments:
             parts.append(inputs_from_segments(segments, tokenizer))
@@ -171,11 +170,14 @@ def run_openvino(path: Path, inputs: Inputs, *, batch: int) -> dict[str, np.ndar
         import openvino as ov
     except ImportError as e:
         raise DependencyError("openvino is not installed (pip install 'avfuse[train]')") from e
-    compiled = ov.Core().compile_model(str(path), "CPU")
-    out = []
-    for sl in _chunks(len(inputs), batch):
-        result = compiled(inputs.feed(sl))
-        out.append({name: np.asarray(result[compiled.output(name)]) for name in OUTPUTS})
+    try:
+        compiled = ov.Core().compile_model(str(path), "CPU")
+        out = []
+        for sl in _chunks(len(inputs), batch):
+            result = compiled(inputs.feed(sl))
+            out.append({name: np.asarray(result[compiled.output(name)]) for name in OUTPUTS})
+    except RuntimeError as e:  # OpenVINO reports conversion and inference failures as RuntimeError
+        raise ModelError(f"{path}: OpenVINO's CPU runtime cannot run the exported file ({e})") from e
     return _stack(out)
 
 
@@ -183,9 +185,12 @@ def run_reference(path: Path, inputs: Inputs) -> dict[str, np.ndarray]:
     """onnx.reference.ReferenceEvaluator (numpy, slow), one row at a time."""
     from onnx.reference import ReferenceEvaluator
 
-    evaluator = ReferenceEvaluator(str(path))
-    out = [dict(zip(OUTPUTS, evaluator.run(list(OUTPUTS), inputs.feed(sl)), strict=True))
-           for sl in _chunks(len(inputs), 1)]
+    try:
+        evaluator = ReferenceEvaluator(str(path))
+        out = [dict(zip(OUTPUTS, evaluator.run(list(OUTPUTS), inputs.feed(sl)), strict=True))
+               for sl in _chunks(len(inputs), 1)]
+    except Exception as e:  # the evaluator raises whatever its numpy kernels raise
+        raise ModelError(f"{path}: onnx.reference cannot run the exported file ({type(e).__name__}: {e})") from e
     return _stack(out)
 
 
@@ -254,6 +259,16 @@ class Report:
         return [c.line() for c in self.comparisons] + [f"skipped: {s}" for s in self.skipped]
 
 
+def _checked(report: Report, failure: str) -> Report:
+    """Log every comparison; raise ModelError naming the file and the failed ones if any failed."""
+    for line in report.lines():
+        log.info("verify %s: %s", report.path.name, line)
+    if not report.ok:
+        failed = "; ".join(c.line() for c in report.comparisons if not c.ok)
+        raise ModelError(f"{report.path}: {failure}: {failed}")
+    return report
+
+
 def verify_fp32(model, path: Path, rows: Inputs, *, portability: bool = True, reference_rows: int = 2) -> Report:
     """The full check of a freshly exported fp32 file; raises ModelError listing what failed."""
     check_structure(path)
@@ -277,13 +292,8 @@ def verify_fp32(model, path: Path, rows: Inputs, *, portability: bool = True, re
         got, secs = _timed(run_reference, path, sub)
         comparisons.append(compare("onnx.reference batch 1", {k: v[idx] for k, v in ref.items()}, got, None,
                                    seconds=secs))
-    report = Report(path=path, comparisons=tuple(comparisons), skipped=tuple(skipped))
-    for line in report.lines():
-        log.info("verify %s: %s", path.name, line)
-    if not report.ok:
-        failed = "; ".join(c.line() for c in report.comparisons if not c.ok)
-        raise ModelError(f"{path}: exported model disagrees with PyTorch: {failed}")
-    return report
+    return _checked(Report(path=path, comparisons=tuple(comparisons), skipped=tuple(skipped)),
+                    "exported model disagrees with PyTorch")
 
 
 def verify_variant(reference: dict[str, np.ndarray], path: Path, rows: Inputs, tol: Tolerance) -> Report:
@@ -294,11 +304,6 @@ def verify_variant(reference: dict[str, np.ndarray], path: Path, rows: Inputs, t
     for batch in (1, 5):
         got, secs = _timed(run_onnxruntime, session, rows, batch=batch)
         comparisons.append(compare(f"{tol.name} onnxruntime batch {batch}", reference, got, tol, seconds=secs))
-    report = Report(path=path, comparisons=tuple(comparisons))
-    for line in report.lines():
-        log.info("verify %s: %s", path.name, line)
-    if not report.ok:
-        failed = "; ".join(c.line() for c in report.comparisons if not c.ok)
-        raise ModelError(f"{path}: {tol.name} model is outside its tolerance (max |dprobs| <= {tol.max_abs}, "
-                         f"same top-1 where the margin > {tol.top1_margin}): {failed}")
-    return report
+    return _checked(Report(path=path, comparisons=tuple(comparisons)),
+                    f"{tol.name} model is outside its tolerance (max |dprobs| <= {tol.max_abs}, "
+                    f"same top-1 where the margin > {tol.top1_margin})")
