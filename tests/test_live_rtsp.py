@@ -182,8 +182,9 @@ def test_frozen_server_trips_the_watchdog_and_the_source_comes_back(server, capl
     assert len(gaps) == 1 and sum(isinstance(x, Segment) for x in items) == 4
     assert gaps[0].end_wallclock >= events["thawed"]
     first_warning = next(r for r in caplog.records if "reconnect attempt" in r.getMessage())
-    # the stall was noticed within the read timeout (plus polling), not after some TCP default
-    assert first_warning.created - events["frozen"] < 1.0 + 1.0
+    # the stall was noticed within the read timeout (plus polling and a loaded machine's slack), well
+    # before the server thawed at 3 s and not after some TCP default
+    assert first_warning.created - events["frozen"] < 2.8
     assert source.stats.reconnects == 1
 
 
