@@ -254,7 +254,7 @@ def test_stop_ends_the_stream_promptly(server):
     stop.set()
     started = time.monotonic()
     assert [x for x in gen if isinstance(x, Segment)] == []
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.5  # the read timeout is 2 s: stop does not wait for it
 
 
 def test_live_source_rejects_bad_settings():
