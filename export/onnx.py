@@ -110,9 +110,12 @@ def export_bytes(model: nn.Module, *, opset: int = DEFAULT_OPSET) -> onnx.ModelP
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*GRU.*", category=UserWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # nn.GRU's own shape checks
-        torch.onnx.export(model, example_inputs(model.config, 2), buf, input_names=list(INPUTS),
-                          output_names=list(OUTPUTS), dynamic_axes=dynamic, opset_version=opset,
-                          do_constant_folding=True, dynamo=False)
+        try:
+            torch.onnx.export(model, example_inputs(model.config, 2), buf, input_names=list(INPUTS),
+                              output_names=list(OUTPUTS), dynamic_axes=dynamic, opset_version=opset,
+                              do_constant_folding=True, dynamo=False)
+        except RuntimeError as e:  # torch.onnx.OnnxExporterError (unsupported op) and tracing failures
+            raise ModelError(f"torch.onnx.export cannot export this model at opset {opset}: {e}") from e
     proto = onnx.load_from_string(buf.getvalue())
     restore_unused_inputs(proto, model.config)
     return proto

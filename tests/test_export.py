@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -190,9 +191,15 @@ def test_fp16_variant_keeps_the_contract_and_agrees(exported, rows):
 def test_cli_summary_prints_sizes_and_ratios(exported, capsys):
     from export.export_cmd import summary
 
-    text = "\n".join(summary(exported[2]))
-    assert "x smaller than fp32" in text and "held-out accuracy" in text and "points" in text
-    assert "same top-1 as fp32 on" in text
+    _, out, result = exported
+    text = "\n".join(summary(result))
+    for precision in ("int8", "fp16"):
+        line = next(line for line in text.splitlines() if line.startswith(precision))
+        ratio = float(re.search(r"([0-9.]+)x smaller than fp32", line).group(1))
+        assert ratio == pytest.approx(out.stat().st_size / variant_path(out, precision).stat().st_size, abs=0.01)
+        accuracy = float(re.search(r"held-out accuracy ([0-9.]+)", line).group(1))
+        assert accuracy == pytest.approx(result.by_precision(precision).held_out_accuracy, abs=1e-4)
+        assert "points" in line and "same top-1 as fp32 on" in line
 
 
 # --- bad input: one clear line, nothing half-written -------------------------------------------------
