@@ -21,9 +21,16 @@ test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP) system-deps
+DEMO_MODEL := demo-out/model.onnx
+
+$(DEMO_MODEL): | $(STAMP)
+	$(BIN)/avfuse demo
+
+bench: $(STAMP) system-deps $(DEMO_MODEL)
 	$(BIN)/avfuse bench decode --real
-	$(BIN)/avfuse bench run --real
+	$(BIN)/avfuse bench run $(DEMO_MODEL) --real --checkpoint demo-out/run/model.pt
+	$(BIN)/avfuse bench model $(DEMO_MODEL) --checkpoint demo-out/run/model.pt --threads 1
+	$(BIN)/avfuse bench live $(DEMO_MODEL) --seconds 20
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
