@@ -5,9 +5,10 @@ where the modality is absent, and ``present`` float32 [B, 3], and returns
 ``(logits [B, C], gates [B, 3], embedding [B, D])``.
 
 - ``gated``: a Gated Multimodal Unit (Arevalo et al., 2017). Each modality gets a tanh projection
-  h_m; gates z = softmax over modalities of a linear map of all inputs; gates of absent modalities
-  are masked and the rest renormalised; the embedding is sum_m z_m h_m. The gates say how much each
-  modality drove the decision.
+  h_m [D]; a gate vector z_m [D] per modality (one gate per hidden unit, as in the paper) comes from a
+  linear map of all inputs, softmax over modalities; gates of absent modalities are masked and the rest
+  renormalised; the embedding is sum_m z_m * h_m. The ``gates`` output is each modality's mean gate
+  over the D units: how much of the fused embedding it supplied (sums to 1 over present modalities).
 - ``concat``: the embeddings (and the present mask) concatenated, then an MLP.
 - ``sequential``: the embeddings, projected to D and tagged with their presence, as a three-step
   ordered sequence (video, audio, text) through a GRU; its last state is the embedding.
@@ -40,17 +41,19 @@ def renormalise(present: Tensor) -> Tensor:
 class GatedFusion(nn.Module):
     def __init__(self, dims: tuple[int, ...], *, dim: int, num_classes: int, dropout: float = 0.1) -> None:
         super().__init__()
+        self.modalities, self.dim = len(dims), dim
         self.hidden = nn.ModuleList(nn.Linear(d, dim) for d in dims)
-        self.gate = nn.Linear(sum(dims) + len(dims), len(dims))
+        self.gate = nn.Linear(sum(dims) + len(dims), len(dims) * dim)  # a gate per modality and hidden unit
         self.head = classifier(dim, num_classes, dropout)
 
     def forward(self, embs: list[Tensor], present: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         h = torch.stack([torch.tanh(lin(e)) for lin, e in zip(self.hidden, embs, strict=True)], dim=1)  # [B, M, D]
-        scores = self.gate(torch.cat([*embs, present], dim=1))  # [B, M]
-        scores = scores.masked_fill(present == 0, -1e4)
-        gates = renormalise(torch.softmax(scores, dim=1) * present)
-        fused = (gates.unsqueeze(-1) * h).sum(dim=1)  # [B, D]
-        return self.head(fused), gates, fused
+        scores = self.gate(torch.cat([*embs, present], dim=1)).view(-1, self.modalities, self.dim)  # [B, M, D]
+        mask = present.unsqueeze(-1)  # [B, M, 1]
+        z = torch.softmax(scores.masked_fill(mask == 0, -1e4), dim=1) * mask
+        z = z / z.sum(dim=1, keepdim=True).clamp(min=EPS)  # absent modalities' gates are 0, the rest sum to 1
+        fused = (z * h).sum(dim=1)  # [B, D]
+        return self.head(fused), z.mean(dim=2), fused
 
 
 class ConcatFusion(nn.Module):
