@@ -3,8 +3,11 @@ RUN/config.json and RUN/metrics.json. ``--folds K`` adds K-fold cross-validation
 ``--test-manifest`` evaluates on held-out videos (also with each modality removed); ``--ablate``
 trains every fusion head and modality set and prints a table (RUN/ablation.json).
 
-The decode defaults (2 fps, 64x64 frames, 2 s windows) and the ``tiny`` image backbone keep the
-demo's training to about a minute on two CPU cores. torch is imported only inside ``run``.
+The decode defaults (2 fps, 64x64 frames, 2 s windows) and the ``tiny`` image backbone (the default;
+mobilenet_v3_small, resnet18 and efficientnet_b0 are selectable) keep training on 128 generated videos
+to about a minute on two CPU cores. On a busy or small CPU, ``--threads 1`` is often faster than torch's
+default of one thread per core: these convolutions are too small to split. torch is imported only
+inside ``run``, so ``avfuse train -h`` works on the edge install.
 """
 
 from __future__ import annotations
