@@ -107,3 +107,13 @@ def test_config_dict_round_trip():
     assert ModelConfig.from_dict(d) == c
     with pytest.raises(ConfigError, match="unknown fields"):
         ModelConfig.from_dict({**d, "colour": "red"})
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v3_small", "resnet18", "efficientnet_b0"])
+def test_torchvision_backbones_with_random_init(backbone):
+    model = build_model(config(image_backbone=backbone, modalities=("video",))).eval()
+    frames, audio, tokens, present = inputs()
+    with torch.no_grad():
+        probs, gates, emb = model(frames, audio, tokens, present)
+    assert probs.shape == (B, 4) and emb.shape == (B, 32) and torch.isfinite(probs).all()
+    assert torch.equal(gates, torch.tensor([[1.0, 0.0, 0.0]] * B))
