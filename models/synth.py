@@ -7,15 +7,19 @@ Every ``WINDOW_S`` seconds of a video carries three independent binary factors:
 - audio: a tone, ``low`` (220-380 Hz) or ``high`` (1800-2600 Hz), under white noise and noise bursts;
 - text: a caption holding one word of the ``calm`` or of the ``alert`` group among distractor words.
 
-Two rules map the factors to one of four classes (``--rule``):
+Three rules map the factors to one of four classes (``--rule``):
 
-- ``count`` (default): the alarm level is how many of the three factors are "sharp" (a square, a high
+- ``pair`` (default): any two modalities fix the class, no single one does. The class is two bits, the
+  shape (video) and the tone (audio): ``circle_low``, ``circle_high``, ``square_low``, ``square_high``;
+  the caption's word group is their XOR: ``calm`` words when shape and tone agree (circle with low, square
+  with high), ``alert`` words when they differ. One modality alone predicts the class right exactly 1 time
+  in 2 (chance: 1 in 4); any two, always (the third bit follows from the other two). So a window that
+  lacks its caption or its audio is still fully labelled by the two modalities it keeps.
+- ``count``: the alarm level is how many of the three factors are "sharp" (a square, a high
   tone, an alert word): ``calm`` (0), ``uneasy`` (1), ``tense`` (2), ``alarm`` (3). Combinations are
   dealt so the four classes are equally frequent (levels 0 and 3 three times as often per combination).
   One modality alone predicts the class right at most 1 time in 2 (chance: 1 in 4), two at most 2 in 3,
-  only all three always. Each factor moves the level on its own, so each encoder gets a learning
-  signal from the start (measured on 24 videos of 8 s: the tiny CNN alone tells circle from square,
-  and the audio encoder alone low from high, on 30 of 32 held-out windows).
+  only all three always: a window missing a modality is not fully determined.
 - ``xor``: ``{mood}_{harmony}``, harmony is ``match`` when shape and tone agree (circle with low, square
   with high), ``clash`` otherwise. Video or audio alone: 1 in 4 (chance), text alone or any two: 1 in 2.
   The hard setting: shape and tone carry no signal until both are learned, so it needs far more data.
@@ -23,10 +27,10 @@ Two rules map the factors to one of four classes (``--rule``):
 Combinations are dealt from a shuffled deck, so these figures hold in every generated set of full
 decks, not only on average.
 
-Some windows have no caption and some files have no audio track (the class is then not fully
-determined: the model must learn to lean on what is present). Most files are MP4 (H.264 + AAC) with a
-sidecar ``.srt``; some are Matroska with the captions as an embedded subrip stream. Held-out videos in
-``OUT/test/`` are rendered from other seeds. Needs numpy, PyAV and pysubs2 only (no torch).
+Some windows have no caption and some files have no audio track, but never both for one window:
+a file without audio keeps every caption, so at least two modalities are always there. Most files are
+MP4 (H.264 + AAC) with a sidecar ``.srt``; some are Matroska with the captions as an embedded subrip
+stream. Held-out videos in ``OUT/test/`` are rendered from other seeds. Needs numpy, PyAV and pysubs2 only (no torch).
 """
 
 from __future__ import annotations
@@ -59,16 +63,21 @@ TONES = ("low", "high")
 MOODS = ("calm", "alert")
 LEVELS = ("calm", "uneasy", "tense", "alarm")
 XOR_LABELS = ("calm_match", "calm_clash", "alert_match", "alert_clash")
+PAIR_LABELS = ("circle_low", "circle_high", "square_low", "square_high")
 RULES = {
+    "pair": "label = {shape}_{tone}; the caption's word group is shape XOR tone: calm words when (shape, tone) is "
+            "(circle, low) or (square, high), alert words otherwise. Any two modalities fix the label, one alone "
+            "leaves two labels open",
     "count": "label = the number of sharp factors (square shape, high tone, a caption word of the alert group): "
              "0 calm, 1 uneasy, 2 tense, 3 alarm",
     "xor": "label = {mood}_{harmony}; mood = the caption's word group (calm | alert); harmony = match when "
            "(shape, tone) is (circle, low) or (square, high), clash otherwise (shape XOR tone)",
 }
-LABELS = {"count": LEVELS, "xor": XOR_LABELS}
+LABELS = {"pair": PAIR_LABELS, "count": LEVELS, "xor": XOR_LABELS}
 # Combination c (bit 0: square, bit 1: high tone, bit 2: alert words) -> copies per deck; the count rule
-# deals levels 0 and 3 (one combination each) three times so that all four classes are equally frequent.
-DECKS = {"count": (3, 1, 1, 1, 1, 1, 1, 3), "xor": (1,) * 8}
+# deals levels 0 and 3 (one combination each) three times so that all four classes are equally frequent; the
+# pair rule deals only the four combinations whose word group is shape XOR tone.
+DECKS = {"pair": (1, 0, 0, 1, 0, 1, 1, 0), "count": (3, 1, 1, 1, 1, 1, 1, 3), "xor": (1,) * 8}
 WORDS = {
     "calm": ("river", "meadow", "cloud", "pillow"),
     "alert": ("siren", "thunder", "danger", "storm"),
@@ -87,10 +96,10 @@ class SynthConfig:
     seconds: float = 8.0
     width: int = 128
     height: int = 128
-    caption_drop: float = 0.15  # fraction of windows without a caption
-    no_audio: float = 0.15  # fraction of files without an audio track
+    caption_drop: float = 0.15  # fraction of windows without a caption, among files with audio
+    no_audio: float = 0.15  # fraction of files without an audio track (their windows all keep a caption)
     mkv: float = 0.25  # fraction of files with embedded subtitles in .mkv instead of a sidecar .srt
-    rule: str = "count"  # count | xor
+    rule: str = "pair"  # pair | count | xor
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
@@ -138,8 +147,13 @@ class SynthInfo:
     seconds_taken: float
 
 
-def label_of(shape: str, tone: str, mood: str, rule: str = "count") -> str:
+def label_of(shape: str, tone: str, mood: str, rule: str = "pair") -> str:
     sharp = (SHAPES.index(shape), TONES.index(tone), MOODS.index(mood))
+    if rule == "pair":
+        if sharp[2] != sharp[0] ^ sharp[1]:
+            raise ConfigError(f"under the pair rule the word group is shape XOR tone; {shape}, {tone}, {mood} "
+                              "is not a valid combination")
+        return f"{shape}_{tone}"
     if rule == "count":
         return LEVELS[sum(sharp)]
     harmony = "match" if sharp[0] == sharp[1] else "clash"
@@ -174,9 +188,10 @@ def _plan(cfg: SynthConfig, count: int, stream_id: int, prefix: str, out_dir: Pa
         for k in range(cfg.windows):
             combo = int(deck[i * cfg.windows + k])
             shape, tone, mood = SHAPES[combo & 1], TONES[(combo >> 1) & 1], MOODS[combo >> 2]
-            caption = "" if rng.random() < cfg.caption_drop else _caption(rng, mood)
+            has_audio = i not in no_audio  # a window never lacks both its audio and its caption
+            caption = "" if has_audio and rng.random() < cfg.caption_drop else _caption(rng, mood)
             windows.append(Window(path=name, start=k * WINDOW_S, end=(k + 1) * WINDOW_S, shape=shape, tone=tone,
-                                  mood=mood, caption=caption, has_audio=i not in no_audio,
+                                  mood=mood, caption=caption, has_audio=has_audio,
                                   label=label_of(shape, tone, mood, cfg.rule)))
         files.append({"path": out_dir / name, "windows": windows, "seed": [cfg.seed, stream_id, i + 1]})
     return files
@@ -322,7 +337,7 @@ def _build(cfg: SynthConfig, out_dir: Path, count: int, stream_id: int, prefix: 
 
 def synthesize(out_dir: str | Path, *, videos: int, test_videos: int, seed: int = 0, seconds: float = 8.0,
                width: int = 128, height: int = 128, caption_drop: float = 0.15, no_audio: float = 0.15,
-               mkv: float = 0.25, rule: str = "count") -> SynthInfo:
+               mkv: float = 0.25, rule: str = "pair") -> SynthInfo:
     """Write ``videos`` training videos (``OUT/manifest.csv``) and ``test_videos`` held-out ones rendered
     from other seeds (``OUT/test/manifest.csv``), plus ``OUT/info.json`` describing classes and rule."""
     cfg = SynthConfig(videos=videos, test_videos=test_videos, seed=seed, seconds=seconds, width=width,
@@ -337,6 +352,8 @@ def synthesize(out_dir: str | Path, *, videos: int, test_videos: int, seed: int 
         "factors": {"video": list(SHAPES), "audio": list(TONES), "text": WORDS, "distractor_words": DISTRACTORS},
         "best_accuracy_from_one_factor": {
             factor: round(best_single_factor_accuracy(train, factor), 3) for factor in ("shape", "tone", "mood")},
+        "missing": f"{cfg.caption_drop:.0%} of the windows of files with audio have no caption; "
+                   f"{cfg.no_audio:.0%} of the files have no audio track and keep every caption: no window lacks both",
         "window_s": WINDOW_S, "fps": FPS, "sample_rate": SAMPLE_RATE,
         "config": asdict(cfg),
         "train": {"manifest": "manifest.csv", "videos": cfg.videos, "windows": len(train)},

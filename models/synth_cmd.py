@@ -24,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each video, a multiple of 2 s")
     parser.add_argument("--size", type=_size, default=(128, 128), metavar="WxH", help="frame size (default 128x128)")
-    parser.add_argument("--rule", choices=("count", "xor"), default="count",
-                        help="count: alarm level = sharp factors present (default); xor: the hard setting")
+    parser.add_argument("--rule", choices=("pair", "count", "xor"), default="pair",
+                        help="pair: any two modalities fix the class, one never does (default); count: alarm level "
+                             "= sharp factors present, all three needed; xor: the hard setting")
     parser.add_argument("--overwrite", action="store_true", help="write into OUT even if it holds a data set")
 
 

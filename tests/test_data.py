@@ -25,7 +25,7 @@ SEGMENT = SegmentConfig(window_s=2.0)
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    # 6 videos x 2 windows: one full deck of the count rule, 3 windows per class.
+    # 6 videos x 2 windows: three full decks of the pair rule, 3 windows per class.
     return synthesize(tmp_path_factory.mktemp("data"), videos=6, test_videos=2, seed=11, seconds=4.0,
                       width=64, height=64)
 
@@ -113,7 +113,7 @@ def test_synth_set_decodes_to_one_labelled_segment_per_window(synth, loaded):
     assert len(loaded) == len(truth) == 12
     assert loaded.frames.shape == (12, 8, 48, 48, 3) and loaded.frames.dtype == np.uint8
     assert loaded.audio.shape == (12, 32000) and loaded.audio.dtype == np.float32
-    assert loaded.label_names == ("alarm", "calm", "tense", "uneasy")  # sorted
+    assert loaded.label_names == ("circle_high", "circle_low", "square_high", "square_low")  # sorted
     assert loaded.counts() == dict.fromkeys(loaded.label_names, 3)
     for i in range(len(loaded)):
         w = truth[(loaded.sources[i], float(loaded.starts[i]))]
@@ -190,7 +190,7 @@ def test_undecodable_files_are_skipped_with_their_line_and_nothing_left_fails(sy
 
 
 def test_evaluation_sets_use_the_training_label_order(synth, loaded, tmp_path):
-    order = ("calm", "uneasy", "tense", "alarm")
+    order = ("circle_low", "circle_high", "square_low", "square_high")
     test = load_manifest(synth.test_manifest, decode=DECODE, segment=SEGMENT, cache_dir=tmp_path, labels=order)
     assert test.label_names == order and len(test) == 4
     names = [order[i] for i in test.labels]

@@ -15,7 +15,15 @@ import numpy as np
 import pysubs2
 import pytest
 
-from models.synth import LEVELS, WORDS, XOR_LABELS, best_single_factor_accuracy, label_of, synthesize
+from models.synth import (
+    LEVELS,
+    PAIR_LABELS,
+    WORDS,
+    XOR_LABELS,
+    best_single_factor_accuracy,
+    label_of,
+    synthesize,
+)
 from stream.cli import main
 from stream.errors import ConfigError
 
@@ -24,7 +32,7 @@ FACTORS = ("shape", "tone", "mood")
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    # 6 videos x 4 windows = 24 windows: two full decks of the count rule (12 combinations each).
+    # 6 videos x 4 windows = 24 windows: six full decks of the pair rule (the 4 valid combinations each).
     return synthesize(tmp_path_factory.mktemp("synth"), videos=6, test_videos=3, seed=7)
 
 
@@ -48,7 +56,7 @@ def test_manifest_lists_every_window_with_relative_paths(synth):
     assert len(rows) == 6 * 4
     for row in rows:
         assert (synth.manifest.parent / row["path"]).is_file()
-        assert row["label"] in LEVELS
+        assert row["label"] in PAIR_LABELS
         assert float(row["end"]) - float(row["start"]) == 2.0
     by_file = Counter(row["path"] for row in rows)
     assert set(by_file.values()) == {4}
@@ -56,13 +64,38 @@ def test_manifest_lists_every_window_with_relative_paths(synth):
     assert len(test_rows) == 3 * 4
     assert all((synth.test_manifest.parent / r["path"]).is_file() for r in test_rows)
     info = json.loads((synth.out_dir / "info.json").read_text())
-    assert info["classes"] == list(LEVELS) and "number of sharp factors" in info["rule"]
+    assert info["classes"] == list(PAIR_LABELS) and "shape XOR tone" in info["rule"]
     assert info["best_accuracy_from_one_factor"] == {"shape": 0.5, "tone": 0.5, "mood": 0.5}
+    assert "no window lacks both" in info["missing"]
 
 
-def test_no_single_modality_suffices_under_the_count_rule(synth):
-    windows = synth.train
-    assert Counter(w.label for w in windows) == dict.fromkeys(LEVELS, 6)  # balanced classes
+def test_under_the_pair_rule_one_modality_never_suffices_and_any_two_always_do(synth):
+    windows = synth.train + synth.test
+    assert Counter(w.label for w in synth.train) == dict.fromkeys(PAIR_LABELS, 6)  # balanced classes
+    for factor in FACTORS:
+        for value in ({"circle", "square"}, {"low", "high"}, {"calm", "alert"})[FACTORS.index(factor)]:
+            given = Counter(w.label for w in synth.train if getattr(w, factor) == value)
+            assert len(given) == 2 and len(set(given.values())) == 1  # two classes left open, equally often
+        assert _best_accuracy(synth.train, (factor,)) == best_single_factor_accuracy(synth.train, factor) == 0.5
+    for pair in itertools.combinations(FACTORS, 2):
+        assert _best_accuracy(windows, pair) == 1.0  # the third factor follows from the other two
+    for w in windows:
+        assert (w.mood == "alert") == ((w.shape == "square") != (w.tone == "high"))
+        assert w.label == f"{w.shape}_{w.tone}"
+    with pytest.raises(ConfigError, match="shape XOR tone"):
+        label_of("circle", "low", "alert")
+
+
+def test_no_window_lacks_both_audio_and_caption(synth):
+    windows = synth.train + synth.test
+    assert any(not w.has_audio for w in windows) and any(not w.caption for w in windows)
+    assert all(w.caption for w in windows if not w.has_audio)
+
+
+def test_no_single_modality_suffices_under_the_count_rule(tmp_path):
+    # 3 videos x 4 windows: one full deck of the count rule (12 combinations).
+    windows = synthesize(tmp_path, videos=3, test_videos=0, seed=7, width=32, height=32, rule="count").train
+    assert Counter(w.label for w in windows) == dict.fromkeys(LEVELS, 3)  # balanced classes
     for factor in FACTORS:
         for value in {getattr(w, factor) for w in windows}:
             given = Counter(w.label for w in windows if getattr(w, factor) == value)
@@ -75,7 +108,8 @@ def test_no_single_modality_suffices_under_the_count_rule(synth):
         labels = {w.label for w in windows if (w.shape, w.tone, w.mood) == (shape, tone, mood)}
         assert labels == {label_of(shape, tone, mood, "count")}
         # each factor moves the level on its own: a learning signal for each encoder from the start
-        assert LEVELS.index(label_of("square", tone, mood)) == LEVELS.index(label_of("circle", tone, mood)) + 1
+        assert (LEVELS.index(label_of("square", tone, mood, "count"))
+                == LEVELS.index(label_of("circle", tone, mood, "count")) + 1)
 
 
 def test_under_the_xor_rule_no_pair_suffices_either(tmp_path):
@@ -170,7 +204,7 @@ def test_cli_writes_a_data_set_without_torch_and_refuses_to_overwrite(tmp_path):
             "--size", "64x48"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "wrote 2 training windows" in done.stdout and "uneasy" in done.stdout
+    assert "wrote 2 training windows" in done.stdout and "circle_low" in done.stdout
     with av.open(str(out / "test" / _rows(out / "test" / "manifest.csv")[0]["path"])) as c:
         assert (c.streams.video[0].width, c.streams.video[0].height) == (64, 48)
     assert main(["synth", str(out), "--videos", "2"]) == 1  # already holds a data set
