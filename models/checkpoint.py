@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,14 +58,26 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, config: ModelConfig, 
         "tokenizer": tokenizer.to_json(), "metrics": json.loads(json.dumps(metrics)),
         "train_args": json.loads(json.dumps(train_args, default=str)),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    _write_atomic(path, lambda f: torch.save(blob, f))
     readable = {k: v for k, v in blob.items() if k not in ("state_dict", "tokenizer")}
     readable["vocab_size"] = len(tokenizer)
-    (path.parent / CONFIG_NAME).write_text(json.dumps(readable, indent=2) + "\n")
+    text = (json.dumps(readable, indent=2) + "\n").encode()
+    _write_atomic(path.parent / CONFIG_NAME, lambda f: f.write(text))
     log.info("saved checkpoint %s", path)
     return path
+
+
+def _write_atomic(path: Path, write) -> None:
+    """``write(file)`` into a unique temporary file beside ``path``, then rename it into place: a reader
+    never sees a half-written file, and a failed write leaves the old file and no temporary behind."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _read(path: Path) -> dict:
@@ -73,8 +86,8 @@ def _read(path: Path) -> dict:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load raises many types for foreign bytes (KeyError, UnpicklingError, ...)
-        raise ModelError(f"{path}: not a readable avfuse checkpoint (truncated, corrupt or not a torch file): "
-                         f"{type(e).__name__}: {e}") from e
+        raise ModelError(f"{path}: not a readable avfuse checkpoint (truncated, corrupt, not a torch file, or "
+                         f"holding objects other than plain types): {type(e).__name__}: {e}") from e
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelError(f"{path}: not an avfuse checkpoint (no '{FORMAT}' format marker); "
                          "train one with 'avfuse train'")
@@ -84,6 +97,10 @@ def _read(path: Path) -> dict:
     missing = [k for k in ("state_dict", "config", "decode", "tokenizer") if k not in blob]
     if missing:
         raise ModelError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    wrong = [k for k in ("state_dict", "config", "decode") if not isinstance(blob[k], dict)]
+    if wrong or not all(isinstance(v, torch.Tensor) for v in blob["state_dict"].values()):
+        raise ModelError(f"{path}: checkpoint fields {wrong or ['state_dict']} are not of the expected form "
+                         "(dicts; the state dict of tensors)")
     return blob
 
 

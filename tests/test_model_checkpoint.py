@@ -97,3 +97,30 @@ def test_state_dict_not_matching_config_names_the_keys(tmp_path):
     torch.save(blob, path)
     with pytest.raises(ModelError, match="shape mismatch"):
         load_checkpoint(path)
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint_and_leaves_no_temporary(tmp_path, monkeypatch):
+    model, path = save(tmp_path)
+    before = path.read_bytes()
+
+    def disk_full(obj, f):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        save(tmp_path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["config.json", "model.pt"]
+    load_checkpoint(path)
+
+
+def test_fields_of_the_wrong_form_are_a_model_error(tmp_path):
+    _, path = save(tmp_path)
+    blob = torch.load(path, weights_only=True)
+    torch.save({**blob, "decode": "fps=2"}, path)
+    with pytest.raises(ModelError, match=r"\['decode'\]"):
+        load_checkpoint(path)
+    torch.save({**blob, "state_dict": {"fusion.head.0.weight": [1.0]}}, path)
+    with pytest.raises(ModelError, match="state dict of tensors"):
+        load_checkpoint(path)
