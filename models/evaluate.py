@@ -8,14 +8,15 @@ show how much the model leans on it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from models.net import AvfuseNet
+from models.torchdata import Tensors, to_tensors
 from stream.segment import MODALITIES
-from stream.tokenize import Tokenizer
+
+__all__ = ["Tensors", "classification_metrics", "evaluate", "predict", "to_tensors", "without_each_modality"]
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict:
@@ -39,34 +40,6 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Seque
                       for i, label in enumerate(labels)},
         "confusion": {"labels": list(labels), "matrix": confusion.tolist()},
     }
-
-
-@dataclass(frozen=True, kw_only=True)
-class Tensors:
-    """A segment set as model inputs: frames uint8, audio float32, tokens int64, present float32, labels int64."""
-
-    frames: torch.Tensor
-    audio: torch.Tensor
-    tokens: torch.Tensor
-    present: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def batch(self, idx) -> tuple[torch.Tensor, ...]:
-        return self.frames[idx], self.audio[idx], self.tokens[idx], self.present[idx], self.labels[idx]
-
-
-def to_tensors(ds, tokenizer: Tokenizer) -> Tensors:
-    """A SegmentSet (models.data) -> Tensors; the arrays are shared, not copied, where dtypes already fit."""
-    return Tensors(
-        frames=torch.from_numpy(np.ascontiguousarray(ds.frames, dtype=np.uint8)),
-        audio=torch.from_numpy(np.ascontiguousarray(ds.audio, dtype=np.float32)),
-        tokens=torch.from_numpy(tokenizer.encode_batch(ds.texts)),
-        present=torch.from_numpy(np.ascontiguousarray(ds.present, dtype=np.float32)),
-        labels=torch.from_numpy(np.asarray(ds.labels, dtype=np.int64)),
-    )
 
 
 @torch.no_grad()
