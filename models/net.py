@@ -58,9 +58,18 @@ class ModelConfig:
             raise ConfigError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.fusion not in FUSIONS:
             raise ConfigError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
-        for name in ("frames", "height", "width", "sample_rate", "samples", "vocab_size", "max_tokens", "dim"):
+        for name in ("frames", "height", "width", "sample_rate", "samples", "vocab_size", "max_tokens", "n_fft",
+                     "hop_length", "text_embed"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model {name} must be >= 1, got {getattr(self, name)!r}")
+        if self.dim < 2:  # the text GRU runs dim // 2 units each way
+            raise ConfigError(f"model dim must be >= 2, got {self.dim!r}")
+        mel_frames = self.samples // self.hop_length + 1
+        if "audio" in self.modalities and (self.n_mels < 8 or mel_frames < 8):  # the audio CNN pools 2x2 three times
+            raise ConfigError(f"the audio encoder needs n_mels >= 8 and at least 8 log-mel frames (samples // "
+                              f"hop_length + 1); got n_mels={self.n_mels}, {mel_frames} frames from "
+                              f"samples={self.samples}, hop_length={self.hop_length}: use longer windows or a "
+                              "shorter hop")
         if not (0.0 <= self.dropout < 1.0 and 0.0 <= self.modality_dropout < 1.0):
             raise ConfigError(f"dropout and modality_dropout must be in [0, 1), got "
                               f"{self.dropout}, {self.modality_dropout}")

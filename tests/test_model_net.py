@@ -84,20 +84,52 @@ def test_modality_dropout_never_hides_everything():
     assert torch.equal(model.eval().effective_present(tokens, torch.ones(B, 3)), torch.ones(B, 3))
 
 
-def test_attention_pooling_and_uint8_normalisation():
-    model = build_model(config(pooling="attention")).eval()
-    frames, audio, tokens, present = inputs()
+def test_uint8_frames_are_normalised_inside_the_model():
+    model = build_model(config(modalities=("video",))).eval()
+    seen = []
+    model.video.backbone.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    mean = torch.tensor([0.485, 0.456, 0.406])
+    std = torch.tensor([0.229, 0.224, 0.225])
+    frames = torch.zeros(2, T, H, W, 3, dtype=torch.uint8)
+    frames[0] = (mean * 255).round().to(torch.uint8)  # ImageNet's mean colour: ~0 after normalisation
     with torch.no_grad():
-        x = model.video(frames)
-    assert x.shape == (B, 32) and torch.isfinite(x).all()
+        model.video(frames)
+    x = seen[0].view(2, T, 3, H, W)
+    assert x.dtype == torch.float32
+    assert x[0].abs().max() < 0.01
+    assert torch.allclose(x[1].amax(dim=(0, 2, 3)), -mean / std, atol=1e-5)
+
+
+def test_attention_pooling_is_a_weighted_mean_over_frames():
+    model = build_model(config(pooling="attention", modalities=("video",))).eval()
+    frames, *_ = inputs()
+    with torch.no_grad():
+        pooled = model.video(frames)
+        per_frame = torch.stack([model.video(frames[:, t: t + 1]) for t in range(T)], dim=1)  # [B, T, dim]
+        reversed_order = model.video(frames.flip(1))
+    assert pooled.shape == (B, 32) and torch.isfinite(pooled).all()
+    assert (pooled >= per_frame.amin(1) - 1e-5).all() and (pooled <= per_frame.amax(1) + 1e-5).all()
+    assert torch.allclose(pooled, reversed_order, atol=1e-5)  # the frame order does not matter, only content
+    assert not torch.allclose(pooled, per_frame.mean(1), atol=1e-4)  # not plain mean pooling
 
 
 @pytest.mark.parametrize("bad", [dict(labels=("only",)), dict(fusion="sum"), dict(modalities=("smell",)),
                                  dict(modalities=()), dict(image_backbone="vgg"), dict(pooling="max"),
-                                 dict(frames=0), dict(modality_dropout=1.0)])
+                                 dict(frames=0), dict(modality_dropout=1.0), dict(dim=1), dict(hop_length=0),
+                                 dict(samples=1000), dict(n_mels=4)])
 def test_bad_config_is_a_config_error(bad):
     with pytest.raises(ConfigError):
         config(**bad)
+
+
+def test_short_audio_is_refused_unless_audio_is_off():
+    with pytest.raises(ConfigError, match="8 log-mel frames"):
+        config(samples=1000)
+    model = build_model(config(samples=1000, modalities=("video", "text"))).eval()
+    frames, _, tokens, present = inputs()
+    with torch.no_grad():
+        probs, _, _ = model(frames, torch.zeros(B, 1000), tokens, present)
+    assert probs.shape == (B, 4)
 
 
 def test_config_dict_round_trip():
