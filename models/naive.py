@@ -51,6 +51,24 @@ def model_from_metadata(model_meta: dict) -> AvfuseNet:
     return build_model(ModelConfig.from_dict(model_meta["config"])).eval()
 
 
+def _mono(frame: av.AudioFrame) -> np.ndarray:
+    """float32 mono in [-1, 1] from any sample format, planar (``[channels, n]``) or packed (interleaved)."""
+    channels = len(frame.layout.channels)
+    a = frame.to_ndarray()
+    a = a.reshape(channels, -1) if frame.format.is_planar else a.reshape(-1, channels).T
+    if np.issubdtype(a.dtype, np.integer):  # s16, s32: scale by the full range; u8: centred on 128
+        info = np.iinfo(a.dtype)
+        a = (a.astype(np.float32) - (info.max + info.min + 1) / 2) / ((info.max - info.min + 1) / 2)
+    return a.mean(axis=0, dtype=np.float32)
+
+
+def _decoded(container: av.container.InputContainer, streams: list, path: str):
+    try:
+        yield from container.decode(*streams)
+    except av.FFmpegError as e:
+        raise MediaError(f"{path}: cannot decode: {e}") from e
+
+
 def naive_run(path: str, model: AvfuseNet, *, decode: DecodeConfig, segment: SegmentConfig) -> NaiveResult:
     """Label ``path`` the naive way; returns counts and the wall time."""
     T, S = frames_per_window(decode, segment), samples_per_window(decode, segment)  # noqa: N806
@@ -78,14 +96,16 @@ def naive_run(path: str, model: AvfuseNet, *, decode: DecodeConfig, segment: Seg
         clip = torch.stack(picked).permute(0, 3, 1, 2).float()  # [T, 3, h, w] full size
         clip = F.interpolate(clip, size=(decode.height, decode.width), mode="bilinear", align_corners=False)
         clip = clip.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)[None]
-        near = [a for at, a in audio if lo - 1 <= at < lo + window]
-        if near and rate:
-            wave = torchaudio.functional.resample(torch.from_numpy(np.concatenate(near)).float(), rate,
-                                                  decode.sample_rate)
+        near = [(at, a) for at, a in audio if at < lo + window and at + len(a) / rate > lo] if rate else []
+        if near:  # the chunks overlapping the window, resampled, then cut to start at the window's start
+            wave = torchaudio.functional.resample(torch.from_numpy(np.concatenate([a for _, a in near])).float(),
+                                                  rate, decode.sample_rate)
+            shift = round((lo - near[0][0]) * decode.sample_rate)
+            wave = wave[shift:] if shift >= 0 else F.pad(wave, (-shift, 0))
         else:  # no audio stream, or a gap in it
             wave = torch.zeros(S)
         wave = F.pad(wave[:S], (0, max(0, S - wave.shape[0])))[None]
-        present = torch.tensor([[1.0, 1.0 if audio else 0.0, 0.0]])
+        present = torch.tensor([[1.0, 1.0 if near else 0.0, 0.0]])
         with torch.no_grad():
             model(clip, wave, tokens, present)
 
@@ -93,20 +113,22 @@ def naive_run(path: str, model: AvfuseNet, *, decode: DecodeConfig, segment: Seg
         streams = [s for s in container.streams if s.type in ("video", "audio")]
         if not any(s.type == "video" for s in streams):
             raise MediaError(f"{path}: the naive loop needs a video stream")
-        for frame in container.decode(*streams):
+        for frame in _decoded(container, streams, path):
             if frame.time is None:
                 continue
             if isinstance(frame, av.AudioFrame):
                 rate = frame.sample_rate
-                audio.append((frame.time, frame.to_ndarray().reshape(len(frame.layout.channels), -1).mean(0)))
+                audio.append((frame.time, _mono(frame)))
                 continue
             frames.append((frame.time, frame.to_ndarray(format="rgb24")))  # every frame, full size
             while frame.time >= k * hop + window:
                 run_window(k)
                 segments += 1
                 k += 1
-                frames[:] = [(t, f) for t, f in frames if t >= k * hop - 1.0 / 25]
-                audio[:] = [(t, a) for t, a in audio if t >= k * hop - 1]
+                # keep the frame on screen at the next window's start, and audio that reaches into it
+                first = max((i for i, (t, _) in enumerate(frames) if t <= k * hop), default=0)
+                frames[:] = frames[first:]
+                audio[:] = [(t, a) for t, a in audio if t + len(a) / rate > k * hop]
         if frames:
             run_window(k)
             segments += 1
