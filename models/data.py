@@ -373,12 +373,20 @@ def kfold_by_source(ds: SegmentSet, k: int, seed: int) -> list[tuple[np.ndarray,
         raise ConfigError(f"k must be between 2 and the number of source files ({len(order)}), got {k!r}")
     _check_labels_span_sources(ds, idx, "cross-validated")
     rng = np.random.default_rng(seed)
-    dealt = [s for label in range(len(ds.label_names))
-             for s in rng.permutation([s for s in order if main[s] == label]).tolist()]
-    folds = [dealt[i::k] for i in range(k)]
-    out = []
-    for fold in folds:
-        held = set(fold)
-        out.append((np.sort(np.concatenate([idx[s] for s in order if s not in held])),
-                    np.sort(np.concatenate([idx[s] for s in fold]))))
+    every = set(np.unique(ds.labels).tolist())
+    for _ in range(100):  # deal again while a fold would take every video of a (minority) label from training
+        dealt = [s for label in range(len(ds.label_names))
+                 for s in rng.permutation([s for s in order if main[s] == label]).tolist()]
+        out = []
+        for fold in (dealt[i::k] for i in range(k)):
+            held = set(fold)
+            out.append((np.sort(np.concatenate([idx[s] for s in order if s not in held])),
+                        np.sort(np.concatenate([idx[s] for s in fold]))))
+        missing = [(i, every - set(ds.labels[train].tolist())) for i, (train, _) in enumerate(out, start=1)]
+        missing = [(i, labels) for i, labels in missing if labels]
+        if not missing:
+            return out
+    for i, labels in missing:
+        log.warning("fold %d of %d never trains on %s: only its validation videos hold them; add videos of "
+                    "these labels or use fewer folds", i, k, sorted(ds.label_names[lab] for lab in labels))
     return out

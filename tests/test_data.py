@@ -330,6 +330,14 @@ def test_kfold_validates_every_source_exactly_once(loaded):
         kfold_by_source(loaded, 7, seed=1)
 
 
+def test_kfold_keeps_every_label_on_each_training_side():
+    # label c is never a video's main label: dealing by main label alone left both c videos in one fold
+    ds = _toy({"a1": [0, 0], "a2": [0, 0, 2], "b1": [1, 1], "b2": [1, 1, 2]}, ("a", "b", "c"))
+    for seed in range(10):
+        for train, _ in kfold_by_source(ds, 2, seed):
+            assert set(ds.labels[train]) == {0, 1, 2}
+
+
 # ---- torch ----------------------------------------------------------------------------------------------
 
 
