@@ -50,6 +50,12 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, config: ModelConfig, 
     path = Path(path)
     if path.suffix != ".pt":
         path = path / CHECKPOINT_NAME
+    # refuse here what load_checkpoint would refuse later, when the run that made it is gone
+    if getattr(model, "config", config) != config:
+        raise ModelError(f"{path}: the model was built from another config than the one to save: "
+                         f"{model.config} vs {config}")
+    if len(tokenizer) != config.vocab_size:
+        raise ModelError(f"{path}: tokenizer has {len(tokenizer)} words but config.vocab_size is {config.vocab_size}")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     blob = {

@@ -45,17 +45,22 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Seque
 @torch.no_grad()
 def predict(model: AvfuseNet, data: Tensors, *, drop: str | None = None, batch_size: int = 64,
             device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities [N, C] and gates [N, 3]; ``drop`` removes one modality at test time."""
+    """Class probabilities [N, C] and gates [N, 3] (in eval mode; the model's mode is restored after);
+    ``drop`` removes one modality at test time."""
+    was_training = model.training
     model.eval()
     probs, gates = [], []
-    for start in range(0, len(data), batch_size):
-        frames, audio, tokens, present, _ = data.batch(slice(start, start + batch_size))
-        if drop is not None:
-            present = present.clone()
-            present[:, MODALITIES.index(drop)] = 0
-        p, g, _ = model(frames.to(device), audio.to(device), tokens.to(device), present.to(device))
-        probs.append(p.float().cpu().numpy())
-        gates.append(g.float().cpu().numpy())
+    try:
+        for start in range(0, len(data), batch_size):
+            frames, audio, tokens, present, _ = data.batch(slice(start, start + batch_size))
+            if drop is not None:
+                present = present.clone()
+                present[:, MODALITIES.index(drop)] = 0
+            p, g, _ = model(frames.to(device), audio.to(device), tokens.to(device), present.to(device))
+            probs.append(p.float().cpu().numpy())
+            gates.append(g.float().cpu().numpy())
+    finally:
+        model.train(was_training)
     n_classes = len(model.config.labels)
     return (np.concatenate(probs) if probs else np.zeros((0, n_classes), np.float32),
             np.concatenate(gates) if gates else np.zeros((0, 3), np.float32))

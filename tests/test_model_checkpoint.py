@@ -124,3 +124,15 @@ def test_fields_of_the_wrong_form_are_a_model_error(tmp_path):
     torch.save({**blob, "state_dict": {"fusion.head.0.weight": [1.0]}}, path)
     with pytest.raises(ModelError, match="state dict of tensors"):
         load_checkpoint(path)
+
+
+def test_saving_a_model_with_another_config_or_tokenizer_is_refused(tmp_path):
+    model = build_model(config())
+    with pytest.raises(ModelError, match="another config"):
+        save_checkpoint(tmp_path / "run", model, config=config(dim=48), decode=DECODE, tokenizer=TOKENIZER,
+                        metrics={}, train_args={})
+    small = Tokenizer.build(["a dog"], max_len=6)
+    with pytest.raises(ModelError, match="vocab_size"):
+        save_checkpoint(tmp_path / "run", model, config=config(), decode=DECODE, tokenizer=small, metrics={},
+                        train_args={})
+    assert not (tmp_path / "run").exists()
