@@ -47,6 +47,11 @@ class LogMel(nn.Module):
         return re * re + im * im
 
     def forward(self, audio: Tensor) -> Tensor:
+        if torch.is_autocast_enabled(audio.device.type):
+            # float16 power overflows (> 65504) for a loud low-frequency or DC component: 0 * inf in the mel
+            # matmul makes NaN. The frontend is a small part of the work, so it stays float32.
+            with torch.autocast(audio.device.type, enabled=False):
+                return self.forward(audio.float())
         return torch.log(torch.matmul(self.mel, self.power(audio)) + LOG_FLOOR)
 
 

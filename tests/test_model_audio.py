@@ -43,3 +43,12 @@ def test_spec_augment_only_in_training():
     enc.train()  # batch norm uses batch statistics, deterministic: only SpecAugment differs between calls
     torch.manual_seed(0)
     assert not torch.equal(enc(audio), enc(audio))
+
+
+def test_log_mel_stays_finite_under_float16_autocast():
+    loud = torch.stack([torch.full((16000,), 1.5), 1.5 * torch.sin(2 * np.pi * 440 * torch.arange(16000) / 16000)])
+    frontend = LogMel()
+    with torch.autocast("cpu", dtype=torch.float16):  # as on a CUDA GPU without bfloat16
+        out = frontend(loud)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert torch.allclose(out, frontend(loud))
