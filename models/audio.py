@@ -47,6 +47,7 @@ class LogMel(nn.Module):
         return re * re + im * im
 
     def forward(self, audio: Tensor) -> Tensor:
+        """audio float32 [B, S] -> log-mel float32 [B, n_mels, S // hop + 1]."""
         if torch.is_autocast_enabled(audio.device.type):
             # float16 power overflows (> 65504) for a loud low-frequency or DC component: 0 * inf in the mel
             # matmul makes NaN. The frontend is a small part of the work, so it stays float32.
@@ -78,6 +79,7 @@ class AudioEncoder(nn.Module):
         self.proj = nn.Sequential(nn.Flatten(), nn.Linear(4 * width * bands, dim), nn.LayerNorm(dim))
 
     def forward(self, audio: Tensor) -> Tensor:
+        """audio float32 [B, S] -> embedding [B, dim]."""
         x = self.norm(self.frontend(audio).unsqueeze(1))  # [B, 1, n_mels, frames]
         if self.training:
             x = self.spec_augment(x)

@@ -89,6 +89,7 @@ class AttentionPool(nn.Module):
         self.score = nn.Sequential(nn.Linear(dim, dim // 2), nn.Tanh(), nn.Linear(dim // 2, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        """x [B, T, D] -> [B, D]."""
         w = torch.softmax(self.score(x), dim=1)  # [B, T, 1]
         return (w * x).sum(dim=1)
 
@@ -108,6 +109,7 @@ class ImageEncoder(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0, persistent=False)
 
     def forward(self, frames: Tensor) -> Tensor:
+        """frames uint8 [B, T, H, W, 3] -> embedding float32 [B, dim]."""
         t = frames.shape[1]
         x = frames.flatten(0, 1).permute(0, 3, 1, 2).float()  # [B*T, 3, H, W]
         x = (x - self.mean) / self.std

@@ -88,6 +88,8 @@ class ModelConfig:
 
 
 class AvfuseNet(nn.Module):
+    """frames, audio, tokens, present -> probs, gates, embedding: the ONNX contract in DESIGN.md."""
+
     def __init__(self, config: ModelConfig, *, pretrained: bool = False) -> None:
         super().__init__()
         self.config = c = config

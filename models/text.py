@@ -2,7 +2,9 @@
 
 No ``pack_padded_sequence`` (it does not export to ONNX cleanly): the GRU runs over the whole
 padded batch and the pooling ignores padding positions. An all-padding row (empty caption, a
-missing modality) pools to zeros, never NaN.
+missing modality) pools to zeros, never NaN. The backward direction still reads the (zero) padding
+after the last word before it reaches the words, so an embedding depends on the padded length: the
+tokenizer's fixed ``max_len``, the same in training and in the exported model.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class TextEncoder(nn.Module):
         self.proj = nn.Sequential(nn.Linear(2 * (dim // 2), dim), nn.LayerNorm(dim))
 
     def forward(self, tokens: Tensor) -> Tensor:
+        """tokens int64 [B, L] -> embedding [B, dim]; an all-padding row gives proj(0), finite."""
         mask = tokens.ne(0).unsqueeze(-1).float()  # [B, L, 1]
         # Indexing rather than calling the module: the torch.export-based ONNX exporter names the value of an
         # aten.embedding call "embedding", which would clash with the model's output of that name.
