@@ -262,7 +262,8 @@ class AudioChunker:
                 self._count += samples.size
         if self._batch_n and (flush or self._batch_n >= self._min):
             chunk = self._batch[0] if len(self._batch) == 1 else np.concatenate(self._batch)
-            yield self._base + (self._count - self._batch_n) / self.rate, chunk.astype(np.float32, copy=False)
+            # FFmpeg's mono downmix adds channels at 0.707 each, so a loud stereo track can exceed 1
+            yield self._base + (self._count - self._batch_n) / self.rate, np.clip(chunk, -1.0, 1.0, dtype=np.float32)
             self._batch, self._batch_n = [], 0
 
 

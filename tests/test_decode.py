@@ -294,3 +294,10 @@ def test_cover_image_of_a_music_file_is_not_video(tmp_path):
     segs = list(iter_segments(path))
     assert len(segs) == 2 and all(s.present.audio and not s.present.video and not s.frames.any() for s in segs)
     assert [s.type for s in probe(str(path)).streams] == ["audio", "picture"]
+
+
+def test_loud_stereo_stays_within_minus_one_to_one(tmp_path):
+    """FFmpeg's downmix would give 0.9 * 2 * 0.707 = 1.27; the segment contract is [-1, 1]."""
+    path = write_media(tmp_path / "loud.mkv", audio=AudioSpec(duration=1.0, channels=2, freq=0, steps=(0.9,)))
+    (seg,) = iter_segments(path, segment=SegmentConfig(window_s=1.0))
+    assert seg.present.audio and seg.audio.max() == pytest.approx(1.0) and seg.audio.min() >= -1.0
