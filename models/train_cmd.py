@@ -152,7 +152,30 @@ def ablate(ds, train_idx, val_idx, test, *, base, decode: dict) -> dict:
         removed = ", ".join(f"no {m} {a:.3f}" for m, a in r["without"].items()) if len(r["modalities"]) > 1 else ""
         lines.append(f"{'+'.join(r['modalities']):<20} {r['fusion']:<11} {r['accuracy']:>8.3f} "
                      f"{r['macro_f1']:>8.3f} {r['seconds']:>7.1f}  {removed}")
-    return {"scored_on": on, "rows": rows, "text": "\n".join(lines)}
+    checks = comparisons(rows)
+    if checks:
+        lines += ["", "gated fusion on all three against the other heads, and with a modality removed at test time "
+                  "against the model trained without it:"]
+        lines += [f"  {c['gated']} {c['gated_accuracy']:.3f} {'>=' if c['holds'] else '< '} {c['other']} "
+                  f"{c['other_accuracy']:.3f}" for c in checks]
+    return {"scored_on": on, "rows": rows, "comparisons": checks, "text": "\n".join(lines)}
+
+
+def comparisons(rows: list[dict]) -> list[dict]:
+    """The all-three gated row against concat and sequential, and without each modality against the gated
+    model trained on the two others (rows missing from ``rows`` are skipped)."""
+    by = {("+".join(r["modalities"]), r["fusion"]): r for r in rows}
+    full = by.get(("+".join(MODALITIES), "gated"))
+    if full is None:
+        return []
+    pairs = [("gated", full["accuracy"], other, by[("+".join(MODALITIES), other)]["accuracy"])
+             for other in ("concat", "sequential") if ("+".join(MODALITIES), other) in by]
+    for m, acc in full.get("without", {}).items():
+        rest = "+".join(x for x in MODALITIES if x != m)
+        if (rest, "gated") in by:
+            pairs.append((f"gated without {m}", acc, f"trained on {rest}", by[(rest, "gated")]["accuracy"]))
+    return [{"gated": a, "gated_accuracy": x, "other": b, "other_accuracy": y, "holds": x >= y}
+            for a, x, b, y in pairs]
 
 
 def run(args: argparse.Namespace) -> int:

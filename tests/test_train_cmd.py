@@ -55,6 +55,13 @@ def test_folds_and_ablation(synth, tmp_path, capsys):
     assert [(tuple(r["modalities"]), r["fusion"]) for r in rows][-3:] == [
         (("video", "audio", "text"), f) for f in ("gated", "concat", "sequential")]
     assert len(rows) == 9 and "video+audio+text" in table and "sequential" in table
+    checks = json.loads((tmp_path / "ab" / "ablation.json").read_text())["comparisons"]
+    assert [c["other"] for c in checks] == ["concat", "sequential", "trained on audio+text",
+                                            "trained on video+text", "trained on video+audio"]
+    gated = next(r for r in rows if r["fusion"] == "gated" and len(r["modalities"]) == 3)
+    assert checks[2]["gated_accuracy"] == gated["without"]["video"]
+    assert checks[2]["holds"] == (gated["without"]["video"] >= rows[5]["accuracy"])
+    assert "gated without text" in table
 
 
 def test_user_errors_are_one_line(synth, tmp_path, capsys):
