@@ -19,9 +19,11 @@ SEGMENT = SegmentConfig(window_s=1.0)
 
 @pytest.mark.parametrize("codec", ["flac", "aac"])  # packed int16 and planar float samples
 def test_naive_windows_match_the_segmenter(tmp_path, codec):
-    # stereo 48 kHz, level steps every 0.5 s: a window's audio tells which half-seconds it covers
+    # stereo 48 kHz, level steps every 0.5 s: a window's audio tells which half-seconds it covers (levels
+    # low enough that FFmpeg's stereo downmix, 0.707 per channel, stays under the clip at 1)
     path = write_media(tmp_path / "clip.mkv", video=VideoSpec(frames=16, fps=4),
-                       audio=AudioSpec(duration=4.0, freq=0, channels=2, rate=48000, codec=codec))
+                       audio=AudioSpec(duration=4.0, freq=0, channels=2, rate=48000, codec=codec,
+                                       steps=(0.08, 0.16, 0.24, 0.32, 0.4, 0.48, 0.56, 0.64)))
     model, _, _ = default_model(DECODE, SEGMENT)
     seen = []
     model.register_forward_pre_hook(lambda _, args: seen.append([a.clone() for a in args]))
