@@ -5,15 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from stream.cli import size_arg
 from stream.errors import ConfigError
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"size must look like 128x128, got {text!r}") from e
-    return w, h
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out videos rendered from other seeds (default: a third of --videos, at least 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each video, a multiple of 2 s")
-    parser.add_argument("--size", type=_size, default=(128, 128), metavar="WxH", help="frame size (default 128x128)")
+    parser.add_argument("--size", type=size_arg, default=(128, 128), metavar="WxH", help="frame size (default 128x128)")
     parser.add_argument("--rule", choices=("pair", "count", "xor"), default="pair",
                         help="pair: any two modalities fix the class, one never does (default); count: alarm level "
                              "= sharp factors present, all three needed; xor: the hard setting")

@@ -17,6 +17,7 @@ import json
 import logging
 from pathlib import Path
 
+from stream.cli import size_arg
 from stream.errors import ConfigError
 from stream.segment import MODALITIES
 
@@ -32,13 +33,6 @@ def _modalities(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(f"modalities must be a comma list of {', '.join(MODALITIES)}, got {text!r}")
     return names
 
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"size must look like 64x64, got {text!r}") from e
-    return w, h
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrained", action="store_true", help="torchvision ImageNet weights (needs internet once)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: one per core)")
     parser.add_argument("--fps", type=float, default=2.0, help="frames sampled per second (default 2)")
-    parser.add_argument("--size", type=_size, default=(64, 64), metavar="WxH", help="frame size (default 64x64)")
+    parser.add_argument("--size", type=size_arg, default=(64, 64), metavar="WxH", help="frame size (default 64x64)")
     parser.add_argument("--window", type=float, default=2.0, help="segment length in seconds (default 2)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="decoded segment cache (default $AVFUSE_CACHE)")
 

@@ -31,6 +31,17 @@ COMMANDS: dict[str, tuple[str, str, str | None]] = {
 _TORCH_MODULES = ("torch", "torchvision", "torchaudio", "onnx", "onnxscript")
 
 
+def size_arg(text: str) -> tuple[int, int]:
+    """argparse type for ``WxH`` frame sizes: returns (width, height), each 8..4096."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"size must look like 64x64 (WxH), got {text!r}") from e
+    if not (8 <= w <= 4096 and 8 <= h <= 4096):
+        raise argparse.ArgumentTypeError(f"size must be 8..4096 on each side, got {text!r}")
+    return w, h
+
+
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"avfuse {__version__}: label video segments with a fused video, audio and text model", "",

@@ -68,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out.resolve()
     data, runs, model = out / "data", out / "run", out / "model.onnx"
     times = {}
-    if not (data / "manifest.csv").exists():
+    if (data / "manifest.csv").exists():
+        print(f"\n== reusing the data set in {data} (delete the folder to generate a new one)")
+    else:
         times["synth"] = _step("generate a labelled data set (no single modality suffices)",
                                ["synth", str(data), "--videos", str(args.videos), "--test-videos",
                                 str(args.test_videos), "--seed", str(args.seed)])
