@@ -77,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
     times["train"] = _step("train the gated fusion model", [
         "train", "--manifest", str(data / "manifest.csv"), "--test-manifest", str(data / "test" / "manifest.csv"),
         "-o", str(runs), "--seed", str(args.seed)])
+    generated = min(p for p in (data / "test").iterdir() if p.suffix in (".mp4", ".mkv"))
     times["export"] = _step("export one self-describing ONNX file, verified against PyTorch",
-                            ["export", str(runs / "model.pt"), "-o", str(model), "--verify"])
+                            ["export", str(runs / "model.pt"), "-o", str(model), "--verify",
+                             "--verify-source", str(real_clip("bigbuckbunny")), "--verify-source", str(generated)])
     held_out = out / "labels-held-out"
     times["run held-out"] = _step("label the held-out generated videos with onnxruntime",
                                   ["run", str(model), str(data / "test"), "-o", str(held_out), "--sink", "jsonl"])
