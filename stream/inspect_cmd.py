@@ -16,7 +16,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from stream.errors import ModelError
-from stream.modelspec import ModelSpec, read_spec
+from stream.modelspec import ModelSpec, metadata_session, read_spec
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,8 @@ def runnable_providers(path: Path) -> dict[str, str]:
 
 
 def _io(path: Path) -> tuple[list[dict], list[dict], dict]:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = metadata_session(path)
+
     def rows(items):
         return [{"name": i.name, "type": i.type, "shape": list(i.shape)} for i in items]
     meta = session.get_modelmeta()

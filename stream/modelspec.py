@@ -81,14 +81,22 @@ def check_io(session: ort.InferenceSession, path: Path) -> None:
                          f"contract: inputs {list(INPUTS)}, outputs {list(OUTPUTS)}")
 
 
+def metadata_session(path: Path) -> ort.InferenceSession:
+    """A CPU session with graph optimisation off: enough to read the metadata and the inputs/outputs,
+    without the optimisation passes the serving session runs anyway."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
+        raise ModelError(f"{path}: onnxruntime cannot load this file ({type(e).__name__}: {e})") from e
+
+
 def read_spec(path: str | Path) -> ModelSpec:
     """Open ``path`` with onnxruntime (CPU) just to read its metadata and check its inputs/outputs."""
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{path}: model file not found")
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
-        raise ModelError(f"{path}: onnxruntime cannot load this file ({type(e).__name__}: {e})") from e
+    session = metadata_session(path)
     check_io(session, path)
     return spec_from_metadata(dict(session.get_modelmeta().custom_metadata_map), path)
