@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from stream.batching import Channel, micro_batches
+from stream.bench_run import export_default_model
 from stream.engine import Engine, EngineConfig
 from stream.errors import AvfuseError, ConfigError, DependencyError
 from stream.live import LiveSource
@@ -152,19 +153,6 @@ def _server(args: argparse.Namespace):
     return module.RtspServer(width=args.width, height=args.height, fps=args.fps).start()
 
 
-def _default_model(path: Path) -> Path:
-    try:
-        naive, onnx_export = importlib.import_module("models.naive"), importlib.import_module("export.onnx")
-    except ModuleNotFoundError as e:
-        raise DependencyError(f"avfuse bench live: no MODEL given and {e.name} is missing to export a default "
-                              "one; pass MODEL.onnx or pip install 'avfuse[train]'") from e
-    model, decode, tok = naive.default_model()
-    info = onnx_export.model_info(model, decode=decode, tokenizer=tok, metrics={})
-    onnx_export.save(onnx_export.export_model(model, info, path), path)
-    log.info("no model given: exported an untrained model of the default shapes to %s", path)
-    return path
-
-
 def _row(name: str, t: Trial) -> str:
     per = t.seconds / t.hop
     return (f"  {name:<16} {t.streams:>7} {sum(t.segments):>8} {min(t.segments or [0]) / per:>9.0%} "
@@ -178,7 +166,10 @@ def run(args: argparse.Namespace) -> int:
     server = None
     with tempfile.TemporaryDirectory(prefix="avfuse-bench-live-") as tmp:
         try:
-            model = args.model or _default_model(Path(tmp) / "default.onnx")
+            model = args.model
+            if not model:
+                model = Path(tmp) / "default.onnx"
+                export_default_model(model, who="avfuse bench live (no MODEL given)")
             engine = Engine(model, EngineConfig(device=args.device, threads=args.threads))
             if args.url:
                 url, what = args.url, redact(args.url)

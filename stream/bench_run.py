@@ -14,15 +14,15 @@ clip looped to ``--seconds``.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import tempfile
 import time
 from pathlib import Path
 
+from stream.cli import import_extra
 from stream.clips import real_clip
 from stream.engine import Engine, EngineConfig
-from stream.errors import ConfigError, DependencyError
+from stream.errors import ConfigError
 from stream.pipeline import Pipeline, PipelineConfig
 from stream.sources import Source
 
@@ -40,21 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-naive", action="store_true", help="skip the PyTorch baseline")
 
 
-def _lazy(module: str):
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name and e.name.split(".")[0] in ("torch", "torchvision", "torchaudio", "onnx", "onnxscript"):
-            raise DependencyError(f"avfuse bench run: {e.name} is not installed; the PyTorch side of this bench "
-                                  "needs the train extra: pip install 'avfuse[train]'") from e
-        raise
-
-
-def _export_default(path: Path):
-    naive, onnx_export = _lazy("models.naive"), _lazy("export.onnx")
+def export_default_model(path: Path, *, who: str):
+    """Export an untrained model of the default shapes to ``path`` (needs the train extra); returns the
+    PyTorch model it was exported from."""
+    naive, onnx_export = import_extra("models.naive", who=who), import_extra("export.onnx", who=who)
     model, decode, tok = naive.default_model()
     info = onnx_export.model_info(model, decode=decode, tokenizer=tok, metrics={})
     onnx_export.save(onnx_export.export_model(model, info, path), path)
+    log.info("no model given: exported an untrained model of the default shapes to %s", path)
     return model
 
 
@@ -79,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             model_path = Path(models[0])
         else:
             model_path = Path(tmp) / "default.onnx"
-            torch_model = _export_default(model_path)
+            torch_model = export_default_model(model_path, who="avfuse bench run")
             log.info("no model given: exported an untrained model of the default shapes to %s", model_path)
         if files and not args.real:
             media = files[0]
@@ -98,9 +91,10 @@ def run(args: argparse.Namespace) -> int:
         rows = [("decode-only", n_dec, media_s, dec_wall), ("end-to-end", stats.segments, stats.media_s, stats.wall_s)]
         naive_res = None
         if not args.no_naive:
-            naive = _lazy("models.naive")
+            naive = import_extra("models.naive", who="avfuse bench run")
             if args.checkpoint is not None:
-                torch_model, _ = _lazy("models.checkpoint").load_checkpoint(args.checkpoint)
+                checkpoint = import_extra("models.checkpoint", who="avfuse bench run")
+                torch_model, _ = checkpoint.load_checkpoint(args.checkpoint)
             elif torch_model is None:
                 torch_model = naive.model_from_metadata(engine.spec.model)
             naive_res = naive.naive_run(media, torch_model, decode=engine.spec.decode, segment=engine.spec.segment)

@@ -13,7 +13,7 @@ import logging
 import sys
 
 from stream import __version__
-from stream.errors import AvfuseError
+from stream.errors import AvfuseError, DependencyError
 from stream.redact import RedactFilter, redact_text
 
 # name -> (module, one-line help, extra the module needs beyond the base install)
@@ -50,15 +50,25 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def _load(name: str):
-    module, _, extra = COMMANDS[name]
+def import_extra(module: str, *, who: str, extra: str = "train"):
+    """Import ``module``, which needs an extra; if the extra is missing, one DependencyError saying which."""
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as e:
-        if extra and e.name and e.name.split(".")[0] in _TORCH_MODULES:
-            raise SystemExit(f"avfuse {name}: needs the '{extra}' extra ({e.name} is not installed): "
-                             f"pip install 'avfuse[{extra}]'") from e
+        if e.name and e.name.split(".")[0] in _TORCH_MODULES:
+            raise DependencyError(f"{who}: needs the '{extra}' extra ({e.name} is not installed): "
+                                  f"pip install 'avfuse[{extra}]'") from e
         raise
+
+
+def _load(name: str):
+    module, _, extra = COMMANDS[name]
+    if extra is None:
+        return importlib.import_module(module)
+    try:
+        return import_extra(module, who=f"avfuse {name}", extra=extra)
+    except DependencyError as e:
+        raise SystemExit(str(e)) from e
 
 
 def main(argv: list[str] | None = None) -> int:
