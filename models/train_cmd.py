@@ -19,6 +19,7 @@ from pathlib import Path
 
 from stream.cli import size_arg
 from stream.errors import ConfigError
+from stream.outputs import write_atomic
 from stream.segment import MODALITIES
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.ablate:
         table = ablate(ds, train_idx, val_idx, test, base=train_config(args), decode=meta)
-        (out / "ablation.json").write_text(json.dumps(table, indent=2) + "\n")
+        write_atomic(out / "ablation.json", json.dumps(table, indent=2) + "\n")
         print(table["text"])
         print(f"wrote {out / 'ablation.json'}")
         return 0
@@ -215,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     result, run_metrics = train_once(ds, train_idx, val_idx, test, config=train_config(args), decode=meta,
                                      out=out, train_args=train_args)
     metrics.update(run_metrics)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     val = metrics["val"]
     print(f"best epoch {result.best_epoch}: validation accuracy {val['accuracy']:.3f}, macro-F1 {val['macro_f1']:.3f} "
           f"({val['segments']} segments) in {result.seconds:.1f} s")
