@@ -61,21 +61,23 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modalities", tuple(self.modalities))
-        checks = [(self.fusion in FUSIONS, f"fusion must be one of {FUSIONS}"),
-                  (bool(self.modalities) and set(self.modalities) <= set(MODALITIES),
-                   f"modalities must be a non-empty subset of {MODALITIES}"),
-                  (self.backbone in BACKBONES, f"backbone must be one of {BACKBONES}"),
-                  (self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}"),
-                  (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
-                  (self.device in ("cpu", "cuda"), "device must be cpu or cuda"),
-                  (self.epochs >= 1 and self.batch_size >= 1 and self.patience >= 1,
-                   "epochs, batch_size and patience must be >= 1"),
-                  (self.lr > 0 and self.weight_decay >= 0, "lr must be > 0 and weight_decay >= 0"),
-                  (self.threads >= 0, "threads must be >= 0"),
-                  (self.unimodal_weight >= 0, "unimodal_weight must be >= 0")]
+        v = self
+        checks = [(v.fusion in FUSIONS, f"fusion must be one of {FUSIONS}, got {v.fusion!r}"),
+                  (bool(v.modalities) and set(v.modalities) <= set(MODALITIES),
+                   f"modalities must be a non-empty subset of {MODALITIES}, got {v.modalities!r}"),
+                  (v.backbone in BACKBONES, f"backbone must be one of {BACKBONES}, got {v.backbone!r}"),
+                  (v.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {v.pooling!r}"),
+                  (v.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {v.optimizer!r}"),
+                  (v.device in ("cpu", "cuda"), f"device must be cpu or cuda, got {v.device!r}"),
+                  (v.epochs >= 1 and v.batch_size >= 1 and v.patience >= 1,
+                   f"epochs, batch_size and patience must be >= 1, got {v.epochs}, {v.batch_size}, {v.patience}"),
+                  (v.lr > 0 and v.weight_decay >= 0,
+                   f"lr must be > 0 and weight_decay >= 0, got {v.lr}, {v.weight_decay}"),
+                  (v.threads >= 0, f"threads must be >= 0, got {v.threads}"),
+                  (v.unimodal_weight >= 0, f"unimodal_weight must be >= 0, got {v.unimodal_weight}")]
         for ok, message in checks:
             if not ok:
-                raise ConfigError(f"{message}; got {self!r}")
+                raise ConfigError(message)
 
     def as_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
