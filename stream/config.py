@@ -18,7 +18,7 @@ class DecodeConfig:
     width: int = 160
     resize: str = "stretch"  # stretch | letterbox (pad, keep aspect) | crop (centre, keep aspect)
     sample_rate: int = 16000
-    threads: int = 0  # FFmpeg decoder threads; 0 lets FFmpeg choose
+    threads: int = 0  # FFmpeg decoder threads; 0: one per usable core (see decoder_threads)
     queue_size: int = 64  # decoded items buffered between the decode thread and the segmenter
 
     def __post_init__(self) -> None:

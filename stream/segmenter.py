@@ -27,6 +27,7 @@ from stream.errors import CaptionError, MediaError
 from stream.prefetch import prefetch
 from stream.redact import redact
 from stream.segment import Present, Segment
+from stream.split_decode import split_items
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,10 @@ def iter_segments(source: str | os.PathLike, *, decode: DecodeConfig = DecodeCon
         finally:
             container.close()
 
-    items = prefetch(produce(), decode.queue_size, name=f"decode:{Path(name).name}")
+    if vstream is not None and astream is not None and not is_url(source):
+        items = split_items(source, container, decode, segment, stats, name=name)
+    else:
+        items = prefetch(produce(), decode.queue_size, name=f"decode:{Path(name).name}")
     try:
         for kind, t, data in items:
             yield from seg.push(kind, t, data)

@@ -1,0 +1,63 @@
+"""Decode a local file's video and its audio on two threads, each from its own demuxer.
+
+On one thread, every audio packet decoded and resampled between two video packets stalls FFmpeg's
+frame threads, which wait for their next packet: on two cores the real 720p clip decodes about 15%
+faster split. Each stream's items come in time order, so the two are merged by time, which also
+bounds how far one runs ahead of the other (each waits behind its own bounded queue).
+Only for files: a live URL opened twice would be two connections (see :mod:`stream.live`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+
+from stream.config import DecodeConfig, SegmentConfig
+from stream.decode import DecodeStats, Item, completeness_check, decode_items, open_container
+from stream.prefetch import prefetch
+
+
+def _time(item: Item) -> float:
+    return item[1]
+
+
+def split_items(source: str | os.PathLike, container: av.container.InputContainer, decode: DecodeConfig,
+                segment: SegmentConfig, stats: DecodeStats, *, name: str) -> Iterator[Item]:
+    """The items of :func:`~stream.decode.decode_items` for ``container`` (an open local file with video
+    and audio, closed here), decoded as two streams on two threads, merged by time. A truncated file
+    raises MediaError after its last item, as with one thread; ``stats`` gets both threads' counts."""
+    check = completeness_check(container)
+    try:
+        second = open_container(source)
+    except BaseException:
+        container.close()
+        raise
+    ends: dict[str, float] = {}
+    counts = {"video": DecodeStats(), "audio": DecodeStats()}
+    containers = {"video": container, "audio": second}
+
+    def produce(c: av.container.InputContainer, only: str) -> Iterator[Item]:
+        del containers[only]  # this thread closes it
+        try:
+            ends[only] = yield from decode_items(c, decode, counts[only], segment, only=only)
+        finally:
+            c.close()
+
+    short = Path(name).name
+    video = prefetch(produce(container, "video"), decode.queue_size, name=f"decode-video:{short}")
+    audio = prefetch(produce(second, "audio"), decode.queue_size, name=f"decode-audio:{short}")
+    try:
+        yield from heapq.merge(video, audio, key=_time)
+        check(max(ends.values()))
+    finally:
+        video.close()  # stops both threads now, which close their files
+        audio.close()
+        for c in containers.values():  # a thread that never started
+            c.close()
+        for field in ("packets", "corrupt_packets", "video_frames", "audio_frames"):
+            setattr(stats, field, getattr(stats, field) + getattr(counts["video"], field)
+                    + getattr(counts["audio"], field))
