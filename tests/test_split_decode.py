@@ -66,3 +66,13 @@ def test_stopping_early_stops_both_threads(tmp_path):
     assert any(t.name.startswith("decode-") for t in threading.enumerate())
     it.close()
     assert not [t.name for t in threading.enumerate() if t.name.startswith("decode-") and t.is_alive()]
+
+
+def test_decoder_threads_default_to_the_usable_cores():
+    """FFmpeg's own auto picks a thread more than there are cores, which only contends on two."""
+    import os
+
+    from stream.decode import decoder_threads
+
+    assert decoder_threads(DecodeConfig()) == min(16, len(os.sched_getaffinity(0)))
+    assert decoder_threads(DecodeConfig(threads=3)) == 3
