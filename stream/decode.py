@@ -331,16 +331,7 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
             raise MediaError(f"{name}: decoding the {packet.stream.type} stream failed at pts {packet.pts} "
                              f"({_reason(e, str(container.name))})") from without_secrets(e, str(container.name))
 
-    packets = container.demux(*streams)
-    while True:
-        try:
-            packet = next(packets)
-        except StopIteration:
-            break
-        except (av.error.FFmpegError, OSError) as e:
-            raise MediaError(f"{name}: reading failed after {max(last_t, 0.0):.2f} s, the file may be "
-                             f"truncated or the connection lost ({_reason(e, str(container.name))})") \
-                from without_secrets(e, str(container.name))
+    for packet in demuxed(container, streams, name, lambda: last_t):  # noqa: B023 (the latest last_t is meant)
         if packet.size:
             stats.packets += 1
         for frame in frames(packet):
@@ -369,6 +360,23 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
     if pending is not None and (has_audio or clock.needed_last(pending[0], last_kept)):
         yield "video", pending[0], scale(pending[1])  # with audio, windows after it may need it as padding
     return max(last_t, audio.end if audio is not None else -math.inf)
+
+
+def demuxed(container: av.container.InputContainer, streams: list, name: str,
+            progress: Callable[[], float]) -> Iterator[av.Packet]:
+    """``container.demux(*streams)``, where the demuxer failing raises one MediaError that says how far it
+    got (``progress()``: seconds of media decoded so far)."""
+    packets = container.demux(*streams)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except (av.error.FFmpegError, OSError) as e:
+            raise MediaError(f"{name}: reading failed after {max(progress(), 0.0):.2f} s, the file may be truncated "
+                             f"or the connection lost ({_reason(e, str(container.name))})") \
+                from without_secrets(e, str(container.name))
+        yield packet
 
 
 def check_complete(container: av.container.InputContainer, end: float) -> None:

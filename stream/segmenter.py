@@ -24,6 +24,7 @@ from stream.captions import Captions, embedded_captions, load_captions, sidecar_
 from stream.config import DecodeConfig, SegmentConfig, frames_per_window, samples_per_window
 from stream.decode import EPS, DecodeStats, check_complete, decode_items, is_url, media_streams, open_container
 from stream.errors import CaptionError, MediaError
+from stream.gop_decode import gop_video_items, gop_workers
 from stream.prefetch import prefetch
 from stream.redact import redact
 from stream.segment import Present, Segment
@@ -238,9 +239,14 @@ def iter_segments(source: str | os.PathLike, *, decode: DecodeConfig = DecodeCon
     seg = Segmenter(source=name, decode=decode, segment=segment, captions=caps,
                     has_video=vstream is not None, has_audio=astream is not None)
 
+    gops = gop_workers(source, decode) if vstream is not None and astream is None and not is_url(source) else 0
+
     def produce() -> Iterator[tuple[str, float, np.ndarray]]:
         try:
-            end = yield from decode_items(container, decode, stats, segment)
+            if gops:  # a video-only H.264 file: its GOPs on several threads
+                end = yield from gop_video_items(str(source), gops, decode, segment, stats, has_audio=False)
+            else:
+                end = yield from decode_items(container, decode, stats, segment)
             if not is_url(source):
                 check_complete(container, end)
         finally:

@@ -18,6 +18,7 @@ import av
 
 from stream.config import DecodeConfig, SegmentConfig
 from stream.decode import DecodeStats, Item, completeness_check, decode_items, open_container
+from stream.gop_decode import gop_video_items, gop_workers
 from stream.prefetch import prefetch
 
 
@@ -47,8 +48,16 @@ def split_items(source: str | os.PathLike, container: av.container.InputContaine
         finally:
             c.close()
 
+    def produce_gops(workers: int) -> Iterator[Item]:
+        ends["video"] = yield from gop_video_items(source, workers, decode, segment, counts["video"], has_audio=True)
+
     short = Path(name).name
-    video = prefetch(produce(container, "video"), decode.queue_size, name=f"decode-video:{short}")
+    workers = gop_workers(source, decode)
+    if workers:  # the GOP workers open the file themselves
+        containers.pop("video").close()
+        video = prefetch(produce_gops(workers), decode.queue_size, name=f"decode-video:{short}")
+    else:
+        video = prefetch(produce(container, "video"), decode.queue_size, name=f"decode-video:{short}")
     audio = prefetch(produce(second, "audio"), decode.queue_size, name=f"decode-audio:{short}")
     try:
         yield from heapq.merge(video, audio, key=_time)

@@ -42,6 +42,14 @@ def frame_index(rgb: np.ndarray) -> int:
     return int(round((r - 8) / STEP)) + 15 * int(round((g - 8) / STEP))
 
 
+def irregular_times(seed: int | tuple[float, ...], frames: int = 40) -> tuple[float, ...]:
+    """Frame times with gaps from 10 ms to 1.7 s, drawn with ``seed`` (or ``seed`` itself if it is the times)."""
+    if isinstance(seed, tuple):
+        return seed
+    gaps = np.random.default_rng(seed).choice([0.01, 0.04, 0.1, 0.3, 1.7], size=frames, p=[0.2, 0.3, 0.3, 0.15, 0.05])
+    return tuple(np.round(np.concatenate([[0.0], np.cumsum(gaps)]), 3))
+
+
 @dataclass(frozen=True, kw_only=True)
 class VideoSpec:
     """Video track: ``frames`` frames at ``fps``, or explicit presentation ``times`` (seconds, VFR)."""
@@ -53,6 +61,7 @@ class VideoSpec:
     height: int = 48
     codec: str = "ffv1"  # ffv1 (lossless RGB), libx264, libx264-lossless (qp=0), png
     start: float = 0.0  # pts of the first frame, seconds
+    x264: tuple[tuple[str, str], ...] = ()  # extra libx264 options, e.g. (("g", "10"),) for an IDR every 10 frames
 
     def frame_times(self) -> list[float]:
         if self.times is not None:
@@ -96,7 +105,7 @@ def _encode_video(container, spec: VideoSpec) -> list[av.Packet]:
         stream.pix_fmt = "yuv444p"
         stream.options = {"qp": "0"}
     elif codec == "libx264":
-        stream.options = {"crf": "18", "preset": "ultrafast"}
+        stream.options = {"crf": "18", "preset": "ultrafast", **dict(spec.x264)}  # ultrafast: no B-frames
     packets = []
     for i, t in enumerate(spec.frame_times()):
         arr = np.empty((spec.height, spec.width, 3), np.uint8)

@@ -8,7 +8,7 @@ import threading
 import av
 import numpy as np
 import pytest
-from media import AudioSpec, VideoSpec, frame_colour, frame_index, write_media
+from media import AudioSpec, VideoSpec, frame_colour, frame_index, irregular_times, write_media
 
 from stream.config import DecodeConfig, SegmentConfig
 from stream.decode import DecodeStats, FrameScaler, decode_items, open_container
@@ -229,13 +229,7 @@ def test_skipping_unsampled_frames_changes_nothing(tmp_path, seed, hop):
     from stream.decode import media_start
     from stream.segmenter import Segmenter
 
-    if isinstance(seed, tuple):
-        times = seed
-    else:
-        gaps = np.random.default_rng(seed).choice([0.01, 0.04, 0.1, 0.3, 1.7], size=40,
-                                                  p=[0.2, 0.3, 0.3, 0.15, 0.05])
-        times = tuple(np.round(np.concatenate([[0.0], np.cumsum(gaps)]), 3))
-    path = write_media(tmp_path / "vfr.mkv", video=VideoSpec(times=times, width=32, height=24))
+    path = write_media(tmp_path / "vfr.mkv", video=VideoSpec(times=irregular_times(seed), width=32, height=24))
     dec, seg_cfg = DecodeConfig(height=16, width=16), SegmentConfig(hop_s=hop)
     got = list(iter_segments(path, decode=dec, segment=seg_cfg))
 
