@@ -124,12 +124,13 @@ class _Worker:
         for packet in demuxed(container, [video], self.name, lambda: self.last_t):
             if not packet.size:
                 continue
-            if gop < 0 or is_idr(packet, nal):
+            at = None if packet.pts is None else packet.pts * self.vtb - self.t0
+            if gop < 0 or (at is not None and is_idr(packet, nal)):  # an untimed IDR frame: the GOP goes on
                 if mine:
-                    yield from self._finish(gop, packet.pts * self.vtb - self.t0)
+                    yield from self._finish(gop, at)
                 gop += 1
                 mine = gop % self.workers == self.index
-                self.gop_start = packet.pts * self.vtb - self.t0
+                self.gop_start = at if at is not None else 0.0
             if mine:
                 self.stats.packets += 1
                 yield from self._frames(packet)
