@@ -9,8 +9,9 @@ them; :func:`gop_video_items` takes the GOPs back in order and makes the one dec
 what came before (keep the last frame of a window that has none yet), as :func:`decode_items` does.
 
 Used for local H.264 files (avcC: MP4, MOV, Matroska) whose first packets show GOPs short enough to
-share out and no frame reordering (no B-frames: a fresh decoder learning the reorder depth at a GOP
-in the middle could differ from one that learnt it at the start). Anything else decodes as before.
+share out, and whose frames are either not reordered or reordered (B-frames) as deep as the stream's
+SPS declares: a fresh decoder left to guess the reorder depth at a GOP in the middle could differ
+from one that guessed it at the start. Anything else decodes as before.
 """
 
 from __future__ import annotations
@@ -77,14 +78,17 @@ def gop_workers(source: str, decode: DecodeConfig) -> int:
             nal = _nal_length_size(video)
             if nal is None:
                 return 0
+            declared = bool(video.codec_context.has_b_frames)  # the SPS says how deep frames are reordered
             idr, last_pts = 0, None
             for i, packet in enumerate(c.demux(video)):
                 if i >= SCAN_PACKETS:
                     break
                 if not packet.size:
                     continue
-                if packet.pts is None or (last_pts is not None and packet.pts <= last_pts):
-                    return 0  # no timestamps, or reordered (B-frames)
+                if packet.pts is None:
+                    return 0
+                if last_pts is not None and packet.pts <= last_pts and not declared:
+                    return 0  # reordered frames (B-frames) the stream does not declare
                 last_pts = packet.pts
                 idr += is_idr(packet, nal)
             return workers if idr >= 2 else 0

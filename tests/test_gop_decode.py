@@ -67,10 +67,16 @@ def test_the_real_clip_looped_decodes_by_gop(tmp_path):
     check(path, decode=DecodeConfig(height=48, width=48, threads=2))
 
 
-def test_b_frames_one_gop_or_one_core_decode_as_before(tmp_path):
-    b_frames = write_media(tmp_path / "b.mp4", video=h264(60, bframes="2", preset="medium"))
+@pytest.mark.parametrize("x264", [{"bframes": "2", "preset": "medium"},
+                                  {"bframes": "3", "preset": "slow", "b-pyramid": "normal"}])
+def test_b_frames_declared_by_the_stream_decode_by_gop(tmp_path, x264):
+    """B-frames (reordered frames, some referenced by others): each GOP's frames drained at its end."""
+    path = write_media(tmp_path / "b.mp4", video=h264(150, **x264), audio=AudioSpec(duration=6, codec="aac"))
+    check(path)
+
+
+def test_one_gop_or_one_core_decode_as_before(tmp_path):
     one_gop = write_media(tmp_path / "one.mp4", video=h264(60, gop="250"))
-    check(b_frames, workers=0)
     check(one_gop, workers=0)
     assert gop_workers(write_media(tmp_path / "gops.mp4", video=h264(60)), DecodeConfig(threads=1)) == 0
 
