@@ -99,9 +99,14 @@ def gop_workers(source: str, decode: DecodeConfig) -> int:
 class _Worker:
     """Decodes GOPs ``index``, ``index + workers``, ... of ``source``; yields
 
-    ("frame", t, t_next, rgb)       a frame a window may keep (t_next None: the stream's last frame),
-    ("end", gop, last_t)            after each of its GOPs (last_t: its last frame's time, -inf if none),
-    ("eof", gops, stats)            once, with the number of GOPs in the file and its own counts."""
+    ("head", t)                 a GOP's first frame was decoded, at t (nothing before it in that GOP),
+    ("frame", t, t_next, rgb)   a frame a window may keep, and the time of the frame after it,
+    ("last", t, rgb)            the GOP's last frame: whether it is kept depends on the frame after it,
+                                which only the next GOP that decodes anything knows,
+    ("end", gop, last_t)        after each of its GOPs (last_t: its last frame's time, -inf if none),
+    ("eof", gops)               once, with the number of GOPs in the file.
+
+    ``stats`` holds its counts so far."""
 
     def __init__(self, source: str, index: int, workers: int, decode: DecodeConfig, segment: SegmentConfig):
         self.source, self.index, self.workers = source, index, workers
@@ -131,7 +136,7 @@ class _Worker:
             at = None if packet.pts is None else packet.pts * self.vtb - self.t0
             if gop < 0 or (at is not None and is_idr(packet, nal)):  # an untimed IDR frame: the GOP goes on
                 if mine:
-                    yield from self._finish(gop, at)
+                    yield from self._finish(gop)
                 gop += 1
                 mine = gop % self.workers == self.index
                 self.gop_start = at if at is not None else 0.0
@@ -139,8 +144,8 @@ class _Worker:
                 self.stats.packets += 1
                 yield from self._frames(packet)
         if mine:
-            yield from self._finish(gop, None)
-        yield "eof", gop + 1, self.stats
+            yield from self._finish(gop)
+        yield "eof", gop + 1
 
     def _decoded(self, packet: av.Packet | None) -> list[av.VideoFrame]:
         try:
@@ -161,7 +166,9 @@ class _Worker:
                 t = self.last_t + self.step if self.pending is not None else self.gop_start
             if t < self.last_t - EPS:
                 continue  # goes back in time: dropped, as decode_items drops it
-            if self.pending is not None and self._candidate(self.pending[0], t):
+            if self.pending is None:
+                yield "head", t
+            elif self._candidate(self.pending[0], t):
                 yield "frame", self.pending[0], t, self.scale(self.pending[1])
             self.pending, self.last_t = (t, frame), t
 
@@ -173,10 +180,10 @@ class _Worker:
         return any(k * clock.hop - EPS <= t < k * clock.hop + clock.window - EPS <= t_next - EPS
                    for k in clock._windows(t, t))
 
-    def _finish(self, gop: int, t_after: float | None) -> Iterator[tuple]:
+    def _finish(self, gop: int) -> Iterator[tuple]:
         yield from self._frames(None)  # the frames the decoder still holds
-        if self.pending is not None and (t_after is None or self._candidate(self.pending[0], t_after)):
-            yield "frame", self.pending[0], t_after, self.scale(self.pending[1])
+        if self.pending is not None:
+            yield "last", self.pending[0], self.scale(self.pending[1])
         yield "end", gop, self.last_t if self.pending is not None else -math.inf
         self.ctx.flush_buffers()
         self.pending, self.last_t = None, -math.inf
@@ -188,39 +195,44 @@ def gop_video_items(source: str, workers: int, decode: DecodeConfig, segment: Se
     by ``workers`` GOP workers (see :func:`gop_workers`). Returns the last frame's time."""
     clock = SampleClock(decode, segment)
     short = Path(str(source)).name
-    its = [prefetch(_Worker(source, w, workers, decode, segment), decode.queue_size, name=f"decode-gop{w}:{short}")
-           for w in range(workers)]
+    readers = [_Worker(source, w, workers, decode, segment) for w in range(workers)]
+    its = [prefetch(r, decode.queue_size, name=f"decode-gop{w}:{short}") for w, r in enumerate(readers)]
     last_kept: float | None = None
     last_t = -math.inf
-    totals: list[DecodeStats] = []
+    boundary: tuple[float, object] | None = None  # a GOP's last frame, waiting for the next frame's time
+
+    def keep(t: float, rgb) -> Iterator[Item]:
+        nonlocal last_kept
+        last_kept = t
+        yield "video", t, rgb
+
     try:
         gop = 0
-        while len(totals) < workers:
-            it = its[gop % workers]
-            item = next(it)
+        while True:
+            item = next(its[gop % workers])
             kind = item[0]
-            if kind == "eof":  # the file has fewer GOPs; the others end too
-                totals.append(item[2])
-                for other in its:
-                    if other is not it:
-                        totals += [rest[2] for rest in other if rest[0] == "eof"]
+            if kind == "eof":  # past the file's last GOP
                 break
             if kind == "end":
-                last_t = max(last_t, item[2])
-                gop += 1
-                continue
-            _, t, t_next, rgb = item
-            if t < last_t - EPS:
-                continue
-            keep = (has_audio or clock.needed_last(t, last_kept)) if t_next is None \
-                else clock.needed(t, t_next, last_kept)
-            if keep:
-                last_kept = t
-                yield "video", t, rgb
+                last_t, gop = max(last_t, item[2]), gop + 1
+            elif kind == "head" and boundary is not None:
+                t_b, rgb_b = boundary
+                boundary = None
+                # A next frame that goes back in time is dropped (as in decode_items), and which later one
+                # counts is not known here: keep the frame then, which changes no window (see the tests).
+                if item[1] < last_t - EPS or clock.needed(t_b, item[1], last_kept):
+                    yield from keep(t_b, rgb_b)
+            elif kind in ("frame", "last") and item[1] >= last_t - EPS:
+                if kind == "last":
+                    boundary = item[1], item[2]
+                elif clock.needed(item[1], item[2], last_kept):
+                    yield from keep(item[1], item[3])
+        if boundary is not None and (has_audio or clock.needed_last(boundary[0], last_kept)):
+            yield from keep(*boundary)  # the stream's last frame
     finally:
         for it in its:
             it.close()
-        for s in totals:
+        for r in readers:  # counts so far, also after an error or an early stop
             for field in ("packets", "corrupt_packets", "video_frames", "audio_frames"):
-                setattr(stats, field, getattr(stats, field) + getattr(s, field))
+                setattr(stats, field, getattr(stats, field) + getattr(r.stats, field))
     return last_t

@@ -5,6 +5,11 @@ frame threads, which wait for their next packet: on two cores the real 720p clip
 faster split. Each stream's items come in time order, so the two are merged by time, which also
 bounds how far one runs ahead of the other (each waits behind its own bounded queue).
 Only for files: a live URL opened twice would be two connections (see :mod:`stream.live`).
+
+One difference from one thread: when a stream outlasts the other by more than the segmenter's
+``MAX_LAG_S``, one thread hands on the shorter stream's held last frame (or last audio chunk) only
+at the end of the file, after the windows that needed it were closed without it; here it comes in
+time order, so those windows get it.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ def split_items(source: str | os.PathLike, container: av.container.InputContaine
     containers = {"video": container, "audio": second}
 
     def produce(c: av.container.InputContainer, only: str) -> Iterator[Item]:
-        del containers[only]  # this thread closes it
+        if containers.pop(only, None) is None:
+            return  # closed already: the consumer stopped before this thread began
         try:
             ends[only] = yield from decode_items(c, decode, counts[only], segment, only=only)
         finally:
@@ -65,8 +71,10 @@ def split_items(source: str | os.PathLike, container: av.container.InputContaine
     finally:
         video.close()  # stops both threads now, which close their files
         audio.close()
-        for c in containers.values():  # a thread that never started
-            c.close()
+        for only in ("video", "audio"):  # whoever takes a container out of the dict closes it
+            c = containers.pop(only, None)
+            if c is not None:  # its thread never began
+                c.close()
         for field in ("packets", "corrupt_packets", "video_frames", "audio_frames"):
             setattr(stats, field, getattr(stats, field) + getattr(counts["video"], field)
                     + getattr(counts["audio"], field))

@@ -99,3 +99,33 @@ def test_stopping_early_stops_the_workers(tmp_path):
     assert any(t.name.startswith("decode-gop") for t in threading.enumerate())
     it.close()
     assert not [t.name for t in threading.enumerate() if t.name.startswith("decode-") and t.is_alive()]
+
+
+@pytest.mark.parametrize("fps,hop", [(4.0, None), (12.5, None), (25.0, 0.5)])
+def test_timestamps_going_back_across_an_idr_frame(tmp_path, fps, hop):
+    """GOP 2's timestamps moved 60 ms before GOP 1's last frame: its first frames are dropped (they go back
+    in time), so GOP 1's last frame is judged against a later one than GOP 2's first."""
+    import av
+
+    src = write_media(tmp_path / "src.mkv", video=h264(100, bframes="2", preset="medium"))
+    path = tmp_path / "back.mkv"
+    with av.open(str(src)) as inp, av.open(str(path), "w") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        packets = [p for p in inp.demux(inp.streams.video[0]) if p.dts is not None]
+        idr = [i for i, p in enumerate(packets) if p.is_keyframe]
+        for i, p in enumerate(packets):
+            p.dts -= 200  # room below the moved pts (ms time base)
+            if idr[2] <= i < idr[3]:
+                p.pts -= 60
+            p.stream = stream
+            out.mux(p)
+    check(path, decode=DecodeConfig(height=16, width=16, threads=2, fps=fps), segment=SegmentConfig(hop_s=hop))
+
+
+def test_counts_survive_an_early_stop(tmp_path):
+    path = write_media(tmp_path / "v.mp4", video=h264(400))
+    stats = DecodeStats()
+    it = iter_segments(path, decode=DecodeConfig(queue_size=2, height=16, width=16, threads=2), stats=stats)
+    next(it)
+    it.close()
+    assert stats.video_frames >= 50 and stats.packets >= 50
