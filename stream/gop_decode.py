@@ -12,6 +12,12 @@ Used for local H.264 files (avcC: MP4, MOV, Matroska) whose first packets show G
 share out, and whose frames are either not reordered or reordered (B-frames) as deep as the stream's
 SPS declares: a fresh decoder left to guess the reorder depth at a GOP in the middle could differ
 from one that guessed it at the start. Anything else decodes as before.
+
+Known differences from one pass, both on damaged or unusual streams: after a damaged IDR frame one
+pass shows the decoder's concealment built on the previous GOP, where a worker starting there skips
+to the next frame it can decode (windows keep the last good frame); and a stream that changes its
+parameter sets (SPS/PPS) inside a GOP without repeating them at later IDR frames would reach a worker
+that never saw the change (MP4 and Matroska keep them in the header, as encoders write them).
 """
 
 from __future__ import annotations
