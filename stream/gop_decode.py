@@ -47,7 +47,7 @@ from stream.prefetch import prefetch
 
 log = logging.getLogger(__name__)
 
-SCAN_PACKETS = 400  # packets looked at before deciding: they must hold 2+ IDR frames and no reordering
+SCAN_PACKETS = 400  # packets looked at before deciding: 2+ IDR frames, timestamps, no undeclared reordering
 MAX_WORKERS = 4
 _IDR = 5  # H.264 NAL unit type of an IDR slice
 
