@@ -67,6 +67,11 @@ def test_the_real_clip_looped_decodes_by_gop(tmp_path):
     check(path, decode=DecodeConfig(height=48, width=48, threads=2))
 
 
+def test_the_real_video_only_clip_decodes_by_gop():
+    """bikes.mp4 (640x272 H.264, no audio) has IDR frames every few seconds: the video-only GOP path."""
+    check(real_clip("bikes"), decode=DecodeConfig(height=48, width=48, threads=2))
+
+
 @pytest.mark.parametrize("x264", [{"bframes": "2", "preset": "medium"},
                                   {"bframes": "3", "preset": "slow", "b-pyramid": "normal"}])
 def test_b_frames_declared_by_the_stream_decode_by_gop(tmp_path, x264):
