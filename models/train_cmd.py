@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 from pathlib import Path
 
 from stream.cli import size_arg
@@ -130,11 +131,13 @@ def ablate(ds, train_idx, val_idx, test, *, base, decode: dict) -> dict:
     """Every row of ABLATION trained on the same split; scored on ``test`` (or validation when None)."""
     from dataclasses import replace
 
-    rows = []
+    rows, correct = [], {}
     for modalities, fusion in ABLATION:
         config = replace(base, modalities=modalities, fusion=fusion, progress=False)
         result, metrics = train_once(ds, train_idx, val_idx, test, config=config, decode=decode, out=None,
                                      train_args={})
+        if test is not None:
+            correct.update(_correct_per_segment(result, test, f"{'+'.join(modalities)}/{fusion}"))
         scored = metrics.get("test", metrics["val"])
         rows.append({"modalities": list(modalities), "fusion": fusion, "val_accuracy": metrics["val"]["accuracy"],
                      "accuracy": scored["accuracy"], "macro_f1": scored["macro_f1"],
@@ -147,30 +150,68 @@ def ablate(ds, train_idx, val_idx, test, *, base, decode: dict) -> dict:
         removed = ", ".join(f"no {m} {a:.3f}" for m, a in r["without"].items()) if len(r["modalities"]) > 1 else ""
         lines.append(f"{'+'.join(r['modalities']):<20} {r['fusion']:<11} {r['accuracy']:>8.3f} "
                      f"{r['macro_f1']:>8.3f} {r['seconds']:>7.1f}  {removed}")
-    checks = comparisons(rows)
+    checks = comparisons(rows, correct)
     if checks:
         lines += ["", "gated fusion on all three against the other heads, and with a modality removed at test time "
                   "against the model trained without it:"]
         lines += [f"  {c['gated']} {c['gated_accuracy']:.3f} {'>=' if c['holds'] else '< '} {c['other']} "
-                  f"{c['other_accuracy']:.3f}" for c in checks]
+                  f"{c['other_accuracy']:.3f}{_paired(c)}" for c in checks]
     return {"scored_on": on, "rows": rows, "comparisons": checks, "text": "\n".join(lines)}
 
 
-def comparisons(rows: list[dict]) -> list[dict]:
+def _correct_per_segment(result, test, key: str) -> dict:
+    """{key/drop: which held-out segments the model gets right}, drop "" (none) or each of its modalities."""
+    from models.evaluate import predict
+    from models.train import held_out_tensors
+
+    tensors = held_out_tensors(result, test)
+    labels = tensors.labels.numpy()
+    modalities = result.model.config.modalities
+    return {f"{key}/{drop or ''}": predict(result.model, tensors, drop=drop)[0].argmax(axis=1) == labels
+            for drop in (None, *(modalities if len(modalities) > 1 else ()))}
+
+
+def sign_test(a: int, b: int) -> float:
+    """Two-sided exact sign test: the chance of a split at least this uneven of a + b segments on which two
+    models disagree, were each equally likely to be the one that is right."""
+    n, k = a + b, min(a, b)
+    return 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+
+def _paired(c: dict) -> str:
+    if "only_gated_right" not in c:
+        return ""
+    a, b = c["only_gated_right"], c["only_other_right"]
+    return f"  (they differ on {a + b} segments: {a} vs {b}, sign test p = {c['sign_test_p']:.2f})"
+
+
+def comparisons(rows: list[dict], correct: dict | None = None) -> list[dict]:
     """The all-three gated row against concat and sequential, and without each modality against the gated
-    model trained on the two others (rows missing from ``rows`` are skipped)."""
+    model trained on the two others (rows missing from ``rows`` are skipped). With ``correct`` (from
+    ``_correct_per_segment``), each comparison also counts the segments only one side gets right, and
+    gives the sign test's p: how likely so uneven a split is between two equally good models."""
     by = {("+".join(r["modalities"]), r["fusion"]): r for r in rows}
     full = by.get(("+".join(MODALITIES), "gated"))
     if full is None:
         return []
-    pairs = [("gated", full["accuracy"], other, by[("+".join(MODALITIES), other)]["accuracy"])
-             for other in ("concat", "sequential") if ("+".join(MODALITIES), other) in by]
+    three = "+".join(MODALITIES)
+    pairs = [("gated", full["accuracy"], f"{three}/gated/", other, by[(three, other)]["accuracy"],
+              f"{three}/{other}/") for other in ("concat", "sequential") if (three, other) in by]
     for m, acc in full.get("without", {}).items():
         rest = "+".join(x for x in MODALITIES if x != m)
         if (rest, "gated") in by:
-            pairs.append((f"gated without {m}", acc, f"trained on {rest}", by[(rest, "gated")]["accuracy"]))
-    return [{"gated": a, "gated_accuracy": x, "other": b, "other_accuracy": y, "holds": x >= y}
-            for a, x, b, y in pairs]
+            pairs.append((f"gated without {m}", acc, f"{three}/gated/{m}", f"trained on {rest}",
+                          by[(rest, "gated")]["accuracy"], f"{rest}/gated/"))
+    out = []
+    for a, x, key_a, b, y, key_b in pairs:
+        check = {"gated": a, "gated_accuracy": x, "other": b, "other_accuracy": y, "holds": x >= y}
+        if correct and key_a in correct and key_b in correct:
+            mine, theirs = correct[key_a], correct[key_b]
+            only_a, only_b = int((mine & ~theirs).sum()), int((theirs & ~mine).sum())
+            check.update(only_gated_right=only_a, only_other_right=only_b,
+                         sign_test_p=round(sign_test(only_a, only_b), 4))
+        out.append(check)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:

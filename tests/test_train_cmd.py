@@ -61,7 +61,30 @@ def test_folds_and_ablation(synth, tmp_path, capsys):
     gated = next(r for r in rows if r["fusion"] == "gated" and len(r["modalities"]) == 3)
     assert checks[2]["gated_accuracy"] == gated["without"]["video"]
     assert checks[2]["holds"] == (gated["without"]["video"] >= rows[5]["accuracy"])
-    assert "gated without text" in table
+    assert "gated without text" in table and "sign test p =" in table
+    ablation = json.loads((tmp_path / "ab" / "ablation.json").read_text())
+    segments = int(ablation["text"].split("set, ")[1].split(" segments")[0])
+    for c in checks:  # the segments only one side gets right make up the accuracy difference
+        assert c["only_gated_right"] - c["only_other_right"] == round((c["gated_accuracy"] - c["other_accuracy"])
+                                                                      * segments)
+
+
+def test_paired_comparison_counts_the_segments_one_side_gets_right():
+    import numpy as np
+
+    from models.train_cmd import comparisons, sign_test
+
+    three = [{"modalities": ["video", "audio", "text"], "fusion": "gated", "accuracy": 1.0,
+              "without": {"video": 0.5}},
+             {"modalities": ["audio", "text"], "fusion": "gated", "accuracy": 0.75}]
+    correct = {"video+audio+text/gated/": np.array([True] * 4),
+               "video+audio+text/gated/video": np.array([True, False, True, False]),
+               "audio+text/gated/": np.array([True, True, True, False])}
+    (check,) = comparisons(three, correct)
+    assert (check["holds"], check["only_gated_right"], check["only_other_right"]) == (False, 0, 1)
+    assert check["sign_test_p"] == 1.0  # one segment: no evidence either way
+    assert sign_test(0, 10) == pytest.approx(2 / 1024) and sign_test(5, 5) == 1.0 and sign_test(0, 0) == 1.0
+    assert "only_gated_right" not in comparisons(three)[0]  # without per-segment results: accuracies only
 
 
 def test_user_errors_are_one_line(synth, tmp_path, capsys):
