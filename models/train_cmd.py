@@ -52,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--patience", type=int, default=10, help="early stopping: epochs without a better val F1")
+    parser.add_argument("--modality-dropout", type=float, default=0.4,
+                        help="training only: chance to hide each present modality of a segment (default 0.4)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -72,7 +74,7 @@ def train_config(args: argparse.Namespace, **overrides):
     fields = dict(fusion=args.fusion, modalities=args.modalities, backbone=args.backbone, pooling=args.pooling,
                   pretrained=args.pretrained, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
                   lr=args.lr, optimizer=args.optimizer, seed=args.seed, device=args.device,
-                  threads=args.threads)
+                  threads=args.threads, modality_dropout=args.modality_dropout)
     return TrainConfig(**{**fields, **overrides})
 
 

@@ -90,6 +90,9 @@ def test_paired_comparison_counts_the_segments_one_side_gets_right():
 def test_user_errors_are_one_line(synth, tmp_path, capsys):
     assert main(["train", "--manifest", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "r")]) == 1
     assert "missing.csv" in capsys.readouterr().err
+    assert main(["train", "--manifest", str(synth.manifest), "-o", str(tmp_path / "r"), "--modality-dropout", "1.5",
+                 *FAST]) == 1
+    assert "modality_dropout" in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert main(["train", "--manifest", str(synth.manifest), "-o", str(tmp_path / "r"), "--device", "cuda",
                      *FAST]) == 1
