@@ -13,7 +13,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import av
@@ -43,6 +43,11 @@ class DecodeStats:
     corrupt_packets: int = 0
     video_frames: int = 0
     audio_frames: int = 0
+
+    def add(self, other: DecodeStats) -> None:
+        """Add ``other``'s counts to these (the threads of one source each keep their own)."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 def is_url(source: str | os.PathLike) -> bool:
@@ -184,13 +189,19 @@ class SampleClock:
 
         Kept if it is the latest frame for some sample time, or if it is the last frame of a window
         that holds no kept frame yet (so ``present.video`` is true for every window that had video)."""
-        if self.sample_in(t, t_next):
-            return True
+        return self.sample_in(t, t_next) or any(t_last_kept is None or t_last_kept < start - EPS
+                                                for start in self._windows_ending_after(t, t_next))
+
+    def may_need(self, t: float, t_next: float) -> bool:
+        """Could :meth:`needed` keep the frame at t, whatever frame was kept last?"""
+        return self.sample_in(t, t_next) or any(True for _ in self._windows_ending_after(t, t_next))
+
+    def _windows_ending_after(self, t: float, t_next: float) -> Iterator[float]:
+        """Starts of the windows holding t that end before the next frame at t_next (t is their last frame)."""
         for k in self._windows(t, t):
             start, end = k * self.hop, k * self.hop + self.window
-            if start - EPS <= t < end - EPS <= t_next - EPS and (t_last_kept is None or t_last_kept < start - EPS):
-                return True
-        return False
+            if start - EPS <= t < end - EPS <= t_next - EPS:
+                yield start
 
     def needed_last(self, t: float, t_last_kept: float | None) -> bool:
         """Must the stream's last frame, at t, be kept? (Only windows that contain t exist after it.)"""

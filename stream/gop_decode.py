@@ -174,17 +174,9 @@ class _Worker:
                 continue  # goes back in time: dropped, as decode_items drops it
             if self.pending is None:
                 yield "head", t
-            elif self._candidate(self.pending[0], t):
+            elif self.clock.may_need(self.pending[0], t):
                 yield "frame", self.pending[0], t, self.scale(self.pending[1])
             self.pending, self.last_t = (t, frame), t
-
-    def _candidate(self, t: float, t_next: float) -> bool:
-        """Could SampleClock.needed keep the frame at t, whatever was kept before it?"""
-        if self.clock.sample_in(t, t_next):
-            return True
-        clock = self.clock
-        return any(k * clock.hop - EPS <= t < k * clock.hop + clock.window - EPS <= t_next - EPS
-                   for k in clock._windows(t, t))
 
     def _finish(self, gop: int) -> Iterator[tuple]:
         yield from self._frames(None)  # the frames the decoder still holds
@@ -239,6 +231,5 @@ def gop_video_items(source: str, workers: int, decode: DecodeConfig, segment: Se
         for it in its:
             it.close()
         for r in readers:  # counts so far, also after an error or an early stop
-            for field in ("packets", "corrupt_packets", "video_frames", "audio_frames"):
-                setattr(stats, field, getattr(stats, field) + getattr(r.stats, field))
+            stats.add(r.stats)
     return last_t

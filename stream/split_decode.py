@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import os
 from collections.abc import Iterator
+from operator import itemgetter
 from pathlib import Path
 
 import av
@@ -25,10 +26,6 @@ from stream.config import DecodeConfig, SegmentConfig
 from stream.decode import DecodeStats, Item, completeness_check, decode_items, open_container
 from stream.gop_decode import gop_video_items, gop_workers
 from stream.prefetch import prefetch
-
-
-def _time(item: Item) -> float:
-    return item[1]
 
 
 def split_items(source: str | os.PathLike, container: av.container.InputContainer, decode: DecodeConfig,
@@ -66,7 +63,7 @@ def split_items(source: str | os.PathLike, container: av.container.InputContaine
         video = prefetch(produce(container, "video"), decode.queue_size, name=f"decode-video:{short}")
     audio = prefetch(produce(second, "audio"), decode.queue_size, name=f"decode-audio:{short}")
     try:
-        yield from heapq.merge(video, audio, key=_time)
+        yield from heapq.merge(video, audio, key=itemgetter(1))  # by time
         check(max(ends.values()))
     finally:
         video.close()  # stops both threads now, which close their files
@@ -75,6 +72,5 @@ def split_items(source: str | os.PathLike, container: av.container.InputContaine
             c = containers.pop(only, None)
             if c is not None:  # its thread never began
                 c.close()
-        for field in ("packets", "corrupt_packets", "video_frames", "audio_frames"):
-            setattr(stats, field, getattr(stats, field) + getattr(counts["video"], field)
-                    + getattr(counts["audio"], field))
+        stats.add(counts["video"])
+        stats.add(counts["audio"])
