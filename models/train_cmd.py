@@ -152,13 +152,35 @@ def ablate(ds, train_idx, val_idx, test, *, base, decode: dict) -> dict:
         removed = ", ".join(f"no {m} {a:.3f}" for m, a in r["without"].items()) if len(r["modalities"]) > 1 else ""
         lines.append(f"{'+'.join(r['modalities']):<20} {r['fusion']:<11} {r['accuracy']:>8.3f} "
                      f"{r['macro_f1']:>8.3f} {r['seconds']:>7.1f}  {removed}")
-    checks = comparisons(rows, correct)
+    checks = comparisons(rows, correct, _keeping_the_others(test) if test is not None else None)
     if checks:
         lines += ["", "gated fusion on all three against the other heads, and with a modality removed at test time "
                   "against the model trained without it:"]
-        lines += [f"  {c['gated']} {c['gated_accuracy']:.3f} {'>=' if c['holds'] else '< '} {c['other']} "
-                  f"{c['other_accuracy']:.3f}{_paired(c)}" for c in checks]
+        lines += [line for c in checks for line in _comparison_lines(c)]
     return {"scored_on": on, "rows": rows, "comparisons": checks, "text": "\n".join(lines)}
+
+
+def _keeping_the_others(test) -> dict:
+    """{modality m: which held-out segments have every modality but m}: removing m from these leaves exactly
+    one modality removed. A segment that already lacks another one would be left with a single modality."""
+    import numpy as np
+
+    present = np.asarray(test.present) > 0
+    return {m: present[:, [i for i, x in enumerate(MODALITIES) if x != m]].all(axis=1) for m in MODALITIES}
+
+
+def _comparison_lines(c: dict) -> list[str]:
+    if "kept_segments" not in c:
+        return [f"  {c['gated']} {c['gated_accuracy']:.3f} {'>=' if c['holds'] else '< '} {c['other']} "
+                f"{c['other_accuracy']:.3f}{_paired(c)}"]
+    on = f"on the {c['kept_segments']} segments that keep {c['kept']}"
+    line = [f"  {c['gated']}: {c['kept_gated_accuracy']:.3f} {'>=' if c['holds'] else '< '} {c['other']} "
+            f"{c['kept_other_accuracy']:.3f} {on}{_paired(c, 'kept_')}"]
+    if c["rest_segments"]:
+        line.append(f"      on the other {c['rest_segments']}, left with one modality: "
+                    f"{c['rest_gated_accuracy']:.3f} vs {c['rest_other_accuracy']:.3f}{_paired(c, 'rest_')}; "
+                    f"on all: {c['gated_accuracy']:.3f} vs {c['other_accuracy']:.3f}")
+    return line
 
 
 def _correct_per_segment(result, test, key: str) -> dict:
@@ -180,38 +202,56 @@ def sign_test(a: int, b: int) -> float:
     return 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
 
 
-def _paired(c: dict) -> str:
-    if "only_gated_right" not in c:
+def _paired(c: dict, prefix: str = "") -> str:
+    if f"{prefix}only_gated_right" not in c:
         return ""
-    a, b = c["only_gated_right"], c["only_other_right"]
-    return f"  (they differ on {a + b} segments: {a} vs {b}, sign test p = {c['sign_test_p']:.2f})"
+    a, b = c[f"{prefix}only_gated_right"], c[f"{prefix}only_other_right"]
+    return f"  (they differ on {a + b} segments: {a} vs {b}, sign test p = {c[f'{prefix}sign_test_p']:.2f})"
 
 
-def comparisons(rows: list[dict], correct: dict | None = None) -> list[dict]:
+def _disagreements(mine, theirs, prefix: str = "") -> dict:
+    only_a, only_b = int((mine & ~theirs).sum()), int((theirs & ~mine).sum())
+    return {f"{prefix}only_gated_right": only_a, f"{prefix}only_other_right": only_b,
+            f"{prefix}sign_test_p": round(sign_test(only_a, only_b), 4)}
+
+
+def comparisons(rows: list[dict], correct: dict | None = None, kept: dict | None = None) -> list[dict]:
     """The all-three gated row against concat and sequential, and without each modality against the gated
     model trained on the two others (rows missing from ``rows`` are skipped). With ``correct`` (from
     ``_correct_per_segment``), each comparison also counts the segments only one side gets right, and
-    gives the sign test's p: how likely so uneven a split is between two equally good models."""
+    gives the sign test's p: how likely so uneven a split is between two equally good models.
+
+    With ``kept`` too (from ``_keeping_the_others``), a modality-removed comparison ``holds`` on the
+    segments that keep both other modalities: there exactly one modality is removed, as the claim says. A
+    segment that already lacked one of them is left with a single modality, and under a rule where one
+    modality leaves two labels open both models guess; those segments are still counted in
+    ``gated_accuracy``, ``other_accuracy`` and ``holds_on_all``."""
     by = {("+".join(r["modalities"]), r["fusion"]): r for r in rows}
     full = by.get(("+".join(MODALITIES), "gated"))
     if full is None:
         return []
     three = "+".join(MODALITIES)
-    pairs = [("gated", full["accuracy"], f"{three}/gated/", other, by[(three, other)]["accuracy"],
+    pairs = [(None, "gated", full["accuracy"], f"{three}/gated/", other, by[(three, other)]["accuracy"],
               f"{three}/{other}/") for other in ("concat", "sequential") if (three, other) in by]
     for m, acc in full.get("without", {}).items():
         rest = "+".join(x for x in MODALITIES if x != m)
         if (rest, "gated") in by:
-            pairs.append((f"gated without {m}", acc, f"{three}/gated/{m}", f"trained on {rest}",
+            pairs.append((m, f"gated without {m}", acc, f"{three}/gated/{m}", f"trained on {rest}",
                           by[(rest, "gated")]["accuracy"], f"{rest}/gated/"))
     out = []
-    for a, x, key_a, b, y, key_b in pairs:
+    for m, a, x, key_a, b, y, key_b in pairs:
         check = {"gated": a, "gated_accuracy": x, "other": b, "other_accuracy": y, "holds": x >= y}
         if correct and key_a in correct and key_b in correct:
             mine, theirs = correct[key_a], correct[key_b]
-            only_a, only_b = int((mine & ~theirs).sum()), int((theirs & ~mine).sum())
-            check.update(only_gated_right=only_a, only_other_right=only_b,
-                         sign_test_p=round(sign_test(only_a, only_b), 4))
+            check.update(_disagreements(mine, theirs))
+            if m is not None and kept and m in kept and kept[m].any():
+                check.update(holds_on_all=check["holds"], kept=" and ".join(x for x in MODALITIES if x != m))
+                for prefix, on in (("kept_", kept[m]), ("rest_", ~kept[m])):
+                    check.update({f"{prefix}segments": int(on.sum()),
+                                  f"{prefix}gated_accuracy": float(mine[on].mean()) if on.any() else 0.0,
+                                  f"{prefix}other_accuracy": float(theirs[on].mean()) if on.any() else 0.0},
+                                 **_disagreements(mine[on], theirs[on], prefix))
+                check["holds"] = check["kept_gated_accuracy"] >= check["kept_other_accuracy"]
         out.append(check)
     return out
 

@@ -60,13 +60,21 @@ def test_folds_and_ablation(synth, tmp_path, capsys):
                                             "trained on video+text", "trained on video+audio"]
     gated = next(r for r in rows if r["fusion"] == "gated" and len(r["modalities"]) == 3)
     assert checks[2]["gated_accuracy"] == gated["without"]["video"]
-    assert checks[2]["holds"] == (gated["without"]["video"] >= rows[5]["accuracy"])
-    assert "gated without text" in table and "sign test p =" in table
+    assert checks[2]["holds_on_all"] == (gated["without"]["video"] >= rows[5]["accuracy"])
+    assert checks[2]["holds"] == (checks[2]["kept_gated_accuracy"] >= checks[2]["kept_other_accuracy"])
+    assert "gated without text" in table and "sign test p =" in table and "segments that keep audio and text" in table
     ablation = json.loads((tmp_path / "ab" / "ablation.json").read_text())
     segments = int(ablation["text"].split("set, ")[1].split(" segments")[0])
     for c in checks:  # the segments only one side gets right make up the accuracy difference
         assert c["only_gated_right"] - c["only_other_right"] == round((c["gated_accuracy"] - c["other_accuracy"])
                                                                       * segments)
+    # the synth set has windows without a caption and files without audio: fewer keep both other modalities
+    kept = {c["gated"]: c["kept_segments"] for c in checks[2:]}
+    assert kept["gated without video"] < segments and kept["gated without audio"] < segments
+    for c in checks[2:]:
+        assert c["kept_segments"] + c["rest_segments"] == segments
+        assert c["kept_only_gated_right"] - c["kept_only_other_right"] == round(
+            (c["kept_gated_accuracy"] - c["kept_other_accuracy"]) * c["kept_segments"])
 
 
 def test_paired_comparison_counts_the_segments_one_side_gets_right():
@@ -85,6 +93,18 @@ def test_paired_comparison_counts_the_segments_one_side_gets_right():
     assert check["sign_test_p"] == 1.0  # one segment: no evidence either way
     assert sign_test(0, 10) == pytest.approx(2 / 1024) and sign_test(5, 5) == 1.0 and sign_test(0, 0) == 1.0
     assert "only_gated_right" not in comparisons(three)[0]  # without per-segment results: accuracies only
+    # segment 4 lacks a second modality: with video removed it keeps one; on the other three the gated model wins
+    (check,) = comparisons(three, correct, {"video": np.array([True, True, True, False])})
+    assert (check["holds"], check["holds_on_all"], check["kept_segments"]) == (False, False, 3)
+    correct["audio+text/gated/"], three[1]["accuracy"] = np.array([True, False, False, True]), 0.5
+    (check,) = comparisons(three, correct, {"video": np.array([True, True, True, False])})
+    assert (check["holds"], check["holds_on_all"]) == (True, True)
+    assert (check["kept_gated_accuracy"], check["kept_other_accuracy"]) == (pytest.approx(2 / 3), pytest.approx(1 / 3))
+    assert (check["kept_only_gated_right"], check["kept_only_other_right"]) == (1, 0)
+    correct["audio+text/gated/"], three[1]["accuracy"] = np.array([False, True, True, True]), 0.75
+    (check,) = comparisons(three, correct, {"video": np.array([True, True, True, False])})
+    assert (check["holds"], check["holds_on_all"]) == (True, False)  # the loss is on the one-modality segment
+    assert (check["rest_segments"], check["rest_only_gated_right"], check["rest_only_other_right"]) == (1, 0, 1)
 
 
 def test_user_errors_are_one_line(synth, tmp_path, capsys):
