@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8", type=Path, help="int8 variant (default: MODEL.int8.onnx beside the model, "
                                                   "or quantized now on the bench segments)")
     parser.add_argument("--source", type=Path, help="media to decode segments from (default: the real clip)")
-    parser.add_argument("--rounds", type=int, default=30, help="timed calls per runtime and batch size")
+    parser.add_argument("--rounds", type=int, default=100, help="timed calls per runtime and batch size")
     parser.add_argument("--threads", type=int, default=0, help="threads for both runtimes (0: torch's default)")
 
 

@@ -31,6 +31,7 @@ class ExportConfig:
     held_out: Path | None = None  # held-out manifest: accuracy of each variant
     verify_sources: tuple[Path, ...] = ()  # media decoded for verification; default: the real clip
     calib_segments: int = 64
+    int8_audio_bits: int = 8  # the int8 log-mel DFT's frames: 8 (per-frame scale) or 16 bits (export/int8_dft.py)
     verify_rows: int = 5
 
 
@@ -62,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also run it in OpenVINO and onnx.reference during --verify (default on)")
     parser.add_argument("--int8", action="store_true", help="also write MODEL.int8.onnx (static QDQ int8)")
     parser.add_argument("--calib", type=Path, help="manifest CSV of training media to calibrate int8 on")
+    parser.add_argument("--int8-audio-bits", type=int, choices=(8, 16), default=8,
+                        help="int8: the log-mel DFT's frames in 8 bits scaled per frame (default, faster) or in "
+                             "16 bits (keeps quiet audio's near-silent bands as fp32 has them)")
     parser.add_argument("--eval", dest="held_out", type=Path,
                         help="held-out manifest CSV: report the accuracy of each variant on it")
     parser.add_argument("--fp16", action="store_true", help="also write MODEL.fp16.onnx (float16, for GPUs)")
@@ -200,9 +204,9 @@ def _int8(config, output, proto, rows, reference, held_out, tok, decode, labels)
         log.warning("int8: no --calib manifest; calibrating on the %d verification rows only", len(rows))
         calib = rows
     with atomic_path(path) as tmp:
-        quantize_int8(output, tmp, calib)
+        quantize_int8(output, tmp, calib, audio_bits=config.int8_audio_bits)
         variant = _finish_variant("int8", path, tmp, proto, rows, reference, held_out, INT8,
-                                  {"calibration_segments": len(calib)})
+                                  {"calibration_segments": len(calib), "audio_bits": config.int8_audio_bits})
     return variant
 
 
@@ -249,9 +253,10 @@ def run(args: argparse.Namespace) -> int:
     require_train_extra("avfuse export")
     config = ExportConfig(checkpoint=args.checkpoint, output=args.output, opset=args.opset, verify=args.verify,
                           portability=args.portability, int8=args.int8, fp16=args.fp16, calib=args.calib,
-                          held_out=args.held_out, verify_sources=tuple(args.verify_sources))
-    if config.calib is not None and not config.int8:
-        raise SourceError("--calib is for --int8 calibration; add --int8")
+                          held_out=args.held_out, verify_sources=tuple(args.verify_sources),
+                          int8_audio_bits=args.int8_audio_bits)
+    if (config.calib is not None or args.int8_audio_bits != 8) and not config.int8:
+        raise SourceError("--calib and --int8-audio-bits are for the int8 variant; add --int8")
     result = export(config)
     print("\n".join(summary(result)))
     return 0

@@ -109,7 +109,8 @@ def export_bytes(model: nn.Module, *, opset: int = DEFAULT_OPSET) -> onnx.ModelP
         # our GRU takes no initial state, and verify.py checks batch 1 and 5 against PyTorch.
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*GRU.*", category=UserWarning)
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # nn.GRU's own shape checks
+        # nn.GRU's own shape checks, and LogMel reading the fixed audio length as a constant
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         try:
             torch.onnx.export(model, example_inputs(model.config, 2), buf, input_names=list(INPUTS),
                               output_names=list(OUTPUTS), dynamic_axes=dynamic, opset_version=opset,

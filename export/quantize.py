@@ -1,28 +1,33 @@
 """int8 variant: onnxruntime static quantization in QDQ format, calibrated on training segments.
 
-What is quantized: the ``Conv``, ``MatMul`` and ``Gemm`` nodes of the image CNN, the audio CNN and the
-projection / fusion layers, and the activation, pooling and squeeze-excite ops inside the two CNNs
-(weights int8 per channel, activations uint8 per tensor, MinMax calibration).
+What runs in int8: the convolutions of the image CNN and the audio CNN (but their stems, below) with the
+activation, pooling and squeeze-excite ops between them (weights int8 per channel, activations uint8 per
+tensor, MinMax calibration), and the log-mel frontend's DFT as an integer matrix product of the waveform
+held to 16 bits in two 8-bit parts (:mod:`export.int8_dft`).
 
-What stays fp32, and why:
-- every GRU's arithmetic (text encoder, sequential fusion): recurrent state would accumulate activation
-  quantization error step by step, and ``GRU`` is not in the quantized op types. Only its input weights
-  ``W`` are stored int8 weight-only (below); the recurrent weights ``R`` stay fp32;
-- the log-mel frontend's activations (``/audio/frontend/...``, a DFT ``Conv`` and the mel ``MatMul``):
-  its power spectrum spans ~1e-6..1e5, which 8-bit per-tensor activations cannot hold, so quiet
-  bands would collapse to the log floor. Its fixed DFT kernel and mel matrix are instead stored as
-  int8 with a per-row scale, rebuilt to fp32 in front of the fp32 operation (weight-only; see
-  :func:`store_weight_only`): the file gets smaller, the activations keep full precision;
-- the image CNN's stem convolution (over the 3 normalised RGB channels): onnxruntime's int8
-  convolution over so few channels is slower than its fp32 one, and quantizing full-resolution frames
-  costs another pass, while its weights are a few hundred numbers (all of the image CNN in int8 ran at
-  0.7x the fp32 model's speed). The audio CNN's stem (1 channel) is quantized: its input is a small
-  log-mel image, and left in fp32 its ReLU/max-pool would run on uint8 anyway (onnxruntime moves the
-  QuantizeLinear above the pool) in a slow NCHW uint8 max-pool instead of the fused NHWC one.
+What stays fp32 arithmetic, and why:
+- every GRU (text encoder, sequential fusion): recurrent state would accumulate activation quantization
+  error step by step, and ``GRU`` is not in the quantized op types;
+- the projection and fusion layers (``Gemm``, ``MatMul``): at these sizes (a few hundred inputs, one
+  segment per call) onnxruntime's int8 ``QGemm`` with its quantize and dequantize steps took longer than
+  the fp32 ``Gemm`` (35 against 11 us for the audio projection at batch 1);
+- the log-mel frontend's power, mel ``MatMul`` and log: the power spectrum spans ~1e-6..1e5, which 8-bit
+  per-tensor activations cannot hold, so quiet bands would collapse to the log floor;
+- each CNN's stem convolution (over the 3 RGB channels; over the one log-mel channel) with the activation
+  and pool after it: onnxruntime's int8 convolution over so few input channels is several times slower
+  than its fp32 one (the audio stem: 870 against 115 us at batch 8), and quantizing after the pool
+  touches a quarter of the values. onnxruntime would move the QuantizeLinear above a max-pool and run
+  the pool in uint8 without its blocked layout (12x slower), so the stem's ``Relu -> MaxPool`` is
+  reordered to ``MaxPool -> Relu`` (the same values) before quantizing, see :func:`pool_before_relu`.
+
+The large constants of the fp32 parts (GRU input weights ``W``, projection and fusion weights, the mel
+matrix, the token embeddings) are stored int8 with a scale per row and rebuilt to fp32 when the session
+loads (weight-only, :func:`store_weight_only`): the file is about 3x smaller while the arithmetic keeps
+full precision; the GRUs' recurrent weights ``R`` stay fp32.
 
 ``quant_pre_process`` (symbolic shape inference and ORT's basic graph optimisations) runs first, as
 onnxruntime recommends. The node names from the TorchScript exporter are module paths, which is how
-the frontend is recognised.
+the frontend and the CNNs are recognised.
 """
 
 from __future__ import annotations
@@ -35,12 +40,13 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from export.int8_dft import integer_dft
 from export.verify import Inputs
 from stream.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+QUANTIZED_OPS = ("Conv",)  # inside CNN_SCOPES
 IMAGE_SCOPE = "/video/backbone/"  # the per-frame image CNN
 CNN_SCOPES = (IMAGE_SCOPE, "/audio/cnn/")  # ... and the log-mel CNN
 CNN_ACTIVATION_OPS = ("Relu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "Mul", "Add", "MaxPool", "AveragePool",
@@ -50,8 +56,9 @@ FP32_SCOPES = ("/audio/frontend/",)  # node-name prefixes whose activations stay
 # Constants stored weight-only (compactly, rebuilt to fp32 in the graph): node-name prefix -> op -> inputs.
 WEIGHT_ONLY = {"/audio/frontend/": {"Conv": (1,), "MatMul": (0, 1)},  # DFT kernel, mel matrix
                "/text/": {"Gather": (0,)}}  # the token embedding table (grows with the vocabulary)
-# int8 also stores each GRU's input weights W (input 1) weight-only; its recurrent weights R stay fp32.
-INT8_WEIGHT_ONLY = {**WEIGHT_ONLY, "": {"GRU": (1,)}}
+# int8 also stores weight-only each GRU's input weights W (its recurrent weights R stay fp32) and the weights of
+# the projection and fusion layers (Gemm, MatMul).
+INT8_WEIGHT_ONLY = {**WEIGHT_ONLY, "": {"GRU": (1,), "Gemm": (1,), "MatMul": (1,)}}
 
 
 class _Reader:
@@ -76,21 +83,86 @@ class _Reader:
 
 
 def _stem_convs(proto: onnx.ModelProto) -> list[str]:
-    """The image CNN's convolutions over at most STEM_CHANNELS input channels (its first layer, over RGB)."""
+    """Each CNN's convolutions over at most STEM_CHANNELS input channels (the image CNN's first layer, over
+    RGB; the audio CNN's, over the one log-mel channel)."""
     dims = {i.name: list(i.dims) for i in proto.graph.initializer}
     stems = []
     for n in proto.graph.node:
         group = next((a.i for a in n.attribute if a.name == "group"), 1)
-        if n.op_type == "Conv" and n.name.startswith(IMAGE_SCOPE) and len(dims.get(n.input[1], [])) > 1 \
+        if n.op_type == "Conv" and n.name.startswith(CNN_SCOPES) and len(dims.get(n.input[1], [])) > 1 \
                 and dims[n.input[1]][1] <= STEM_CHANNELS and group == 1:
             stems.append(n.name)
     return stems
 
 
+def _stem_tails(proto: onnx.ModelProto, stems: list[str]) -> list[str]:
+    """The activation and pooling ops that follow each stem convolution, up to the next convolution: kept in
+    fp32 with it, so that onnxruntime runs them fused in its blocked fp32 layout instead of quantizing the
+    stem's full-resolution output before them."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    by_name = {n.name: n for n in proto.graph.node}
+    tails = []
+    for name in stems:
+        node = by_name[name]
+        while len(nxt := consumers.get(node.output[0], [])) == 1 and nxt[0].op_type in CNN_ACTIVATION_OPS:
+            node = nxt[0]
+            tails.append(node.name)
+    return tails
+
+
+def _shape_as(proto: onnx.ModelProto, name: str, like: str) -> None:
+    """Give value ``name`` the recorded type and shape of ``like`` (dropping its own if ``like`` has none)."""
+    infos = {v.name: v for v in proto.graph.value_info}
+    if name in infos:
+        proto.graph.value_info.remove(infos[name])
+    if like in infos:
+        proto.graph.value_info.append(onnx.helper.make_value_info(name, infos[like].type))
+
+
+def pool_before_relu(proto: onnx.ModelProto) -> int:
+    """Swap each stem's ``Relu -> MaxPool`` to ``MaxPool -> Relu`` (the same values: ReLU is monotonic), in
+    place; returns how many were swapped.
+
+    The first int8 layer needs its input quantized right after the stem's pool. onnxruntime moves a
+    QuantizeLinear that follows a MaxPool above it (QDQ propagation), which would run the pool on the
+    stem's full-resolution output in uint8 and unblocked (measured 12x slower than the fp32 pool). A Relu
+    between the pool and the QuantizeLinear stops that; onnxruntime later folds the Relu into the
+    QuantizeLinear, so the pool runs in fp32 and only its 4x smaller output is quantized."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    by_name = {n.name: n for n in proto.graph.node}
+    swapped = 0
+    for name in _stem_convs(proto):
+        relu = consumers.get(by_name[name].output[0], [])
+        if len(relu) != 1 or relu[0].op_type != "Relu":
+            continue
+        pool = consumers.get(relu[0].output[0], [])
+        if len(pool) != 1 or pool[0].op_type != "MaxPool" or len(pool[0].output) != 1:
+            continue
+        relu, pool = relu[0], pool[0]
+        conv_out, relu_out, pool_out = relu.input[0], relu.output[0], pool.output[0]
+        pool.input[0], pool.output[0] = conv_out, relu_out
+        relu.input[0], relu.output[0] = relu_out, pool_out
+        _shape_as(proto, relu_out, pool_out)  # relu_out now holds the pooled values
+        nodes = list(proto.graph.node)  # keep the node list topologically sorted: the pool now runs first
+        i, j = nodes.index(relu), nodes.index(pool)
+        nodes[i], nodes[j] = nodes[j], nodes[i]
+        del proto.graph.node[:]
+        proto.graph.node.extend(nodes)
+        swapped += 1
+    return swapped
+
+
 def excluded_nodes(proto: onnx.ModelProto) -> list[str]:
-    """Nodes left in fp32: the log-mel frontend and the image CNN's stem convolution."""
+    """Nodes left in fp32: the log-mel frontend and each CNN's stem convolution with its activation and pool."""
     frontend = [n.name for n in proto.graph.node if n.name.startswith(FP32_SCOPES)]
-    return sorted(set(frontend) | set(_stem_convs(proto)))
+    stems = _stem_convs(proto)
+    return sorted(set(frontend) | set(stems) | set(_stem_tails(proto, stems)))
 
 
 def _const_tensor(proto: onnx.ModelProto, name: str) -> tuple[str, np.ndarray] | None:
@@ -180,15 +252,17 @@ def store_weight_only(proto: onnx.ModelProto, *, storage: str = "int8", rules: d
 
 
 def nodes_to_quantize(proto: onnx.ModelProto) -> list[str]:
-    """Conv/MatMul/Gemm anywhere but the fp32 parts, and the CNNs' activation ops (so int8 tensors flow from
-    one convolution to the next instead of being dequantized around every ReLU, pool or SE multiply)."""
+    """The CNNs' convolutions but their stems, and their activation ops (so int8 tensors flow from one
+    convolution to the next instead of being dequantized around every ReLU, pool or SE multiply)."""
     exclude = set(excluded_nodes(proto))
-    return [n.name for n in proto.graph.node if n.name not in exclude and (
-        n.op_type in QUANTIZED_OPS or (n.op_type in CNN_ACTIVATION_OPS and n.name.startswith(CNN_SCOPES)))]
+    return [n.name for n in proto.graph.node if n.name not in exclude and n.name.startswith(CNN_SCOPES)
+            and n.op_type in (*QUANTIZED_OPS, *CNN_ACTIVATION_OPS)]
 
 
-def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_channel: bool = True) -> None:
-    """Write the int8 QDQ model for ``fp32_path`` to ``out_path`` (the caller renames it into place)."""
+def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_channel: bool = True,
+                  audio_bits: int = 8) -> None:
+    """Write the int8 QDQ model for ``fp32_path`` to ``out_path`` (the caller renames it into place);
+    ``audio_bits`` (8 or 16) is how the log-mel DFT quantizes its frames, see :mod:`export.int8_dft`."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
     if len(calibration) == 0:
@@ -197,6 +271,8 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_c
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
         proto = onnx.load(str(pre))
+        if pool_before_relu(proto):
+            onnx.save_model(proto, str(pre))
         if not any(n.name.startswith(FP32_SCOPES) for n in proto.graph.node) and \
                 any("audio" in n.input for n in proto.graph.node):
             log.warning("int8: no node under %s although the model reads audio: the log-mel frontend was "
@@ -212,5 +288,6 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_c
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     proto = onnx.load(str(out_path))
+    integer_dft(proto, FP32_SCOPES[0], bits=audio_bits)
     store_weight_only(proto, rules=INT8_WEIGHT_ONLY)
     onnx.save_model(proto, str(out_path))

@@ -1,8 +1,8 @@
 """Audio encoder: a log-mel frontend inside the model, then a small CNN over the log-mel image.
 
 The frontend uses only operators every ONNX runtime takes (onnxruntime, TensorRT, OpenVINO): the
-STFT is a fixed ``Conv1d`` whose kernels are Hann-windowed DFT rows (real and imaginary parts),
-then power, a fixed mel matrix applied as a matmul, and a log. It matches
+STFT is the frames (cut by reshape and strided slices) times a fixed matrix of Hann-windowed DFT rows
+(real and imaginary parts), then power, a fixed mel matrix applied as a matmul, and a log. It matches
 ``torchaudio.transforms.MelSpectrogram(center=True, pad_mode="constant", power=2.0)`` (tested).
 SpecAugment (torchaudio's FrequencyMasking and TimeMasking) runs in training only.
 """
@@ -21,7 +21,14 @@ LOG_FLOOR = 1e-6
 
 
 class LogMel(nn.Module):
-    """Raw waveform float32 [B, S] -> log-mel [B, n_mels, frames], frames = S // hop + 1."""
+    """Raw waveform float32 [B, S] -> log-mel [B, n_mels, frames], frames = S // hop + 1.
+
+    Framing is a reshape into ``gcd(n_fft, hop)``-sample chunks and strided slices of them (no gather, no
+    unfold: every runtime takes these), the STFT one matrix product of the frames with the windowed DFT
+    rows, and the mel matrix is applied on the frames-major power, so only the small log-mel is transposed.
+    In onnxruntime this ran 1-3% faster than the same STFT as a strided ``Conv1d``, and its frames-major
+    product is what the int8 file swaps for an integer one (:mod:`export.int8_dft`).
+    """
 
     def __init__(self, *, sample_rate: int = 16000, n_fft: int = 400, hop_length: int = 160, n_mels: int = 64,
                  f_min: float = 0.0, f_max: float | None = None) -> None:
@@ -36,14 +43,28 @@ class LogMel(nn.Module):
         n = torch.arange(n_fft, dtype=torch.float64).unsqueeze(0)
         angle = 2 * math.pi * k * n / n_fft
         kernels = torch.cat([window * torch.cos(angle), -window * torch.sin(angle)])  # [2*n_freq, n_fft]
-        self.register_buffer("dft", kernels.float().unsqueeze(1), persistent=False)  # [2*n_freq, 1, n_fft]
+        self.register_buffer("dft", kernels.t().contiguous().float(), persistent=False)  # [n_fft, 2*n_freq]
         mel = torchaudio.functional.melscale_fbanks(n_freq, f_min, f_max or sample_rate / 2, n_mels, sample_rate)
-        self.register_buffer("mel", mel.t().contiguous(), persistent=False)  # [n_mels, n_freq]
+        self.register_buffer("mel", mel.contiguous(), persistent=False)  # [n_freq, n_mels]
+
+    def frames(self, audio: Tensor) -> Tensor:
+        """Zero-padded (``center=True``) frames [B, S // hop + 1, n_fft]."""
+        batch, samples = audio.shape[0], int(audio.shape[1])  # a model's audio length is fixed: a constant in ONNX
+        pad, chunk = self.n_fft // 2, math.gcd(self.n_fft, self.hop_length)
+        count = samples // self.hop_length + 1
+        extra = -(samples + 2 * pad) % chunk  # round up to whole chunks; never read
+        # zeros concatenated, not nn.functional.pad: its exported pads are computed by a chain of ops that
+        # onnxruntime's symbolic shape inference (run before int8 quantization) cannot follow
+        padded = torch.cat([audio.new_zeros(batch, pad), audio, audio.new_zeros(batch, pad + extra)], dim=1)
+        chunks = padded.reshape(batch, -1, chunk)
+        step = self.hop_length // chunk
+        return torch.cat([chunks[:, j : j + step * (count - 1) + 1 : step] for j in range(self.n_fft // chunk)], -1)
 
     def power(self, audio: Tensor) -> Tensor:
-        """Power spectrogram [B, n_freq, frames]."""
-        spec = nn.functional.conv1d(audio.unsqueeze(1), self.dft, stride=self.hop_length, padding=self.n_fft // 2)
-        re, im = spec.chunk(2, dim=1)
+        """Power spectrogram, frames-major [B, frames, n_freq]."""
+        spec = torch.matmul(self.frames(audio), self.dft)
+        n_freq = self.dft.shape[1] // 2
+        re, im = spec[..., :n_freq], spec[..., n_freq:]
         return re * re + im * im
 
     def forward(self, audio: Tensor) -> Tensor:
@@ -53,7 +74,7 @@ class LogMel(nn.Module):
             # matmul makes NaN. The frontend is a small part of the work, so it stays float32.
             with torch.autocast(audio.device.type, enabled=False):
                 return self.forward(audio.float())
-        return torch.log(torch.matmul(self.mel, self.power(audio)) + LOG_FLOOR)
+        return torch.log(torch.matmul(self.power(audio), self.mel) + LOG_FLOOR).transpose(1, 2)
 
 
 def _block(c_in: int, c_out: int) -> list[nn.Module]:

@@ -12,6 +12,7 @@ import torch
 from onnx import numpy_helper
 
 from export import verify as V
+from export.int8_dft import dft_matmul
 from export.onnx import export_model, model_info, save
 from export.quantize import FP32_SCOPES, quantize_int8, store_weight_only
 from models.net import ModelConfig, build_model
@@ -68,16 +69,22 @@ def test_cnn_layers_are_quantized_and_grus_and_frontend_activations_are_not(mode
     def fed_by_dq(node, index):
         p = prod.get(node.input[index])
         return p is not None and p.op_type == "DequantizeLinear"
-    convs = [n for n in proto.graph.node if n.op_type == "Conv" and not n.name.startswith(FP32_SCOPES)]
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
     original = onnx.load(str(models[0]))
     kernels = {i.name: list(i.dims) for i in original.graph.initializer}
-    stems = {n.name for n in original.graph.node if n.op_type == "Conv" and n.name.startswith("/video/")
-             and kernels.get(n.input[1], [0, 99])[1] <= 3}  # the image CNN's first layer, over RGB
-    assert len(stems) == 1 and stems <= {n.name for n in convs}
+    stems = {n.name for n in original.graph.node if n.op_type == "Conv" and n.name.startswith(("/video/", "/audio/cnn"))
+             and kernels.get(n.input[1], [0, 99])[1] <= 3}  # each CNN's first layer: over RGB, over the log-mel
+    assert len(stems) == 2 and stems <= {n.name for n in convs}
     assert all(fed_by_dq(n, 0) and fed_by_dq(n, 1) for n in convs if n.name not in stems)  # activation, weight
-    assert any(n.name.startswith("/audio/cnn/") and kernels.get(n.input[1], [0, 99])[1] == 1
-               for n in original.graph.node if n.op_type == "Conv")  # the log-mel stem is among the int8 ones
     assert not any(fed_by_dq(n, 0) or fed_by_dq(n, 1) for n in convs if n.name in stems)
+    assert len(convs) == sum(n.op_type == "Conv" for n in original.graph.node)
+    # the audio stem's pool runs before its ReLU (the same values), so the pool stays fp32
+    audio_pool = next(n for n in proto.graph.node if n.op_type == "MaxPool" and n.name.startswith("/audio/cnn"))
+    assert prod[audio_pool.input[0]].name in stems
+    gemms = [n for n in proto.graph.node if n.op_type in ("Gemm", "MatMul") and not n.name.startswith(FP32_SCOPES)]
+    assert gemms and not any(fed_by_dq(n, 0) for n in gemms)  # fp32 arithmetic, int8 storage
+    assert all(_rebuilt_from_int8(prod, inits, n.input[1]) is not None or inits[n.input[1]].size < 256
+               for n in gemms)  # weights under 256 numbers are not worth a rebuild
     grus = [n for n in proto.graph.node if n.op_type == "GRU"]
     assert len(grus) == 2  # text encoder and sequential fusion
     for gru in grus:
@@ -86,10 +93,11 @@ def test_cnn_layers_are_quantized_and_grus_and_frontend_activations_are_not(mode
         assert q.dtype == np.int8 and scale.shape == (*q.shape[:-1], 1)
         assert inits[gru.input[2]].dtype == np.float32  # R (recurrent weights) stays fp32
     frontend = [n for n in proto.graph.node if n.name.startswith(FP32_SCOPES) and n.op_type in ("Conv", "MatMul")]
-    assert len(frontend) == 2
-    for node in frontend:  # waveform and spectrum stay fp32: only the stored constant is int8
+    assert [n.op_type for n in frontend] == ["MatMul"]  # the mel matrix; the DFT is an integer product
+    for node in frontend:  # the spectrum stays fp32: only the stored constant is int8
         assert not any(i in prod and prod[i].op_type == "DequantizeLinear" for i in node.input)
         assert sum(_rebuilt_from_int8(prod, inits, i) is not None for i in node.input) == 1
+    assert [n.op_type for n in proto.graph.node if n.name.startswith(FP32_SCOPES)].count("MatMulInteger") == 1
 
 
 def test_weight_only_constants_are_folded_when_the_session_loads(models, tmp_path):
@@ -103,14 +111,14 @@ def test_weight_only_constants_are_folded_when_the_session_loads(models, tmp_pat
     optimised = onnx.load(opts.optimized_model_filepath)
     assert not [n.name for n in optimised.graph.node if "/weight_int8" in n.name]
     prod = _producers(optimised)
-    kernel = next(n for n in optimised.graph.node if n.op_type == "Conv" and n.name.startswith(FP32_SCOPES))
-    assert kernel.input[1] not in prod  # a constant initializer again
+    mel = next(n for n in optimised.graph.node if n.op_type == "MatMul" and n.name.startswith(FP32_SCOPES))
+    assert mel.input[1] not in prod  # a constant initializer again
 
 
 def test_frontend_kernel_is_int8_weight_only_and_faithful(models):
-    fp32, int8, _ = models
+    fp32, _, _ = models
     original = onnx.load(str(fp32))
-    kernel = next(n for n in original.graph.node if n.op_type == "Conv" and n.name.startswith(FP32_SCOPES))
+    kernel = dft_matmul(original, FP32_SCOPES[0])
     consts = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in original.graph.node
               if n.op_type == "Constant"}
     consts.update({i.name: numpy_helper.to_array(i) for i in original.graph.initializer})
@@ -119,7 +127,7 @@ def test_frontend_kernel_is_int8_weight_only_and_faithful(models):
     assert saved > 0.7 * w.nbytes
     inits = {i.name: numpy_helper.to_array(i) for i in original.graph.initializer}
     q, scale = inits[f"{kernel.name}/weight_int8"], inits[f"{kernel.name}/weight_int8_scale"]
-    assert q.dtype == np.int8 and scale.shape == (w.shape[0], 1, 1)
+    assert q.dtype == np.int8 and scale.shape == (w.shape[0], 1)
     rebuilt = q.astype(np.float32) * scale
     assert np.abs(rebuilt - w).max() <= scale.max() / 2 + 1e-7
 
