@@ -3,9 +3,11 @@
 Frames arrive as raw uint8 RGB ``[B, T, H, W, 3]``; scaling to [0, 1] and ImageNet mean/std
 normalisation happen inside the model, so the exported graph takes what the decoder gives.
 
-Backbones: ``tiny`` (a four-layer plain CNN, the default: it trains in seconds on two CPU cores),
-``mobilenet_v3_small``, ``resnet18`` and ``efficientnet_b0`` from torchvision. ``pretrained=True``
-loads torchvision's ImageNet weights through its weights API (needs internet the first time).
+Backbones: ``mobilenet_v3_small`` (what ``avfuse train`` uses by default), ``resnet18`` and
+``efficientnet_b0`` from torchvision, and ``tiny`` (a four-layer plain CNN that trains in seconds on two
+CPU cores: the demo's, and the default of :class:`models.net.ModelConfig`, which the tests build small).
+``pretrained=True`` loads torchvision's ImageNet weights through its weights API (needs internet the first
+time).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ class ModelConfig:
     samples: int  # S
     vocab_size: int  # len(tokenizer)
     max_tokens: int  # tokenizer.max_len (L)
-    image_backbone: str = "tiny"
+    image_backbone: str = "tiny"  # avfuse train defaults to mobilenet_v3_small (models/train.py)
     pooling: str = "mean"  # over frames: mean | attention
     fusion: str = "gated"
     modalities: tuple[str, ...] = MODALITIES  # encoders are built only for these

@@ -38,7 +38,7 @@ OPTIMIZERS = ("adamw", "sgd")
 class TrainConfig:
     fusion: str = "gated"
     modalities: tuple[str, ...] = MODALITIES
-    backbone: str = "tiny"
+    backbone: str = "mobilenet_v3_small"
     pooling: str = "mean"
     pretrained: bool = False
     dim: int = 64

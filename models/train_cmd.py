@@ -3,9 +3,11 @@ RUN/config.json and RUN/metrics.json. ``--folds K`` adds K-fold cross-validation
 ``--test-manifest`` evaluates on held-out videos (also with each modality removed); ``--ablate``
 trains every fusion head and modality set and prints a table (RUN/ablation.json).
 
-The decode defaults (2 fps, 64x64 frames, 2 s windows) and the ``tiny`` image backbone (the default;
-mobilenet_v3_small, resnet18 and efficientnet_b0 are selectable) keep training on 128 generated videos
-to about a minute on two CPU cores. On a busy or small CPU, ``--threads 1`` is often faster than torch's
+The image backbone is mobilenet_v3_small by default (resnet18, efficientnet_b0 and ``tiny`` are
+selectable), best with ``--pretrained`` ImageNet weights on real video. Trained from scratch on the
+generated data set, ``tiny`` does better (100% against 86% held-out on 128 videos) and, with the decode
+defaults (2 fps, 64x64 frames, 2 s windows), trains on 128 generated videos in under a minute on two CPU
+cores: the demo uses it. On a busy or small CPU, ``--threads 1`` is often faster than torch's
 default of one thread per core: these convolutions are too small to split. torch is imported only
 inside ``run``, so ``avfuse train -h`` works on the edge install.
 """
@@ -58,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backbone", choices=BACKBONES, default="tiny", help="image backbone (default tiny)")
+    parser.add_argument("--backbone", choices=BACKBONES, default="mobilenet_v3_small",
+                        help="image backbone (default mobilenet_v3_small; tiny: a small CNN that learns the generated "
+                             "data set from scratch in seconds)")
     parser.add_argument("--pooling", choices=("mean", "attention"), default="mean", help="over the frames")
     parser.add_argument("--pretrained", action="store_true", help="torchvision ImageNet weights (needs internet once)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: one per core)")

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                                 str(args.test_videos), "--seed", str(args.seed)])
     times["train"] = _step("train the gated fusion model", [
         "train", "--manifest", str(data / "manifest.csv"), "--test-manifest", str(data / "test" / "manifest.csv"),
-        "-o", str(runs), "--seed", str(args.seed)])
+        "-o", str(runs), "--seed", str(args.seed), "--backbone", "tiny"])
     generated = min(p for p in (data / "test").iterdir() if p.suffix in (".mp4", ".mkv"))
     times["export"] = _step("export one self-describing ONNX file, verified against PyTorch",
                             ["export", str(runs / "model.pt"), "-o", str(model), "--verify",

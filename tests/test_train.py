@@ -60,7 +60,7 @@ def make_segments(n: int, *, classes: int = 3, seed: int = 0, frames: int = 2, s
 
 
 DECODE = {"sample_rate": 16000}
-FAST = dict(dim=32, n_mels=32, epochs=8, batch_size=8, lr=3e-3, threads=1, progress=False)
+FAST = dict(dim=32, n_mels=32, epochs=8, batch_size=8, lr=3e-3, threads=1, progress=False, backbone="tiny")
 
 
 def test_learns_a_separable_set_well_above_chance():

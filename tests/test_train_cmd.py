@@ -14,7 +14,7 @@ from models.synth import synthesize  # noqa: E402
 from stream.cli import main  # noqa: E402
 from stream.errors import DependencyError  # noqa: E402
 
-FAST = ["--epochs", "2", "--threads", "1", "--fps", "1", "--size", "32x32", "--batch-size", "8"]
+FAST = ["--epochs", "2", "--threads", "1", "--fps", "1", "--size", "32x32", "--batch-size", "8", "--backbone", "tiny"]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def synth(tmp_path_factory):
 def test_train_writes_checkpoint_and_metrics(synth, tmp_path, capsys):
     run = tmp_path / "run"
     code = main(["train", "--manifest", str(synth.manifest), "--test-manifest", str(synth.test_manifest),
-                 "-o", str(run), "--fusion", "concat", *FAST])
+                 "-o", str(run), "--fusion", "concat", *FAST[:-2]])  # the default backbone
     assert code == 0
     out = capsys.readouterr().out
     assert "held-out test: accuracy" in out and "no video" in out
@@ -36,6 +36,7 @@ def test_train_writes_checkpoint_and_metrics(synth, tmp_path, capsys):
     assert len(metrics["history"]) == 2 and sorted(metrics["val"]["confusion"]["labels"]) == sorted(synth.labels)
     model, ckpt = load_checkpoint(run / "model.pt")
     assert ckpt.config.fusion == "concat" and sorted(ckpt.config.labels) == sorted(synth.labels)
+    assert ckpt.config.image_backbone == "mobilenet_v3_small"
     assert ckpt.decode["width"] == 32 and ckpt.decode["frames"] == 2 and ckpt.config.frames == 2
     assert ckpt.metrics["test"]["accuracy"] == metrics["test"]["accuracy"]
     assert ckpt.train_args["epochs"] == 2
