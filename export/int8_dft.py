@@ -18,7 +18,9 @@ the int8 kernel alone 0.14 (the weight-only int8 kernel of earlier files did as 
 the same; with 8-bit frames 0.26, the added error sitting in the near-silent bands. One 8-bit part per
 tensor, as static or dynamic QDQ would give, moved the real test clip's log-mel by 0.5.
 
-Only standard ONNX operators are used, so the file still runs in any runtime; onnxruntime fuses each
+Only standard ONNX operators are used, though the int8 file as a whole is for onnxruntime (OpenVINO's CPU
+plugin wants constant GRU weights and ``onnx.reference`` lacks DequantizeLinear-17; TensorRT's parser has
+no ``MatMulInteger``: the fp32 and fp16 files are the portable ones); onnxruntime fuses each
 ``MatMulInteger -> Cast -> Mul`` into its ``MatMulIntegerToFloat`` kernel (the scale products are kept
 below a ``DequantizeLinear``, which it never constant-folds, so its fusion pattern survives). The power,
 mel and log stay fp32.
@@ -86,7 +88,7 @@ def integer_dft(proto: onnx.ModelProto, scope: str, *, bits: int = 8) -> bool:
     w_scale[w_scale == 0] = 1.0
     unit = float(w_scale.max()) / 2**30  # the per-channel scales as int32 steps of ``unit`` (exact to 1e-9)
     p = f"{scope}int8_dft/"
-    consts = {"hi_scale": HI_SCALE, "lo_scale": LO_SCALE, "one": 1.0, "per_step": 1 / 127, "tiny": 1e-10}
+    consts = {"hi_scale": HI_SCALE, "lo_scale": LO_SCALE, "per_step": 1 / 127, "tiny": 1e-10}
     consts = {k: np.array(v, np.float32) for k, v in consts.items()}
     consts.update(zero_point=np.array(ZERO_POINT, np.uint8), unit=np.array(unit, np.float32),
                   kernel=np.clip(np.round(w / w_scale), -127, 127).astype(np.int8),
@@ -128,14 +130,15 @@ def _per_frame(p: str, frames: str, out: str, opset: int) -> list[onnx.NodeProto
     node = _maker(p, frames)
     peak = (node("ReduceMax", "peak", ["magnitude", "last_axis"], keepdims=1) if opset >= 18  # axes an input
             else node("ReduceMax", "peak", ["magnitude"], axes=[-1], keepdims=1))  # [B, frames, 1]
+    # frames / peak in [-1, 1], quantized at 1/127; not at 1 (peak/127 steps): onnxruntime drops a Mul by 1,
+    # and with it the pattern of its MatMulIntegerToFloat fusion
     nodes = [node("Abs", "magnitude", [frames]), peak,
-             node("Mul", "peak_step", ["peak", "per_step"]),
-             node("Max", "step", ["peak_step", "tiny"]),  # a silent frame: any step gives zeros
-             node("Div", "in_steps", [frames, "step"]),
-             node("QuantizeLinear", "q", ["in_steps", "one", "zero_point"]),
+             node("Max", "level", ["peak", "tiny"]),  # a silent frame: any level gives zeros
+             node("Div", "in_level", [frames, "level"]),
+             node("QuantizeLinear", "q", ["in_level", "per_step", "zero_point"]),
              node("DequantizeLinear", "kernel_scale", ["kernel_steps", "unit"])]
-    nodes += _scaled_product(node, "q", "one")
-    nodes.append(helper.make_node("Mul", [p + "q_spec", p + "step"], [out], name=p + "spec"))
+    nodes += _scaled_product(node, "q", "per_step")
+    nodes.append(helper.make_node("Mul", [p + "q_spec", p + "level"], [out], name=p + "spec"))
     return nodes
 
 

@@ -2,8 +2,8 @@
 
 What runs in int8: the convolutions of the image CNN and the audio CNN (but their stems, below) with the
 activation, pooling and squeeze-excite ops between them (weights int8 per channel, activations uint8 per
-tensor, MinMax calibration), and the log-mel frontend's DFT as an integer matrix product of the waveform
-held to 16 bits in two 8-bit parts (:mod:`export.int8_dft`).
+tensor, MinMax calibration), and the log-mel frontend's DFT as an integer matrix product of the frames,
+each scaled to its peak in 8 bits (or held to 16 bits in two 8-bit parts; :mod:`export.int8_dft`).
 
 What stays fp32 arithmetic, and why:
 - every GRU (text encoder, sequential fusion): recurrent state would accumulate activation quantization
@@ -51,6 +51,7 @@ IMAGE_SCOPE = "/video/backbone/"  # the per-frame image CNN
 CNN_SCOPES = (IMAGE_SCOPE, "/audio/cnn/")  # ... and the log-mel CNN
 CNN_ACTIVATION_OPS = ("Relu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "Mul", "Add", "MaxPool", "AveragePool",
                       "GlobalAveragePool")
+NO_INT8_KERNEL = ("HardSwish", "HardSigmoid")  # activations onnxruntime runs only in fp32
 STEM_CHANNELS = 4  # a Conv of the image CNN over this many input channels or fewer stays fp32
 FP32_SCOPES = ("/audio/frontend/",)  # node-name prefixes whose activations stay fp32
 # Constants stored weight-only (compactly, rebuilt to fp32 in the graph): node-name prefix -> op -> inputs.
@@ -191,7 +192,8 @@ def _stored(w: np.ndarray, base: str, storage: str) -> tuple[list[onnx.TensorPro
         half = w.astype(np.float16)
         node = helper.make_node("Cast", [base], [rebuilt], name=base + "/Cast", to=onnx.TensorProto.FLOAT)
         return [numpy_helper.from_array(half, base)], [node], half.nbytes
-    scale = (np.abs(w).max(axis=-1, keepdims=True) / 127.0).astype(np.float32)
+    axes = tuple(range(1, w.ndim)) if w.ndim == 4 else -1  # a 2-D convolution's kernel: one scale per filter
+    scale = (np.abs(w).max(axis=axes, keepdims=True) / 127.0).astype(np.float32)
     scale[scale == 0] = 1.0
     q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
     nodes = [helper.make_node("Cast", [base], [base + "_cast"], name=base + "/Cast", to=onnx.TensorProto.FLOAT),
@@ -251,11 +253,20 @@ def store_weight_only(proto: onnx.ModelProto, *, storage: str = "int8", rules: d
     return saved
 
 
+def fp32_cnns(proto: onnx.ModelProto) -> tuple[str, ...]:
+    """The CNN scopes with activations onnxruntime has no int8 kernel for (MobileNetV3's hard-swish and
+    hard-sigmoid): there each one would run in fp32 between a DequantizeLinear and a QuantizeLinear, and the
+    int8 MobileNetV3-small ran at 0.8x its fp32 speed. Such a CNN keeps fp32 arithmetic (int8 storage)."""
+    return tuple(s for s in CNN_SCOPES if any(n.name.startswith(s) and n.op_type in NO_INT8_KERNEL
+                                              for n in proto.graph.node))
+
+
 def nodes_to_quantize(proto: onnx.ModelProto) -> list[str]:
     """The CNNs' convolutions but their stems, and their activation ops (so int8 tensors flow from one
     convolution to the next instead of being dequantized around every ReLU, pool or SE multiply)."""
     exclude = set(excluded_nodes(proto))
-    return [n.name for n in proto.graph.node if n.name not in exclude and n.name.startswith(CNN_SCOPES)
+    scopes = tuple(s for s in CNN_SCOPES if s not in fp32_cnns(proto))
+    return [n.name for n in proto.graph.node if n.name not in exclude and scopes and n.name.startswith(scopes)
             and n.op_type in (*QUANTIZED_OPS, *CNN_ACTIVATION_OPS)]
 
 
@@ -277,7 +288,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_c
                 any("audio" in n.input for n in proto.graph.node):
             log.warning("int8: no node under %s although the model reads audio: the log-mel frontend was "
                         "renamed? it will be quantized like the rest", "/".join(FP32_SCOPES))
-        selected = nodes_to_quantize(proto)
+        selected, kept_fp32 = nodes_to_quantize(proto), fp32_cnns(proto)
         log.info("int8: calibrating on %d segments; quantizing %d of %d nodes", len(calibration), len(selected),
                  len(proto.graph.node))
         # uint8 activations with int8 weights (U8S8) is what onnxruntime's x86 kernels are fastest at; with
@@ -287,7 +298,10 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_c
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=selected,
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    if kept_fp32:
+        log.info("int8: %s keep fp32 arithmetic (activations without int8 kernels); their weights are stored int8",
+                 ", ".join(kept_fp32))
     proto = onnx.load(str(out_path))
     integer_dft(proto, FP32_SCOPES[0], bits=audio_bits)
-    store_weight_only(proto, rules=INT8_WEIGHT_ONLY)
+    store_weight_only(proto, rules={**{s: {"Conv": (1,)} for s in kept_fp32}, **INT8_WEIGHT_ONLY})
     onnx.save_model(proto, str(out_path))

@@ -21,7 +21,7 @@ LOG_FLOOR = 1e-6
 
 
 class LogMel(nn.Module):
-    """Raw waveform float32 [B, S] -> log-mel [B, n_mels, frames], frames = S // hop + 1.
+    """Raw waveform float32 [B, S] -> log-mel [B, n_mels, frames], frames = S // hop + 1 (an even n_fft).
 
     Framing is a reshape into ``gcd(n_fft, hop)``-sample chunks and strided slices of them (no gather, no
     unfold: every runtime takes these), the STFT one matrix product of the frames with the windowed DFT
@@ -51,7 +51,7 @@ class LogMel(nn.Module):
         """Zero-padded (``center=True``) frames [B, S // hop + 1, n_fft]."""
         batch, samples = audio.shape[0], int(audio.shape[1])  # a model's audio length is fixed: a constant in ONNX
         pad, chunk = self.n_fft // 2, math.gcd(self.n_fft, self.hop_length)
-        count = samples // self.hop_length + 1
+        count = (samples + 2 * pad - self.n_fft) // self.hop_length + 1  # S // hop + 1 for an even n_fft
         extra = -(samples + 2 * pad) % chunk  # round up to whole chunks; never read
         # zeros concatenated, not nn.functional.pad: its exported pads are computed by a chain of ops that
         # onnxruntime's symbolic shape inference (run before int8 quantization) cannot follow

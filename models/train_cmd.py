@@ -137,13 +137,15 @@ def ablate(ds, train_idx, val_idx, test, *, base, decode: dict) -> dict:
     """Every row of ABLATION trained on the same split; scored on ``test`` (or validation when None)."""
     from dataclasses import replace
 
-    rows, correct = [], {}
+    rows, correct, kept = [], {}, None
     for modalities, fusion in ABLATION:
         config = replace(base, modalities=modalities, fusion=fusion, progress=False)
         result, metrics = train_once(ds, train_idx, val_idx, test, config=config, decode=decode, out=None,
                                      train_args={})
         if test is not None:
             correct.update(_correct_per_segment(result, test, f"{'+'.join(modalities)}/{fusion}"))
+            if modalities == MODALITIES and kept is None:
+                kept = _keeping_the_others(result, test)
         scored = metrics.get("test", metrics["val"])
         rows.append({"modalities": list(modalities), "fusion": fusion, "val_accuracy": metrics["val"]["accuracy"],
                      "accuracy": scored["accuracy"], "macro_f1": scored["macro_f1"],
@@ -156,7 +158,7 @@ def ablate(ds, train_idx, val_idx, test, *, base, decode: dict) -> dict:
         removed = ", ".join(f"no {m} {a:.3f}" for m, a in r["without"].items()) if len(r["modalities"]) > 1 else ""
         lines.append(f"{'+'.join(r['modalities']):<20} {r['fusion']:<11} {r['accuracy']:>8.3f} "
                      f"{r['macro_f1']:>8.3f} {r['seconds']:>7.1f}  {removed}")
-    checks = comparisons(rows, correct, _keeping_the_others(test) if test is not None else None)
+    checks = comparisons(rows, correct, kept)
     if checks:
         lines += ["", "gated fusion on all three against the other heads, and with a modality removed at test time "
                   "against the model trained without it:"]
@@ -164,13 +166,15 @@ def ablate(ds, train_idx, val_idx, test, *, base, decode: dict) -> dict:
     return {"scored_on": on, "rows": rows, "comparisons": checks, "text": "\n".join(lines)}
 
 
-def _keeping_the_others(test) -> dict:
-    """{modality m: which held-out segments have every modality but m}: removing m from these leaves exactly
-    one modality removed. A segment that already lacks another one would be left with a single modality."""
-    import numpy as np
+def _keeping_the_others(result, test) -> dict:
+    """{modality m: which held-out segments have every modality but m, as the model sees them (a caption
+    without a single known word is no text)}: removing m leaves these with two modalities. A segment that
+    already lacks another one would be left with a single modality."""
+    from models.train import held_out_tensors
 
-    present = np.asarray(test.present) > 0
-    return {m: present[:, [i for i, x in enumerate(MODALITIES) if x != m]].all(axis=1) for m in MODALITIES}
+    tensors = held_out_tensors(result, test)
+    seen = result.model.present_mask(tensors.tokens, tensors.present).numpy() > 0
+    return {m: seen[:, [i for i, x in enumerate(MODALITIES) if x != m]].all(axis=1) for m in MODALITIES}
 
 
 def _comparison_lines(c: dict) -> list[str]:
@@ -226,10 +230,11 @@ def comparisons(rows: list[dict], correct: dict | None = None, kept: dict | None
     gives the sign test's p: how likely so uneven a split is between two equally good models.
 
     With ``kept`` too (from ``_keeping_the_others``), a modality-removed comparison ``holds`` on the
-    segments that keep both other modalities: there exactly one modality is removed, as the claim says. A
-    segment that already lacked one of them is left with a single modality, and under a rule where one
-    modality leaves two labels open both models guess; those segments are still counted in
-    ``gated_accuracy``, ``other_accuracy`` and ``holds_on_all``."""
+    segments that keep both other modalities, which is what both models then see (the claim: one modality
+    gone, the two others there). A segment that already lacked one of them is left with a single modality,
+    and under a rule where one modality leaves two labels open both models guess; those segments are
+    reported apart (``rest_*``) and still counted in ``gated_accuracy``, ``other_accuracy`` and
+    ``holds_on_all``."""
     by = {("+".join(r["modalities"]), r["fusion"]): r for r in rows}
     full = by.get(("+".join(MODALITIES), "gated"))
     if full is None:
@@ -252,8 +257,8 @@ def comparisons(rows: list[dict], correct: dict | None = None, kept: dict | None
                 check.update(holds_on_all=check["holds"], kept=" and ".join(x for x in MODALITIES if x != m))
                 for prefix, on in (("kept_", kept[m]), ("rest_", ~kept[m])):
                     check.update({f"{prefix}segments": int(on.sum()),
-                                  f"{prefix}gated_accuracy": float(mine[on].mean()) if on.any() else 0.0,
-                                  f"{prefix}other_accuracy": float(theirs[on].mean()) if on.any() else 0.0},
+                                  f"{prefix}gated_accuracy": float(mine[on].mean()) if on.any() else None,
+                                  f"{prefix}other_accuracy": float(theirs[on].mean()) if on.any() else None},
                                  **_disagreements(mine[on], theirs[on], prefix))
                 check["holds"] = check["kept_gated_accuracy"] >= check["kept_other_accuracy"]
         out.append(check)

@@ -22,15 +22,12 @@ from stream.tokenize import Tokenizer
 DECODE = decode_metadata(DecodeConfig(fps=2, height=32, width=32), SegmentConfig(window_s=1.0))
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> tuple[Path, Path, V.Inputs]:
+def _quantized(root: Path, **config) -> tuple[Path, Path, V.Inputs]:
     tok = Tokenizer.build(["loud alarm now", "quiet calm lake"], max_len=6)
     config = ModelConfig(labels=("a", "b"), frames=DECODE["frames"], height=32, width=32, sample_rate=16000,
-                         samples=DECODE["samples"], vocab_size=len(tok), max_tokens=6, dim=32, n_mels=32,
-                         fusion="sequential")
+                         samples=DECODE["samples"], vocab_size=len(tok), max_tokens=6, dim=32, n_mels=32, **config)
     torch.manual_seed(3)
     model = build_model(config).eval()
-    root = tmp_path_factory.mktemp("quant")
     fp32 = root / "m.onnx"
     save(export_model(model, model_info(model, decode=DECODE, tokenizer=tok, metrics={}), fp32), fp32)
     rng = np.random.default_rng(0)
@@ -43,6 +40,32 @@ def models(tmp_path_factory) -> tuple[Path, Path, V.Inputs]:
     int8 = root / "m.int8.onnx"
     quantize_int8(fp32, int8, rows)
     return fp32, int8, rows
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> tuple[Path, Path, V.Inputs]:
+    return _quantized(tmp_path_factory.mktemp("quant"), fusion="sequential")
+
+
+def test_a_cnn_with_hard_swish_keeps_fp32_arithmetic_and_int8_weights(tmp_path):
+    """MobileNetV3's hard-swish has no int8 kernel in onnxruntime: its CNN stays fp32 arithmetic (int8 was
+    0.8x of fp32), its kernels stored int8 with one scale per filter; the audio CNN is still int8."""
+    fp32, int8, rows = _quantized(tmp_path, image_backbone="mobilenet_v3_small")
+    proto = onnx.load(str(int8))
+    prod = _producers(proto)
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    video = [n for n in convs if n.name.startswith("/video/backbone/")]
+    assert len(video) > 30 and not any(n.input[0] in prod and prod[n.input[0]].op_type == "DequantizeLinear"
+                                       for n in video)
+    stored = [_rebuilt_from_int8(prod, inits, n.input[1]) for n in video]
+    assert all(s is not None or inits[n.input[1]].size < 256 for s, n in zip(stored, video, strict=True))
+    assert sum(s is not None for s in stored) > 20  # kernels under 256 numbers are not worth a rebuild
+    assert all(q.dtype == np.int8 and scale.shape == (q.shape[0], 1, 1, 1) for q, scale in filter(None, stored))
+    assert any(n.name.startswith("/audio/cnn/") and prod[n.input[0]].op_type == "DequantizeLinear" for n in convs)
+    assert fp32.stat().st_size / int8.stat().st_size >= 3.0
+    check = V.compare("int8", V.run_onnxruntime(fp32, rows, batch=3), V.run_onnxruntime(int8, rows, batch=3), V.INT8)
+    assert check.ok, check.line()
 
 
 def _producers(proto: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
