@@ -11,8 +11,8 @@ kernel), in one of two ways (``bits``):
   remainder at 1/254 of that step (the waveform to about 1.6e-5, 16-bit audio's own resolution; the
   contract's waveform lies in [-1, 1], so there is nothing to calibrate), two products, summed.
 
-What each costs, on the demo model at one thread (``avfuse bench model``; int8 against fp32):
-8 bits 1.38-1.42x at batch 1 and 8; 16 bits 1.23-1.30x. What each changes, as the mean absolute change of
+What each gives, on the demo model at one thread (``avfuse bench model``, int8 against fp32 at batch 1 / 8):
+8 bits 1.35-1.37x / 1.40-1.42x; 16 bits 1.23-1.28x / 1.26-1.28x. What each changes, as the mean absolute change of
 the log-mel against fp32 on quiet audio (tones at -35 dBFS over a -70 dBFS floor, tests/test_int8_dft.py):
 the int8 kernel alone 0.14 (the weight-only int8 kernel of earlier files did as much); with 16-bit frames
 the same; with 8-bit frames 0.26, the added error sitting in the near-silent bands. One 8-bit part per
