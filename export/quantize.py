@@ -18,12 +18,15 @@ What stays fp32 arithmetic, and why:
   than its fp32 one (the audio stem: 870 against 115 us at batch 8), and quantizing after the pool
   touches a quarter of the values. onnxruntime would move the QuantizeLinear above a max-pool and run
   the pool in uint8 without its blocked layout (12x slower), so the stem's ``Relu -> MaxPool`` is
-  reordered to ``MaxPool -> Relu`` (the same values) before quantizing, see :func:`pool_before_relu`.
+  reordered to ``MaxPool -> Relu`` (the same values) before quantizing, see :func:`pool_before_relu`;
+- a whole CNN with activations onnxruntime has no int8 kernel for (MobileNetV3's hard-swish), see
+  :func:`fp32_cnns`: its kernels are stored int8 instead.
 
 The large constants of the fp32 parts (GRU input weights ``W``, projection and fusion weights, the mel
-matrix, the token embeddings) are stored int8 with a scale per row and rebuilt to fp32 when the session
-loads (weight-only, :func:`store_weight_only`): the file is about 3x smaller while the arithmetic keeps
-full precision; the GRUs' recurrent weights ``R`` stay fp32.
+matrix, the token embeddings, the kernels of such a CNN) are stored int8 with a scale per row (per filter
+for a convolution) and rebuilt to fp32 when the session loads (weight-only, :func:`store_weight_only`):
+the file is about 3x smaller while the arithmetic keeps full precision; the GRUs' recurrent weights ``R``
+stay fp32.
 
 ``quant_pre_process`` (symbolic shape inference and ORT's basic graph optimisations) runs first, as
 onnxruntime recommends. The node names from the TorchScript exporter are module paths, which is how
@@ -52,7 +55,7 @@ CNN_SCOPES = (IMAGE_SCOPE, "/audio/cnn/")  # ... and the log-mel CNN
 CNN_ACTIVATION_OPS = ("Relu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "Mul", "Add", "MaxPool", "AveragePool",
                       "GlobalAveragePool")
 NO_INT8_KERNEL = ("HardSwish", "HardSigmoid")  # activations onnxruntime runs only in fp32
-STEM_CHANNELS = 4  # a Conv of the image CNN over this many input channels or fewer stays fp32
+STEM_CHANNELS = 4  # a Conv of either CNN over this many input channels or fewer stays fp32
 FP32_SCOPES = ("/audio/frontend/",)  # node-name prefixes whose activations stay fp32
 # Constants stored weight-only (compactly, rebuilt to fp32 in the graph): node-name prefix -> op -> inputs.
 WEIGHT_ONLY = {"/audio/frontend/": {"Conv": (1,), "MatMul": (0, 1)},  # DFT kernel, mel matrix
