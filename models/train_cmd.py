@@ -168,7 +168,7 @@ def ablate(ds, train_idx, val_idx, test, *, base, decode: dict) -> dict:
 
 def _keeping_the_others(result, test) -> dict:
     """{modality m: which held-out segments have every modality but m, as the model sees them (a caption
-    without a single known word is no text)}: removing m leaves these with two modalities. A segment that
+    with no words, such as "♪ ♪", is no text)}: removing m leaves these with two modalities. A segment that
     already lacks another one would be left with a single modality."""
     from models.train import held_out_tensors
 

@@ -125,3 +125,19 @@ def test_classification_metrics_by_hand():
     assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
     assert m["confusion"]["matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+
+
+def test_ablation_counts_the_modalities_the_model_sees():
+    """A caption with no words ("♪ ♪") is no text to the model: the ablation's 'keeps the other two' check
+    must not count it as text (nor a segment whose file has no audio as audio)."""
+    from models.train_cmd import _keeping_the_others
+
+    ds, val = make_segments(24, classes=3, seed=6), make_segments(12, classes=3, seed=7)
+    result = train(ds, val, config=TrainConfig(**{**FAST, "epochs": 1}), decode=DECODE)
+    test = make_segments(4, classes=3, seed=8)
+    test.texts = ["some calm here", "♪ ♪", "some calm here", "♪ ♪"]  # present says text for all four
+    test.present[2:, 1] = 0  # the last two have no audio
+    kept = _keeping_the_others(result, test)
+    assert kept["video"].tolist() == [True, False, False, False]  # audio and text
+    assert kept["audio"].tolist() == [True, False, True, False]  # video and text
+    assert kept["text"].tolist() == [True, True, False, False]  # video and audio
