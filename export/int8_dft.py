@@ -34,6 +34,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from export.graph import constant, drop_unused
+
 log = logging.getLogger(__name__)
 
 HI_SCALE = 1.0 / 127  # waveform in [-1, 1] -> hi in [-127, 127] (+128 zero point)
@@ -41,34 +43,12 @@ LO_SCALE = HI_SCALE / 254  # the remainder, within half a hi step -> [-127, 127]
 ZERO_POINT = 128
 
 
-def _constant(proto: onnx.ModelProto, name: str) -> np.ndarray | None:
-    for init in proto.graph.initializer:
-        if init.name == name:
-            return numpy_helper.to_array(init)
-    for node in proto.graph.node:
-        if node.op_type == "Constant" and node.output[0] == name:
-            return numpy_helper.to_array(node.attribute[0].t)
-    return None
-
-
-def _drop_unused(proto: onnx.ModelProto, name: str) -> None:
-    """Remove the initializer or Constant node ``name`` if no node reads it any more."""
-    if any(name in n.input for n in proto.graph.node):
-        return
-    keep = [i for i in proto.graph.initializer if i.name != name]
-    del proto.graph.initializer[:]
-    proto.graph.initializer.extend(keep)
-    for n in list(proto.graph.node):
-        if n.op_type == "Constant" and n.output[0] == name:
-            proto.graph.node.remove(n)
-
-
 def dft_matmul(proto: onnx.ModelProto, scope: str) -> onnx.NodeProto | None:
     """The frontend's DFT product under ``scope``: ``MatMul(frames, kernel)`` with a constant kernel
     [n_fft, 2 * (n_fft // 2 + 1)] (the windowed cosine and sine rows)."""
     for node in proto.graph.node:
         if node.op_type == "MatMul" and node.name.startswith(scope):
-            w = _constant(proto, node.input[1])
+            w = constant(proto, node.input[1])
             if w is not None and w.ndim == 2 and w.shape[0] >= 16 and w.shape[1] == 2 * (w.shape[0] // 2 + 1):
                 return node
     return None
@@ -83,20 +63,21 @@ def integer_dft(proto: onnx.ModelProto, scope: str, *, bits: int = 8) -> bool:
     if matmul is None:
         log.info("int8: no DFT product under %s; the frontend stays as it is", scope)
         return False
-    w = _constant(proto, matmul.input[1])  # [n_fft, channels]
+    w = constant(proto, matmul.input[1])  # [n_fft, channels]
     w_scale = np.abs(w).max(axis=0) / 127.0
     w_scale[w_scale == 0] = 1.0
     unit = float(w_scale.max()) / 2**30  # the per-channel scales as int32 steps of ``unit`` (exact to 1e-9)
     p = f"{scope}int8_dft/"
-    consts = {"hi_scale": HI_SCALE, "lo_scale": LO_SCALE, "per_step": 1 / 127, "tiny": 1e-10}
-    consts = {k: np.array(v, np.float32) for k, v in consts.items()}
+    scales = {"per_step": 1 / 127, "tiny": 1e-10} if bits == 8 else {"hi_scale": HI_SCALE, "lo_scale": LO_SCALE}
+    consts = {k: np.array(v, np.float32) for k, v in scales.items()}
     consts.update(zero_point=np.array(ZERO_POINT, np.uint8), unit=np.array(unit, np.float32),
                   kernel=np.clip(np.round(w / w_scale), -127, 127).astype(np.int8),
                   kernel_steps=np.round(w_scale / unit).astype(np.int32))
-    proto.graph.initializer.extend(numpy_helper.from_array(v, p + k) for k, v in consts.items())
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    if bits == 8 and opset >= 18:
+        consts["last_axis"] = np.array([-1], np.int64)  # ReduceMax takes its axes as an input from opset 18
+    proto.graph.initializer.extend(numpy_helper.from_array(v, p + k) for k, v in consts.items())
     if bits == 8:
-        proto.graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), p + "last_axis"))
         nodes = _per_frame(p, matmul.input[0], matmul.output[0], opset)
     else:
         nodes = _two_parts(p, matmul.input[0], matmul.output[0])
@@ -104,8 +85,7 @@ def integer_dft(proto: onnx.ModelProto, scope: str, *, bits: int = 8) -> bool:
     proto.graph.node.remove(matmul)
     for offset, new in enumerate(nodes):
         proto.graph.node.insert(at + offset, new)
-    _drop_unused(proto, matmul.input[1])
-    _drop_unused_initializers(proto, p)
+    drop_unused(proto, matmul.input[1])
     log.info("int8: %s (%d x %d DFT) now an integer product of %d-bit frames", matmul.name, *w.shape, bits)
     return True
 
@@ -152,10 +132,3 @@ def _two_parts(p: str, frames: str, out: str) -> list[onnx.NodeProto]:
     nodes += _scaled_product(node, "hi", "hi_scale") + _scaled_product(node, "lo", "lo_scale")
     nodes.append(helper.make_node("Add", [p + "hi_spec", p + "lo_spec"], [out], name=p + "spec"))
     return nodes
-
-
-def _drop_unused_initializers(proto: onnx.ModelProto, prefix: str) -> None:
-    used = {i for n in proto.graph.node for i in n.input}
-    keep = [i for i in proto.graph.initializer if not i.name.startswith(prefix) or i.name in used]
-    del proto.graph.initializer[:]
-    proto.graph.initializer.extend(keep)

@@ -43,6 +43,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from export.graph import constant, consumers, drop_unused
 from export.int8_dft import integer_dft
 from export.verify import Inputs
 from stream.errors import ModelError
@@ -103,15 +104,11 @@ def _stem_tails(proto: onnx.ModelProto, stems: list[str]) -> list[str]:
     """The activation and pooling ops that follow each stem convolution, up to the next convolution: kept in
     fp32 with it, so that onnxruntime runs them fused in its blocked fp32 layout instead of quantizing the
     stem's full-resolution output before them."""
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in proto.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    by_name = {n.name: n for n in proto.graph.node}
+    readers, by_name = consumers(proto), {n.name: n for n in proto.graph.node}
     tails = []
     for name in stems:
         node = by_name[name]
-        while len(nxt := consumers.get(node.output[0], [])) == 1 and nxt[0].op_type in CNN_ACTIVATION_OPS:
+        while len(nxt := readers.get(node.output[0], [])) == 1 and nxt[0].op_type in CNN_ACTIVATION_OPS:
             node = nxt[0]
             tails.append(node.name)
     return tails
@@ -135,17 +132,13 @@ def pool_before_relu(proto: onnx.ModelProto) -> int:
     stem's full-resolution output in uint8 and unblocked (measured 12x slower than the fp32 pool). A Relu
     between the pool and the QuantizeLinear stops that; onnxruntime later folds the Relu into the
     QuantizeLinear, so the pool runs in fp32 and only its 4x smaller output is quantized."""
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in proto.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    by_name = {n.name: n for n in proto.graph.node}
+    readers, by_name = consumers(proto), {n.name: n for n in proto.graph.node}
     swapped = 0
     for name in _stem_convs(proto):
-        relu = consumers.get(by_name[name].output[0], [])
+        relu = readers.get(by_name[name].output[0], [])
         if len(relu) != 1 or relu[0].op_type != "Relu":
             continue
-        pool = consumers.get(relu[0].output[0], [])
+        pool = readers.get(relu[0].output[0], [])
         if len(pool) != 1 or pool[0].op_type != "MaxPool" or len(pool[0].output) != 1:
             continue
         relu, pool = relu[0], pool[0]
@@ -167,19 +160,6 @@ def excluded_nodes(proto: onnx.ModelProto) -> list[str]:
     frontend = [n.name for n in proto.graph.node if n.name.startswith(FP32_SCOPES)]
     stems = _stem_convs(proto)
     return sorted(set(frontend) | set(stems) | set(_stem_tails(proto, stems)))
-
-
-def _const_tensor(proto: onnx.ModelProto, name: str) -> tuple[str, np.ndarray] | None:
-    """The fp32 array behind ``name`` if it is an initializer or a Constant node's output."""
-    for init in proto.graph.initializer:
-        if init.name == name:
-            return "initializer", numpy_helper.to_array(init)
-    for node in proto.graph.node:
-        if node.op_type == "Constant" and node.output[0] == name:
-            for attr in node.attribute:
-                if attr.name == "value":
-                    return "constant", numpy_helper.to_array(attr.t)
-    return None
 
 
 def _stored(w: np.ndarray, base: str, storage: str) -> tuple[list[onnx.TensorProto], list[onnx.NodeProto], int]:
@@ -206,14 +186,14 @@ def _stored(w: np.ndarray, base: str, storage: str) -> tuple[list[onnx.TensorPro
 
 
 def _weight_only_input(proto: onnx.ModelProto, node: onnx.NodeProto, rules: dict, min_size: int
-                       ) -> tuple[int, str, np.ndarray] | None:
-    """(input index, "initializer" | "constant", array) of the first fp32 constant of ``node`` to store compactly."""
+                       ) -> tuple[int, np.ndarray] | None:
+    """(input index, array) of the first fp32 constant of ``node`` to store compactly."""
     indices = next((ops[node.op_type] for prefix, ops in rules.items()
                     if node.name.startswith(prefix) and node.op_type in ops), ())
     for index in indices:
-        found = _const_tensor(proto, node.input[index]) if index < len(node.input) else None
-        if found is not None and found[1].dtype == np.float32 and found[1].size >= min_size:
-            return index, *found
+        found = constant(proto, node.input[index]) if index < len(node.input) else None
+        if found is not None and found.dtype == np.float32 and found.size >= min_size:
+            return index, found
     return None
 
 
@@ -229,12 +209,11 @@ def store_weight_only(proto: onnx.ModelProto, *, storage: str = "int8", rules: d
     if storage not in ("int8", "fp16"):
         raise ValueError(f"storage must be int8 or fp16, got {storage!r}")
     saved = 0
-    producers = {o: n for n in proto.graph.node for o in n.output}
     for node in list(proto.graph.node):
         found = _weight_only_input(proto, node, rules, min_size)
         if found is None:
             continue
-        index, kind, w = found
+        index, w = found
         base = f"{node.name}/weight_{storage}"
         tensors, rebuild, nbytes = _stored(w, base, storage)
         proto.graph.initializer.extend(tensors)
@@ -243,13 +222,7 @@ def store_weight_only(proto: onnx.ModelProto, *, storage: str = "int8", rules: d
         at = list(proto.graph.node).index(node)
         for offset, new in enumerate(rebuild):
             proto.graph.node.insert(at + offset, new)
-        if not any(old in n.input for n in proto.graph.node):  # drop the fp32 original
-            if kind == "initializer":
-                keep = [i for i in proto.graph.initializer if i.name != old]
-                del proto.graph.initializer[:]
-                proto.graph.initializer.extend(keep)
-            else:
-                proto.graph.node.remove(producers[old])
+        drop_unused(proto, old)  # the fp32 original, unless another node still reads it
         saved += w.nbytes - nbytes
         log.info("%s: %s kernel %s stored as %s (weight-only), %d kB saved", storage, node.name, w.shape, storage,
                  (w.nbytes - nbytes) // 1024)

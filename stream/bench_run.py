@@ -76,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             model_path = Path(tmp) / "default.onnx"
             torch_model = export_default_model(model_path, who="avfuse bench run")
-            log.info("no model given: exported an untrained model of the default shapes to %s", model_path)
         if files and not args.real:
             media = files[0]
         else:
