@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,8 @@ import numpy as np
 from stream.errors import AvfuseError, DependencyError, ModelError, SourceError
 
 log = logging.getLogger(__name__)
+
+MIN_INT8_AGREEMENT = 0.99  # share of segments where int8's top-1 class must be fp32's (export --int8 --verify)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,9 +207,53 @@ def _int8(config, output, proto, rows, reference, held_out, tok, decode, labels)
         calib = rows
     with atomic_path(path) as tmp:
         quantize_int8(output, tmp, calib, audio_bits=config.int8_audio_bits)
+        checks = _int8_checks(output, tmp, [calib, rows, held_out[0] if held_out is not None else None],
+                              fail=config.verify)
         variant = _finish_variant("int8", path, tmp, proto, rows, reference, held_out, INT8,
-                                  {"calibration_segments": len(calib), "audio_bits": config.int8_audio_bits})
+                                  {"calibration_segments": len(calib), "audio_bits": config.int8_audio_bits,
+                                   "int8": checks})
+    exact = ", ".join(checks["exact_on"])
+    variant = replace(variant, lines=(*variant.lines, f"integer products exact on: {exact} (worst int16 pair "
+                                      f"{checks['worst_u8s8_pair_sum']} <= {checks['int16_max']}); same top-1 as "
+                                      f"fp32 on {100 * checks['top1_agreement_with_fp32']:.1f}% of "
+                                      f"{checks['agreement_segments']} segments on {checks['checked_on']}"))
+    if variant.held_out_agreement is not None and variant.held_out_agreement < MIN_INT8_AGREEMENT:
+        log.warning("int8: same top-1 as fp32 on only %.1f%% of the held-out segments (goal >= %.0f%%)",
+                    100 * variant.held_out_agreement, 100 * MIN_INT8_AGREEMENT)
     return variant
+
+
+def _int8_checks(fp32: Path, int8: Path, parts: list, *, fail: bool) -> dict:
+    """What makes the int8 file trustworthy on other CPUs and on this one: every integer product exact on any
+    CPU (export/int8_check.py, a bound from the stored weights), and its top-1 class the same as fp32's on the
+    given segments here. A file that could saturate, or (with ``fail``, i.e. --verify) agrees on fewer than
+    MIN_INT8_AGREEMENT of the segments, is refused and not written."""
+    import onnx
+
+    from export.int8_check import saturation_report
+    from export.verify import Inputs, run_onnxruntime
+    from stream.cpu import cpu_info
+
+    report = saturation_report(onnx.load(str(int8)))
+    if not report["saturation_free"]:
+        raise ModelError(f"int8: integer products {', '.join(report['saturating_nodes'])} can pass the int16 range "
+                         f"(worst pair {report['worst_u8s8_pair_sum']} > {report['int16_max']}): their answers "
+                         "would differ on x86-64 CPUs without VNNI")
+    inputs = Inputs.concat(p for p in parts if p is not None and len(p))
+    same = (run_onnxruntime(fp32, inputs, batch=16)["probs"].argmax(1)
+            == run_onnxruntime(int8, inputs, batch=16)["probs"].argmax(1))
+    agreement, cpu = float(same.mean()), cpu_info().describe()
+    report.update(checked_on=cpu, top1_agreement_with_fp32=agreement, agreement_segments=len(same))
+    line = (f"int8: same top-1 as fp32 on {int(same.sum())}/{len(same)} segments ({100 * agreement:.1f}%) on "
+            f"this CPU, {cpu}")
+    if agreement < MIN_INT8_AGREEMENT:
+        if fail:
+            raise ModelError(f"{line}; goal >= {100 * MIN_INT8_AGREEMENT:.0f}%: the int8 file is not written "
+                             "(--no-verify writes it anyway)")
+        log.warning("%s; goal >= %.0f%%", line, 100 * MIN_INT8_AGREEMENT)
+    else:
+        log.info("%s", line)
+    return report
 
 
 def _fp16(config, output, proto, rows, reference, held_out) -> Variant:

@@ -2,8 +2,8 @@
 
 The fp32 model computes the STFT as one ``MatMul`` of the frames [B, frames, n_fft] with the windowed DFT
 rows [n_fft, 2 * n_freq] (:class:`models.audio.LogMel`). In the int8 file the kernel is quantized to
-int8 per output column and the product becomes ``MatMulInteger`` (uint8 x int8, onnxruntime's fast u8s8
-kernel), in one of two ways (``bits``):
+8 bits per output column (levels -127..127) and the product becomes ``MatMulInteger`` of uint8 frames and a
+**uint8** kernel (the levels + 128, zero point 128), in one of two ways (``bits``):
 
 - ``8`` (the default): each frame scaled to its own peak and quantized to 8 bits, one product, scaled
   back per frame. Per frame, not per tensor as dynamic quantization does: a quiet frame keeps its 8 bits.
@@ -17,6 +17,18 @@ the log-mel against fp32 on quiet audio (tones at -35 dBFS over a -70 dBFS floor
 the int8 kernel alone 0.14 (the weight-only int8 kernel of earlier files did as much); with 16-bit frames
 the same; with 8-bit frames 0.26, the added error sitting in the near-silent bands. One 8-bit part per
 tensor, as static or dynamic QDQ would give, moved the real test clip's log-mel by 0.5.
+
+Why uint8 x uint8 and not onnxruntime's faster uint8 x int8: on x86-64 without VNNI (AVX2, AVX-512 without
+VNNI: many AMD EPYC, older Xeons, cloud VMs) onnxruntime's u8s8 kernels multiply with ``vpmaddubsw``, which
+sums each pair of adjacent byte products into a *saturating* int16. A frame byte of 255 against kernel
+levels of 127 gives pairs up to 2 * 255 * 127 = 64,770 > 32,767: measured there, the log-mel moved by
+1.1-3.0 where the tests allow 0.02-0.35, i.e. the int8 file heard something else on those CPUs. Its u8u8
+kernels widen both operands to 16 bits first (``vpmaddwd``: int32 sums, exact), as do the VNNI and ARM64
+dot-product kernels, so the product is the exact integer on every CPU onnxruntime runs on. Halving the
+kernel to 7 bits (``reduce_range``, what the CNNs use, :mod:`export.quantize`) would also fit int16 but doubles
+the kernel's own rounding, the larger of the two errors here. What u8u8 costs: measured on an AVX2 CPU, a
+400 x 402 product took 1.5x the u8s8 time, still 0.8x the fp32 ``MatMul``'s. :mod:`export.int8_check` proves
+for every integer product of a file that no such pair can saturate.
 
 Only standard ONNX operators are used, though the int8 file as a whole is for onnxruntime (OpenVINO's CPU
 plugin wants constant GRU weights and ``onnx.reference`` lacks DequantizeLinear-17; TensorRT's parser has
@@ -40,7 +52,8 @@ log = logging.getLogger(__name__)
 
 HI_SCALE = 1.0 / 127  # waveform in [-1, 1] -> hi in [-127, 127] (+128 zero point)
 LO_SCALE = HI_SCALE / 254  # the remainder, within half a hi step -> [-127, 127]
-ZERO_POINT = 128
+ZERO_POINT = 128  # of the uint8 frames and of the uint8 kernel (levels -127..127 stored as 1..255)
+KERNEL_LEVELS = 127
 
 
 def dft_matmul(proto: onnx.ModelProto, scope: str) -> onnx.NodeProto | None:
@@ -71,7 +84,7 @@ def integer_dft(proto: onnx.ModelProto, scope: str, *, bits: int = 8) -> bool:
     scales = {"per_step": 1 / 127, "tiny": 1e-10} if bits == 8 else {"hi_scale": HI_SCALE, "lo_scale": LO_SCALE}
     consts = {k: np.array(v, np.float32) for k, v in scales.items()}
     consts.update(zero_point=np.array(ZERO_POINT, np.uint8), unit=np.array(unit, np.float32),
-                  kernel=np.clip(np.round(w / w_scale), -127, 127).astype(np.int8),
+                  kernel=(np.clip(np.round(w / w_scale), -KERNEL_LEVELS, KERNEL_LEVELS) + ZERO_POINT).astype(np.uint8),
                   kernel_steps=np.round(w_scale / unit).astype(np.int32))
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     if bits == 8 and opset >= 18:
@@ -100,7 +113,7 @@ def _scaled_product(node, part: str, a_scale: str) -> list[onnx.NodeProto]:
     """``MatMulInteger -> Cast -> Mul(., Mul(a_scale, kernel_scale))``: onnxruntime's MatMulIntegerToFloat
     pattern. The kernel scale comes from a ``DequantizeLinear``, which onnxruntime never constant-folds, so
     the scale product stays a node and the pattern survives its constant folding."""
-    return [node("MatMulInteger", f"{part}_product", [part, "kernel", "zero_point"]),
+    return [node("MatMulInteger", f"{part}_product", [part, "kernel", "zero_point", "zero_point"]),
             node("Cast", f"{part}_float", [f"{part}_product"], to=onnx.TensorProto.FLOAT),
             node("Mul", f"{part}_scale_product", [a_scale, "kernel_scale"]),
             node("Mul", f"{part}_spec", [f"{part}_float", f"{part}_scale_product"])]

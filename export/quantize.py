@@ -1,9 +1,11 @@
 """int8 variant: onnxruntime static quantization in QDQ format, calibrated on training segments.
 
 What runs in int8: the convolutions of the image CNN and the audio CNN (but their stems, below) with the
-activation, pooling and squeeze-excite ops between them (weights int8 per channel, activations uint8 per
-tensor, MinMax calibration), and the log-mel frontend's DFT as an integer matrix product of the frames,
-each scaled to its peak in 8 bits (or held to 16 bits in two 8-bit parts; :mod:`export.int8_dft`).
+activation, pooling and squeeze-excite ops between them (weights int8 per channel in 7 bits so that no CPU's
+kernel saturates, activations uint8 per tensor, MinMax calibration), and the log-mel frontend's DFT as an
+integer matrix product (uint8 x uint8, exact on every CPU) of the frames, each scaled to its peak in 8 bits
+(or held to 16 bits in two 8-bit parts; :mod:`export.int8_dft`). :mod:`export.int8_check` proves that no
+integer product of the file can saturate on any CPU.
 
 What stays fp32 arithmetic, and why:
 - every GRU (text encoder, sequential fusion): recurrent state would accumulate activation quantization
@@ -269,10 +271,14 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_c
                  len(proto.graph.node))
         # uint8 activations with int8 weights (U8S8) is what onnxruntime's x86 kernels are fastest at; with
         # int8 activations its depthwise convolutions fell back to fp32 (measured 3x slower on MobileNet).
+        # reduce_range: the weights in 7 bits (-64..64), so that a pair of byte products, 2 * 255 * 64 = 32,640,
+        # fits the int16 that u8s8 kernels without VNNI sum pairs into (export/int8_check.py). With 8-bit weights
+        # QLinearConv on an AVX2 CPU was off by up to 28 output steps; with 7 bits it is exact on every CPU, and
+        # per-channel scales keep the extra rounding small (one bit less per filter).
         quantize_static(str(pre), str(out_path), _Reader(calibration), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=sorted({*QUANTIZED_OPS, *CNN_ACTIVATION_OPS}), per_channel=per_channel,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=selected,
-                        calibrate_method=CalibrationMethod.MinMax,
+                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_quantize=selected, calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     if kept_fp32:
         log.info("int8: %s keep fp32 arithmetic (activations without int8 kernels); their weights are stored int8",

@@ -28,6 +28,7 @@ from models.checkpoint import load_checkpoint, save_checkpoint
 from models.net import ModelConfig, build_model
 from stream.cli import main
 from stream.config import DecodeConfig, SegmentConfig, decode_metadata
+from stream.cpu import cpu_info
 from stream.errors import ModelError
 from stream.modelspec import INPUTS, OUTPUTS, read_spec
 from stream.tokenize import Tokenizer
@@ -169,6 +170,27 @@ def test_int8_variant_is_smaller_and_within_its_tolerance(exported, rows):
     spec = read_spec(int8)
     assert spec.model["precision"] == "int8" and spec.labels == LABELS
     assert "held_out_accuracy" in spec.model
+    checks = spec.model["int8"]  # which CPUs the file is exact on, and how it agreed with fp32 here
+    assert checks["saturation_free"] and checks["worst_u8s8_pair_sum"] <= checks["int16_max"] == 32767
+    assert "x86-64 without VNNI (AVX2, AVX-512)" in checks["exact_on"]
+    assert checks["checked_on"] == cpu_info().describe() and checks["top1_agreement_with_fp32"] >= 0.99
+    line = next(line for line in result.by_precision("int8").lines if "exact on" in line)
+    assert "without VNNI" in line and cpu_info().describe() in line
+
+
+def test_int8_that_disagrees_with_fp32_is_refused_loudly(exported, rows, tmp_path):
+    """--verify's agreement gate: a file whose top-1 differs from fp32's on more than 1% of the segments is
+    an error (another model's weights stand in for a broken int8 file)."""
+    from export.export_cmd import _int8_checks
+    from export.onnx import export_model, model_info, save
+
+    ckpt, out, _ = exported
+    other, saved = load_checkpoint(make_checkpoint(tmp_path / "other.pt", seed=7))
+    wrong = tmp_path / "wrong.onnx"
+    save(export_model(other, model_info(other, decode=DECODE, tokenizer=saved.tokenizer, metrics={}), wrong), wrong)
+    with pytest.raises(ModelError, match=r"same top-1 as fp32 on \d+/10 segments .* goal >= 99%"):
+        _int8_checks(out, wrong, [rows], fail=True)
+    assert _int8_checks(out, wrong, [rows], fail=False)["top1_agreement_with_fp32"] < 0.99  # --no-verify: a warning
 
 
 @pytest.mark.slow

@@ -142,3 +142,36 @@ def test_nothing_to_rewrite_leaves_the_graph_alone():
     assert proto.SerializeToString() == before
     with pytest.raises(ValueError, match="bits"):
         integer_dft(proto, SCOPE, bits=4)
+
+
+@pytest.mark.parametrize("bits,parts", [(8, ("q",)), (16, ("hi", "lo"))])
+def test_each_integer_product_is_the_exact_integer_on_this_cpu(bits, parts):
+    """onnxruntime's integer product against int64 numpy on full-scale input, where the frames' bytes reach 1
+    and 255: a kernel that sums byte pairs into a saturating int16 (u8s8 without VNNI) fails here."""
+    _, _, rewritten = _variants(160, 16000, bits)
+    p = f"{SCOPE}int8_dft/"
+    inits = {i.name: numpy_helper.to_array(i) for i in rewritten.graph.initializer}
+    kernel, zero = inits[p + "kernel"].astype(np.int64), int(inits[p + "zero_point"])
+    assert inits[p + "kernel"].dtype == np.uint8  # u8u8: widened to 16 bits by every x86 and ARM kernel
+    probe = onnx.ModelProto()
+    probe.CopyFrom(rewritten)
+    for part in parts:
+        probe.graph.output.extend([onnx.helper.make_empty_tensor_value_info(p + part),
+                                   onnx.helper.make_empty_tensor_value_info(p + part + "_product")])
+    t = np.arange(16000) / 16000
+    audio = np.stack([np.sign(np.sin(2 * np.pi * 440 * t)), np.sign(np.sin(2 * np.pi * 3000 * t)) * 0.999,
+                      np.clip(5 * np.sin(2 * np.pi * 97 * t), -1, 1)]).astype(np.float32)
+    out = _run_all(probe, audio)
+    for part in parts:
+        q, product = out[p + part], out[p + part + "_product"]
+        assert q.dtype == np.uint8 and product.dtype == np.int32
+        exact = (q.astype(np.int64) - zero) @ (kernel - zero)
+        assert (q == 255).any() or part == "lo"
+        np.testing.assert_array_equal(product, exact)
+
+
+def _run_all(proto: onnx.ModelProto, audio: np.ndarray) -> dict[str, np.ndarray]:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, {"audio": audio}), strict=True))

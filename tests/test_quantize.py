@@ -12,6 +12,7 @@ import torch
 from onnx import numpy_helper
 
 from export import verify as V
+from export.int8_check import INT16_MAX, integer_products, saturation_report
 from export.int8_dft import dft_matmul
 from export.onnx import export_model, model_info, save
 from export.quantize import FP32_SCOPES, quantize_int8, store_weight_only
@@ -178,3 +179,40 @@ def test_token_embeddings_are_stored_int8_per_token(models):
     weights = {i.name: numpy_helper.to_array(i) for i in original.graph.initializer}
     fp_table = next(w for w in weights.values() if w.shape == table.shape and w.dtype == np.float32)
     np.testing.assert_allclose(table * scale, fp_table, atol=float(scale.max()) / 2 + 1e-7)
+
+
+def test_no_integer_product_can_saturate_on_a_cpu_without_vnni(models, tmp_path):
+    """Checked from the stored weights, so it holds whatever CPU runs the test: every u8s8 product's worst pair of
+    byte products fits the int16 that AVX2 / AVX-512 kernels without VNNI sum pairs into, and the DFT is u8u8."""
+    _, int8, _ = models
+    proto = onnx.load(str(int8))
+    products = integer_products(proto)
+    convs = [p for p in products if p.op == "Conv"]
+    assert convs and all(p.kind == "u8s8" for p in convs)  # the CNNs' convolutions, but their stems
+    assert [p.kind for p in products if p.op == "MatMulInteger"] == ["u8u8"]  # the log-mel DFT
+    assert max(p.worst_pair for p in convs) <= INT16_MAX
+    for node in proto.graph.node:  # the stored levels themselves: 7-bit kernels
+        if node.op_type == "Conv" and node.input[1] in _producers(proto):
+            dq = _producers(proto)[node.input[1]]
+            if dq.op_type == "DequantizeLinear":
+                levels = numpy_helper.to_array(next(i for i in proto.graph.initializer if i.name == dq.input[0]))
+                assert np.abs(levels.astype(int)).max() <= 64
+    report = saturation_report(proto)
+    assert report["saturation_free"] and report["u8u8"] == 1 and report["u8s8"] == len(convs)
+
+
+def test_the_check_flags_8_bit_kernels_that_would_saturate(models, tmp_path):
+    """The same model quantized as onnxruntime does by default (8-bit weights) is caught, on any CPU."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from export.quantize import _Reader, nodes_to_quantize
+
+    fp32, _, rows = models
+    full = tmp_path / "full-range.onnx"
+    quantize_static(str(fp32), str(full), _Reader(rows), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    nodes_to_quantize=nodes_to_quantize(onnx.load(str(fp32))),
+                    extra_options={"WeightSymmetric": True})
+    report = saturation_report(onnx.load(str(full)))
+    assert not report["saturation_free"] and report["worst_u8s8_pair_sum"] > INT16_MAX
+    assert report["saturating_nodes"] and report["exact_on"] == ["x86-64 with VNNI", "ARM64"]
