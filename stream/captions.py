@@ -7,6 +7,7 @@ Times are seconds of media time relative to the file's first timestamp, like seg
 from __future__ import annotations
 
 import bisect
+import codecs
 import logging
 import os
 import re
@@ -25,6 +26,11 @@ SIDECAR_SUFFIXES = (".srt", ".vtt", ".ass", ".ssa")
 TEXT_CODECS = ("subrip", "srt", "ass", "ssa", "mov_text", "webvtt", "text")
 _HTML_TAG = re.compile(r"</?[a-zA-Z][^>]*>")  # mov_text keeps <b>-style tags as literal text
 _SPACE = re.compile(r"\s+")
+# A file without a BOM that is not UTF-8 is read as Windows-1252 (what most players assume), or as
+# Latin-1 where it has a byte Windows-1252 leaves undefined: every byte sequence decodes as Latin-1.
+FALLBACK_ENCODINGS = ("cp1252", "latin-1")
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),  # before UTF-16: FF FE 00 00
+         (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 UNTIMED_CAPTION_S = 2.0  # how long an embedded caption whose packet has no duration stays on screen
 
 Event = tuple[float, float, str]  # start s, end s (half-open), plain text
@@ -64,26 +70,70 @@ class Captions:
         return len(self.events)
 
 
-def load_captions(path: str | os.PathLike) -> Captions:
-    """Parse a caption file (.srt, .vtt, .ass, .ssa) with pysubs2."""
+def decode_text(data: bytes) -> str:
+    """Caption file bytes as text: by their BOM (UTF-8, UTF-16, UTF-32), else UTF-8, else the
+    FALLBACK_ENCODINGS. Raises UnicodeDecodeError only for bytes that contradict their BOM."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return data.decode(encoding)
+    for encoding in ("utf-8", *FALLBACK_ENCODINGS[:-1]):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return data.decode(FALLBACK_ENCODINGS[-1])
+
+
+def read_captions(path: str | os.PathLike) -> Captions:
+    """Parse a caption file (.srt, .vtt, .ass, .ssa) with pysubs2, in the encoding :func:`decode_text`
+    finds; an empty (or blank) file has no events. Raises CaptionError naming the file and the cause."""
     try:
-        subs = pysubs2.load(str(path), encoding="utf-8-sig")
+        data = Path(path).read_bytes()
     except FileNotFoundError as e:
         raise CaptionError(f"{path}: caption file not found") from e
-    except (pysubs2.exceptions.Pysubs2Error, UnicodeDecodeError, ValueError) as e:
+    except OSError as e:
+        raise CaptionError(f"{path}: caption file cannot be read ({e.strerror or e})") from e
+    try:
+        text = decode_text(data)
+    except UnicodeDecodeError as e:
+        raise CaptionError(f"{path}: not a readable caption file ({e})") from e
+    if "\x00" in text:
+        raise CaptionError(f"{path}: not a readable caption file (binary data, not text)")
+    if not text.strip():
+        return Captions(())
+    try:
+        subs = pysubs2.SSAFile.from_string(text)
+    except (pysubs2.exceptions.Pysubs2Error, ValueError, LookupError) as e:
         raise CaptionError(f"{path}: not a readable caption file ({e})") from e
     events = [(ev.start / 1000, ev.end / 1000, plain_text(ev.text)) for ev in subs if not ev.is_comment]
     log.debug("%s: %d caption events", path, len(events))
     return Captions(tuple(events))
 
 
+def load_captions(path: str | os.PathLike) -> Captions:
+    """:func:`read_captions`, except that a file that exists but cannot be read, decoded or parsed gives
+    a warning and no captions: captions never fail their video. Raises CaptionError if there is no file."""
+    try:
+        return read_captions(path)
+    except CaptionError as e:
+        if isinstance(e.__cause__, FileNotFoundError):
+            raise
+        log.warning("%s; used as no captions", e)
+        return Captions(())
+
+
 def sidecar_for(media_path: str | os.PathLike) -> Path | None:
-    """The caption file beside a video with the same stem (video.mp4 -> video.srt / .vtt / .ass), if any."""
+    """The caption file beside a video with the same stem (video.mp4 -> video.srt / .vtt / .ass), if any.
+    A candidate that is not a regular file (a directory, a broken link) is skipped with a warning."""
     path = Path(media_path)
     for suffix in SIDECAR_SUFFIXES:
         for candidate in (path.with_suffix(suffix), path.with_suffix(suffix.upper())):
-            if candidate.is_file() and candidate != path:
+            if candidate == path:
+                continue
+            if candidate.is_file():
                 return candidate
+            if os.path.lexists(candidate):
+                log.warning("%s: not a readable caption file (not a regular file); ignored", candidate)
     return None
 
 

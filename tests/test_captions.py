@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from media import VideoSpec, write_media, write_sidecar
+from onnx_models import colour_model, colour_video
 
-from stream.captions import Captions, embedded_captions, load_captions, sidecar_for
+from stream.captions import Captions, embedded_captions, load_captions, read_captions, sidecar_for
+from stream.cli import main
 from stream.decode import open_container
 from stream.errors import CaptionError
+from stream.probe import probe
 from stream.segmenter import iter_segments
 
 LINES = [(0.5, 1.2, "Hello <b>world</b>"), (2.5, 3.0, "second\nline"), (3.5, 5.0, "{\\i1}third{\\i0}")]
@@ -79,9 +85,68 @@ def test_no_subtitles_gives_none(tmp_path):
         assert embedded_captions(c) is None
 
 
-def test_bad_caption_files(tmp_path):
+def test_bad_caption_files(tmp_path, caplog):
     with pytest.raises(CaptionError, match="not found"):
         load_captions(tmp_path / "missing.srt")
     (tmp_path / "bad.srt").write_bytes(b"\x00\x01garbage\xff" * 50)
-    with pytest.raises(CaptionError, match="bad.srt"):
-        load_captions(tmp_path / "bad.srt")
+    with pytest.raises(CaptionError, match="bad.srt: not a readable caption file"):
+        read_captions(tmp_path / "bad.srt")
+    assert len(load_captions(tmp_path / "bad.srt")) == 0
+    assert "bad.srt: not a readable caption file (binary data, not text); used as no captions" in caplog.text
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-be", "utf-32", "latin-1", "cp1252"])
+@pytest.mark.parametrize("suffix", [".srt", ".ass"])
+def test_sidecar_in_any_detectable_encoding_is_read(tmp_path, caplog, suffix, encoding):
+    text = "Café crème, «ça va» – 20 €" if encoding == "cp1252" else "Café crème, «ça va»"
+    video = write_media(tmp_path / "clip.mkv", video=VideoSpec(frames=8))
+    sidecar = write_sidecar(tmp_path / f"clip{suffix}", [(0.5, 1.5, text)])
+    data = sidecar.read_text(encoding="utf-8")
+    bom = "\ufeff" if encoding == "utf-16-be" else ""  # Python's utf-16 / utf-32 codecs write a BOM themselves
+    sidecar.write_bytes((bom + data).encode(encoding))
+    assert [s.text for s in iter_segments(video)] == [text]
+    assert probe(str(video)).caption_events == 1
+    assert "caption" not in caplog.text
+
+
+def _not_a_caption_file(path: Path, kind: str) -> None:
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "broken link":
+        path.symlink_to(path.parent / "nowhere.srt")
+    else:
+        path.write_bytes({"empty": b"", "blank": b"\r\n \n", "binary": bytes(range(256)) * 40,
+                          "words": b"no subtitles here, just words\n", "odd utf-16": b"\xff\xfeH\x00i"}[kind])
+
+
+@pytest.mark.parametrize("kind", ["empty", "blank", "binary", "words", "odd utf-16", "directory", "broken link"])
+def test_a_sidecar_that_cannot_be_read_never_fails_its_video(tmp_path, caplog, kind):
+    video = write_media(tmp_path / "clip.mkv", video=VideoSpec(frames=8))
+    _not_a_caption_file(tmp_path / "clip.srt", kind)
+    segs = list(iter_segments(video))
+    assert [(s.text, s.present.text) for s in segs] == [("", False)]
+    assert probe(str(video)).caption_events == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "clip.srt" in r.getMessage()]
+    # an empty file is a valid file with no captions (a silent video); the others are each reported
+    assert len(warned) == (0 if kind in ("empty", "blank") else 2)  # once by the run, once by probe
+
+
+def test_a_sidecar_that_is_not_a_file_leaves_the_next_one_in_use(tmp_path):
+    video = write_media(tmp_path / "clip.mkv", video=VideoSpec(frames=8))
+    (tmp_path / "clip.srt").mkdir()
+    write_sidecar(tmp_path / "clip.vtt", [(0.0, 1.0, "from the vtt")])
+    assert [s.text for s in iter_segments(video)] == ["from the vtt"]
+
+
+def test_run_and_probe_agree_on_an_undecodable_sidecar(tmp_path, capsys):
+    model = colour_model(tmp_path / "colour.onnx")
+    video = colour_video(tmp_path / "clip.mp4", ["red", "green"], audio=False)
+    (tmp_path / "clip.srt").write_bytes(b"\x00\x01garbage\xff" * 50)
+    assert main(["probe", str(video), "--window", "1", "--json"]) == 0  # the colour model's window
+    probed = json.loads(capsys.readouterr().out)
+    assert main(["run", str(model), str(video), "-o", str(tmp_path / "out"), "--no-cache"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "out" / "clip.mp4.jsonl").read_text().splitlines()]
+    segments = [r for r in records if r["type"] == "segment"]
+    assert [r["label"] for r in segments] == ["red", "green"] and len(segments) == probed["segments"]
+    assert probed["caption_events"] == 0 and all(not r["present"]["text"] for r in segments)
+    assert "1 ok, 0 failed" in capsys.readouterr().err
