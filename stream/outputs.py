@@ -2,9 +2,9 @@
 
 Each output file is written as ``NAME.partial`` and renamed to ``NAME`` only when its source is
 finished; a source that finished cleanly also gets a completion marker ``OUT/.done/STEM.json`` (written
-atomically, last). ``--resume`` skips the sources whose marker matches the source file (same size
-and modification time) and reprocesses the rest. A killed run leaves only ``.partial`` files and no
-marker for the sources it was working on.
+atomically, last; it names the source as shown, never with its credentials). ``--resume`` skips the
+sources whose marker matches the source file (same size and modification time) and reprocesses the
+rest. A killed run leaves only ``.partial`` files and no marker for the sources it was working on.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class OutputDir:
         return self.root / DONE_DIR / f"{stem}.json"
 
     def mark_done(self, source: Source, stem: str, info: dict) -> None:
-        record = {"source": source.name, **_fingerprint(source), "finished": time.time(), **info}
+        record = {"source": source.shown, **_fingerprint(source), "finished": time.time(), **info}
         write_atomic(self._marker(stem), json.dumps(record) + "\n")
 
     def is_done(self, source: Source, stem: str) -> bool:
@@ -92,7 +92,7 @@ class OutputDir:
             record = json.loads(self._marker(stem).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             return False
-        if record.get("source") != source.name:
+        if record.get("source") != source.shown:
             return False
         fp = _fingerprint(source)
         return all(record.get(k) == v for k, v in fp.items())

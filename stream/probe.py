@@ -18,6 +18,7 @@ from stream.captions import embedded_captions, load_captions, sidecar_for
 from stream.config import DecodeConfig, SegmentConfig, frames_per_window, samples_per_window
 from stream.decode import EPS, is_picture, is_url, media_duration, media_start, media_streams, open_container
 from stream.errors import CaptionError
+from stream.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class StreamInfo:
 
 @dataclass(frozen=True, kw_only=True)
 class ProbeResult:
-    source: str
+    source: str  # as shown: a URL's credentials replaced by *** (stream.redact)
     format: str
     duration: float | None  # seconds of media, from the first timestamp to the end of the data
     start: float  # the first timestamp (segments count from here)
@@ -117,7 +118,7 @@ def probe(source: str, *, segment: SegmentConfig = SegmentConfig(),  # noqa: B00
             last, duration, exact = (None if declared is None else declared - EPS), declared, False
         else:
             (last, duration), exact = times, True
-        return ProbeResult(source=source, format=container.format.name, duration=duration, start=t0,
+        return ProbeResult(source=redact(source), format=container.format.name, duration=duration, start=t0,
                            streams=streams, sidecar=str(sidecar) if sidecar else None, caption_events=events,
                            segments=count_windows(last, segment), exact=exact)
     finally:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import re
 import sys
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,19 +89,32 @@ def expand(args: Iterable[str], *, stdin: TextIO | None = None,
     return unique
 
 
+def _base(source: Source) -> str:
+    """The file-name part of a source: a path's base name; a URL's last path part, or its host and port
+    when it has no path. Made from the redacted name, so no credential or token reaches a file name."""
+    text = source.shown
+    if is_url(source.name):
+        _, _, text = text.partition("://")
+        text = re.split(r"[?#]", text.rsplit("@", 1)[-1], maxsplit=1)[0]
+        host, _, path = text.partition("/")
+        text = path.rstrip("/").rsplit("/", 1)[-1].split(";")[0] or host
+    else:
+        text = text.rstrip("/").rsplit("/", 1)[-1]
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text) or "source"
+
+
 def output_stems(sources: Iterable[Source]) -> dict[str, str]:
-    """A file-name stem per source for its output files: the base name, plus a short hash of the full
-    name where two sources share a base name. Stable for the same source list (``--resume`` relies on it)."""
+    """A file-name stem per source for its output files: the base name, plus a short hash of the shown
+    name where two sources share a base name (and a count where even that is shared: two URLs that
+    differ only in their credentials). Stable for the same source list (``--resume`` relies on it)."""
     sources = list(sources)
-    def base(s: Source) -> str:
-        text = s.name.rstrip("/").split("?")[0]
-        name = text.rsplit("/", 1)[-1] or "source"
-        return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-    counts: dict[str, int] = {}
+    counts = Counter(_base(s) for s in sources)
+    stems: dict[str, str] = {}
+    taken: Counter[str] = Counter()
     for s in sources:
-        counts[base(s)] = counts.get(base(s), 0) + 1
-    stems = {}
-    for s in sources:
-        b = base(s)
-        stems[s.name] = b if counts[b] == 1 else f"{b}-{hashlib.sha1(s.name.encode()).hexdigest()[:8]}"
+        stem = _base(s)
+        if counts[stem] > 1:
+            stem = f"{stem}-{hashlib.sha1(s.shown.encode()).hexdigest()[:8]}"
+        taken[stem] += 1
+        stems[s.name] = stem if taken[stem] == 1 else f"{stem}-{taken[stem]}"
     return stems

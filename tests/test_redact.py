@@ -10,23 +10,58 @@ import pytest
 from stream.errors import ConfigError
 from stream.live import Gap, is_live
 from stream.reconnect import Backoff
-from stream.redact import RedactFilter, redact, redact_text, scrub
+from stream.redact import RedactFilter, credentials, redact, redact_text, scrub, secrets_of
+from stream.sources import Source, output_stems
 
-
-@pytest.mark.parametrize("url, shown", [
-    ("rtsp://user:pass@host/path", "rtsp://***@host/path"),
+FORMS = [  # (url, as shown, the secrets it holds)
+    ("rtsp://user:pass@host/path", "rtsp://***@host/path", ["user:pass"]),
     ("rtsp://admin:p%40ss:w0rd@10.0.0.5:554/Streaming/Channels/101",
-     "rtsp://***@10.0.0.5:554/Streaming/Channels/101"),
-    ("rtsp://onlyuser@cam.local/live", "rtsp://***@cam.local/live"),
-    ("rtsps://u:p@[::1]:322/x", "rtsps://***@[::1]:322/x"),
-    ("https://example.com/live.m3u8?token=abc123&quality=hd", "https://example.com/live.m3u8?token=***&quality=hd"),
-    ("srt://host:9000?mode=caller&passphrase=hunter22", "srt://host:9000?mode=caller&passphrase=***"),
-    ("rtsp://host/path", "rtsp://host/path"),
-    ("videos/clip.mp4", "videos/clip.mp4"),
-    ("/data/user:pass@weird/name.mp4", "/data/user:pass@weird/name.mp4"),
-])
-def test_redact_hides_credentials_and_keeps_the_rest(url, shown):
+     "rtsp://***@10.0.0.5:554/Streaming/Channels/101", ["p%40ss:w0rd", "p@ss:w0rd"]),
+    ("rtsp://onlyuser@cam.local/live", "rtsp://***@cam.local/live", ["onlyuser"]),
+    ("rtsps://u:p@[::1]:322/x", "rtsps://***@[::1]:322/x", ["u:p"]),
+    ("rtsp://admin:S3cr3tPW@127.0.0.1:47001", "rtsp://***@127.0.0.1:47001", ["S3cr3tPW"]),
+    ("rtsp://admin:S3cr3tPW@127.0.0.1:47001/", "rtsp://***@127.0.0.1:47001/", ["S3cr3tPW"]),
+    ("tcp://admin:S3cr3tPW@127.0.0.1:9000", "tcp://***@127.0.0.1:9000", ["S3cr3tPW"]),
+    ("udp://admin:S3cr3tPW@239.0.0.1:1234", "udp://***@239.0.0.1:1234", ["S3cr3tPW"]),
+    ("rtsp://admin:pa/ss@cam/live", "rtsp://***@cam/live", ["pa/ss"]),
+    ("rtsp://admin:pa#ss@cam/live", "rtsp://***@cam/live", ["pa#ss"]),
+    ("rtsp://admin:pa?ss@cam/live", "rtsp://***@cam/live", ["pa?ss"]),
+    ("rtsp://admin:p@ss@cam:554", "rtsp://***@cam:554", ["p@ss"]),
+    ("rtsp://admin:a/b?c#d@cam", "rtsp://***@cam", ["a/b?c#d"]),
+    ("https://example.com/live.m3u8?token=abc123&quality=hd", "https://example.com/live.m3u8?token=***&quality=hd",
+     ["abc123"]),
+    ("http://admin:pw9@host/clip.mp4?token=T0K", "http://***@host/clip.mp4?token=***", ["pw9", "T0K"]),
+    ("srt://host:9000?mode=caller&passphrase=hunter22", "srt://host:9000?mode=caller&passphrase=***", ["hunter22"]),
+    ("rtsp://cam/live?pw=Hunter22", "rtsp://cam/live?pw=***", ["Hunter22"]),
+    ("rtsp://cam/live?channel=1;password=Hunter22", "rtsp://cam/live?channel=1;password=***", ["Hunter22"]),
+    ("rtsp://cam/live;user=bob;password=Hunter22", "rtsp://cam/live;user=***;password=***", ["bob", "Hunter22"]),
+    ("https://cdn/x.m3u8?a=1?api_key=K3Y", "https://cdn/x.m3u8?a=1?api_key=***", ["K3Y"]),
+    ("https://cdn/x.m3u8#access_token=JWT.x/y", "https://cdn/x.m3u8#access_token=***", ["JWT.x/y"]),
+    ("https://cdn/x?sig=a%2Fb+c", "https://cdn/x?sig=***", ["a%2Fb+c", "a/b c"]),
+    ("rtsp://host/path", "rtsp://host/path", []),
+    ("videos/clip.mp4", "videos/clip.mp4", []),
+    ("/data/user:pass@weird/name.mp4", "/data/user:pass@weird/name.mp4", []),
+]
+
+
+@pytest.mark.parametrize("url, shown, secrets", FORMS)
+def test_every_url_form_is_shown_without_its_secrets_wherever_it_goes(url, shown, secrets):
     assert redact(url) == shown
+    assert redact_text(f"cannot open '{url}': 401") == f"cannot open '{shown}': 401"
+    (stem,) = output_stems([Source(name=url)]).values()
+    leaked = f"{scrub(f'{url} failed (password {secrets})', url)} {stem}"
+    assert not [s for s in secrets if s in leaked]
+    assert all(s in secrets_of(url) for s in secrets if s in url)
+
+
+@pytest.mark.parametrize("url, bare, user, password", [
+    ("http://alice:pa/ss#w?rd@127.0.0.1:8080/hook?x=1", "http://127.0.0.1:8080/hook?x=1", "alice", "pa/ss#w?rd"),
+    ("mqtt://bob:p%40ss%3Aword@h/t", "mqtt://h/t", "bob", "p@ss:word"),
+    ("https://token@h/hook", "https://h/hook", "token", None),
+    ("https://h/hook", "https://h/hook", None, None),
+])
+def test_credentials_split_a_url_by_the_rule_redact_uses(url, bare, user, password):
+    assert credentials(url) == (bare, user, password)
 
 
 def test_scrub_removes_the_password_wherever_it_appears():

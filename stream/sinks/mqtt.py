@@ -8,25 +8,27 @@ import json
 import logging
 import threading
 import time
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 
 from stream.errors import ConfigError, SourceError
+from stream.redact import credentials, redact
 from stream.sinks.base import Sink
 
 log = logging.getLogger(__name__)
 
 
 def parse_url(url: str) -> tuple[str, int, str]:
-    u = urlparse(url)
+    """(host, port, topic) of ``mqtt://[USER:PASSWORD@]HOST[:PORT]/TOPIC``."""
+    u = urlparse(credentials(url)[0])
     topic = u.path.lstrip("/")
     if u.scheme != "mqtt" or not u.hostname or not topic:
-        raise ConfigError(f"MQTT sink URL must be mqtt://HOST[:PORT]/TOPIC, got {url!r}")
+        raise ConfigError(f"MQTT sink URL must be mqtt://HOST[:PORT]/TOPIC, got {redact(url)!r}")
     try:
         port = u.port or 1883
     except ValueError as e:
-        raise ConfigError(f"MQTT sink URL {url!r}: bad port") from e
+        raise ConfigError(f"MQTT sink URL {redact(url)!r}: bad port") from e
     return u.hostname, port, topic
 
 
@@ -42,9 +44,9 @@ class MqttSink(Sink):
         self._refused: str | None = None  # the broker's reason, when it answers no
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.on_connect = self._on_connect
-        u = urlparse(url)
-        if u.username:
-            self.client.username_pw_set(unquote(u.username), unquote(u.password) if u.password else None)
+        _, user, password = credentials(url)
+        if user:
+            self.client.username_pw_set(user, password)
         try:
             self.client.connect(self.host, self.port, keepalive=30)
         except OSError as e:
