@@ -11,8 +11,9 @@ rows [n_fft, 2 * n_freq] (:class:`models.audio.LogMel`). In the int8 file the ke
   remainder at 1/254 of that step (the waveform to about 1.6e-5, 16-bit audio's own resolution; the
   contract's waveform lies in [-1, 1], so there is nothing to calibrate), two products, summed.
 
-What each gives, on the demo model at one thread (``avfuse bench model``, int8 against fp32 at batch 1 / 8):
-8 bits 1.35-1.37x / 1.40-1.42x; 16 bits 1.23-1.28x / 1.26-1.28x. What each changes, as the mean absolute change of
+What each gives, on the demo model at one thread (``avfuse bench model``, int8 against fp32 at batch 1 / 8, on
+an AVX2 CPU): 8 bits 1.29-1.32x / 1.25-1.26x; 16 bits 1.04-1.05x / 0.97x (with the u8s8 product, exact only
+with VNNI: 1.35-1.36x / 1.34x and 1.23-1.28x / 1.26-1.28x). What each changes, as the mean absolute change of
 the log-mel against fp32 on quiet audio (tones at -35 dBFS over a -70 dBFS floor, tests/test_int8_dft.py):
 the int8 kernel alone 0.14 (the weight-only int8 kernel of earlier files did as much); with 16-bit frames
 the same; with 8-bit frames 0.26, the added error sitting in the near-silent bands. One 8-bit part per
@@ -27,7 +28,9 @@ kernels widen both operands to 16 bits first (``vpmaddwd``: int32 sums, exact), 
 dot-product kernels, so the product is the exact integer on every CPU onnxruntime runs on. Halving the
 kernel to 7 bits (``reduce_range``, what the CNNs use, :mod:`export.quantize`) would also fit int16 but doubles
 the kernel's own rounding, the larger of the two errors here. What u8u8 costs: measured on an AVX2 CPU, a
-400 x 402 product took 1.5x the u8s8 time, still 0.8x the fp32 ``MatMul``'s. :mod:`export.int8_check` proves
+400 x 402 product took 1.5x the u8s8 time, still 0.8x the fp32 ``MatMul``'s. Frames in 7 bits instead
+(u8s8 at full speed, also exact) doubled the 8-bit mode's error (0.48 against 0.26 below) and tripled the
+16-bit mode's departure from the kernel's own rounding (0.037 against under 0.02). :mod:`export.int8_check` proves
 for every integer product of a file that no such pair can saturate.
 
 Only standard ONNX operators are used, though the int8 file as a whole is for onnxruntime (OpenVINO's CPU
