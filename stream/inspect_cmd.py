@@ -15,6 +15,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from stream.cpu import cpu_info
 from stream.errors import ModelError
 from stream.modelspec import ModelSpec, metadata_session, read_spec
 
@@ -147,6 +148,19 @@ def _flatten(metrics: dict, prefix: str = "", depth: int = 2) -> dict:
     return flat
 
 
+def int8_line(checks: object) -> str:
+    """Which CPUs an int8 file's integer arithmetic was checked for, and its agreement with fp32 at export."""
+    if not isinstance(checks, dict) or not isinstance(checks.get("exact_on"), list):
+        risk = " (this CPU has no VNNI: its answers may differ)" if cpu_info().u8s8_saturates else ""
+        return f"not checked for x86-64 CPUs without VNNI{risk}; re-export with this avfuse"
+    line = "integer products exact on: " + ", ".join(str(c) for c in checks["exact_on"])
+    agreement = checks.get("top1_agreement_with_fp32")
+    if isinstance(agreement, int | float):
+        line += (f"; same top-1 as fp32 on {100 * agreement:.1f}% of {checks.get('agreement_segments', '?')} "
+                 f"segments on {checks.get('checked_on', '?')}")
+    return line
+
+
 def format_table(info: dict) -> str:
     rows: list[tuple[str, str]] = [
         ("model", f"{info['path']} ({_size(info['size_bytes'])})"),
@@ -168,6 +182,8 @@ def format_table(info: dict) -> str:
         rows.append(("network", line or json.dumps(model)[:200]))
         for modality, encoder in model.get("encoders", {}).items():
             rows.append(("", f"{modality} encoder: {encoder}"))
+        if model.get("precision") == "int8":
+            rows.append(("int8", int8_line(model.get("int8"))))
     if info["metrics"]:
         flat = _flatten(info["metrics"])
         rows.append(("metrics", " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

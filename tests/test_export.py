@@ -334,3 +334,10 @@ def test_bench_model_refuses_a_missing_int8_file(tmp_path, capsys):
     code = main(["bench", "model", str(tmp_path / "m.onnx"), "--int8", str(tmp_path / "none.int8.onnx")])
     err = capsys.readouterr().err.strip()
     assert code == 1 and "none.int8.onnx" in err and "not found" in err and err.count("\n") == 0
+
+
+def test_inspect_says_which_cpus_the_int8_file_was_checked_for(exported, capsys):
+    _, out, _ = exported
+    assert main(["inspect", str(variant_path(out, "int8"))]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("int8 "))
+    assert "x86-64 without VNNI (AVX2, AVX-512)" in line and "ARM64" in line and cpu_info().describe() in line
