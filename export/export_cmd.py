@@ -18,6 +18,7 @@ from stream.errors import AvfuseError, DependencyError, ModelError, SourceError
 log = logging.getLogger(__name__)
 
 MIN_INT8_AGREEMENT = 0.99  # share of segments where int8's top-1 class must be fp32's (export --int8 --verify)
+MAX_INT8_DROP = 0.01  # held-out accuracy int8 may lose against fp32 before export warns
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,7 +165,11 @@ def export(config: ExportConfig) -> ExportResult:
 
     reference = V.run_torch(model, rows, batch=5) if rows is not None else None
     if config.int8:
-        result.variants.append(_int8(config, output, proto, rows, reference, held_out, tok, ckpt.decode, info.labels))
+        int8 = _int8(config, output, proto, rows, reference, held_out, tok, ckpt.decode, info.labels)
+        result.variants.append(int8)
+        if acc is not None and int8.held_out_accuracy is not None and int8.held_out_accuracy < acc - MAX_INT8_DROP:
+            log.warning("int8: held-out accuracy %.4f is %.1f points below fp32's %.4f (goal: within %.0f)",
+                        int8.held_out_accuracy, 100 * (acc - int8.held_out_accuracy), acc, 100 * MAX_INT8_DROP)
     if config.fp16:
         result.variants.append(_fp16(config, output, proto, rows, reference, held_out))
     return result
