@@ -216,6 +216,9 @@ class Engine:
         except Exception as e:  # onnxruntime's Fail/InvalidArgument/... derive from Exception only
             raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(frames)} on {self.device} "
                              f"({type(e).__name__}: {e})") from e
+        if np.ndim(probs) != 2 or np.shape(probs)[1] != self.spec.num_classes:  # a dynamic dimension: seen only now
+            raise ModelError(f"{self.path}: probs has shape {list(np.shape(probs))}, but avfuse.labels gives "
+                             f"[batch, {self.spec.num_classes}]")
         return Outputs(probs=np.asarray(probs, np.float32), gates=np.asarray(gates, np.float32),
                        embedding=np.asarray(emb, np.float32))
 

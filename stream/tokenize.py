@@ -16,6 +16,7 @@ import numpy as np
 from stream.errors import ModelError
 
 PAD, UNK = 0, 1
+MAX_LEN = 4096  # tokens per segment at the most: far beyond a caption, small enough to allocate per batch
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
@@ -32,8 +33,10 @@ class Tokenizer:
     def __post_init__(self) -> None:
         if len(self.vocab) < 2 or self.vocab[0] != "<pad>" or self.vocab[1] != "<unk>":
             raise ModelError("tokenizer vocab must start with '<pad>', '<unk>'")
-        if self.max_len < 1:
-            raise ModelError(f"tokenizer max_len must be >= 1, got {self.max_len}")
+        if not all(isinstance(w, str) for w in self.vocab):
+            raise ModelError("tokenizer vocab must be strings")
+        if isinstance(self.max_len, bool) or not isinstance(self.max_len, int) or not 1 <= self.max_len <= MAX_LEN:
+            raise ModelError(f"tokenizer max_len must be an integer 1..{MAX_LEN}, got {self.max_len!r}")
         object.__setattr__(self, "_ids", {w: i for i, w in enumerate(self.vocab)})
 
     @classmethod
@@ -64,7 +67,9 @@ class Tokenizer:
             d = json.loads(text)
             if d.get("type") != "words":
                 raise ModelError(f"unknown tokenizer type {d.get('type')!r}; this runtime knows 'words'")
-            return cls(vocab=tuple(d["vocab"]), max_len=int(d["max_len"]))
+            if not isinstance(d["vocab"], list):
+                raise ModelError(f"tokenizer vocab must be a JSON list of strings, got {type(d['vocab']).__name__}")
+            return cls(vocab=tuple(d["vocab"]), max_len=d["max_len"])
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
             raise ModelError(f"tokenizer metadata is not valid JSON of the expected form: {e}") from e
 

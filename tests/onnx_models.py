@@ -27,8 +27,10 @@ COLOURS = {"red": (230, 20, 20), "green": (20, 230, 20), "blue": (20, 20, 230)}
 
 def colour_model(path: str | Path, *, fps: float = 2.0, size: int = 32, window_s: float = 1.0,
                  hop_s: float | None = None, sample_rate: int = 8000, labels: tuple[str, ...] = LABELS,
-                 opset: int = 17) -> Path:
-    """Write the colour model to ``path`` and return it. ``labels`` must have 3 entries (one per channel)."""
+                 opset: int = 17, metadata: dict[str, str] | None = None, dynamic_probs: bool = False) -> Path:
+    """Write the colour model to ``path`` and return it. ``labels`` must have 3 entries (one per channel).
+    ``metadata``: raw metadata_props strings that replace the model's own (to test hostile metadata);
+    ``dynamic_probs``: declare the probs output [B, C] with a symbolic C instead of 3."""
     if len(labels) != 3:
         raise ValueError("the colour model has exactly one label per RGB channel")
     decode = DecodeConfig(fps=fps, height=size, width=size, sample_rate=sample_rate)
@@ -43,7 +45,7 @@ def colour_model(path: str | Path, *, fps: float = 2.0, size: int = 32, window_s
         helper.make_tensor_value_info("present", TensorProto.FLOAT, ["B", 3]),
     ]
     outputs = [
-        helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["B", 3]),
+        helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["B", "C" if dynamic_probs else 3]),
         helper.make_tensor_value_info("gates", TensorProto.FLOAT, ["B", 3]),
         helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["B", 5]),
     ]
@@ -57,7 +59,9 @@ def colour_model(path: str | Path, *, fps: float = 2.0, size: int = 32, window_s
         helper.make_node("Cast", ["frames"], ["ff"], to=TensorProto.FLOAT),
         helper.make_node("ReduceMean", ["ff"], ["rgb"], axes=[1, 2, 3], keepdims=0),  # [B, 3]
         helper.make_node("Mul", ["rgb", "scale"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
+        *([helper.make_node("Shape", ["logits"], ["lshape"]),  # a shape known only when it runs
+           helper.make_node("Reshape", ["logits", "lshape"], ["logits_d"])] if dynamic_probs else []),
+        helper.make_node("Softmax", ["logits_d" if dynamic_probs else "logits"], ["probs"], axis=-1),
         helper.make_node("ReduceSum", ["present", "axis1"], ["psum"], keepdims=1),
         helper.make_node("Add", ["psum", "eps"], ["psum_e"]),
         helper.make_node("Div", ["present", "psum_e"], ["gates"]),
@@ -74,11 +78,12 @@ def colour_model(path: str | Path, *, fps: float = 2.0, size: int = 32, window_s
         "avfuse.labels": json.dumps(list(labels)),
         "avfuse.decode": json.dumps(meta),
         "avfuse.tokenizer": tok.to_json(),
-        "avfuse.model": json.dumps({"encoders": "mean-colour", "fusion": "none", "dims": {"embedding": 5}}),
+        "avfuse.model": json.dumps({"encoders": {"video": "mean-colour", "audio": "mean", "text": "mean-token-id"},
+                                    "fusion": "none", "dims": {"embedding": 5}}),
         "avfuse.version": json.dumps("test"),
         "avfuse.metrics": json.dumps({}),
     }
-    helper.set_model_props(model, props)
+    helper.set_model_props(model, props | (metadata or {}))
     onnx.checker.check_model(model)
     path = Path(path)
     onnx.save(model, str(path))
