@@ -20,6 +20,8 @@ class Metrics:
         self.segments = Counter("avfuse_segments", "Segments labelled", registry=r)
         self.media_seconds = Counter("avfuse_media_seconds", "Media seconds labelled", registry=r)
         self.sources = Counter("avfuse_sources", "Sources finished, by status", ["status"], registry=r)
+        self.undelivered = Counter("avfuse_records_undelivered", "Records a network sink could not deliver "
+                                   "(spooled for the next run, or lost without -o)", ["sink"], registry=r)
         self.events = Counter("avfuse_events", "Events emitted", registry=r)
         self.dropped = Counter("avfuse_dropped_segments", "Segments dropped because inference was behind "
                                "(live sources)", registry=r)

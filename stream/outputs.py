@@ -22,6 +22,7 @@ from stream.sources import Source
 log = logging.getLogger(__name__)
 PARTIAL = ".partial"
 DONE_DIR = ".done"
+PENDING_DIR = ".pending"  # finished, but some records are still spooled: done once they are delivered
 
 
 def _fingerprint(source: Source) -> dict:
@@ -79,12 +80,29 @@ class OutputDir:
     def path(self, stem: str, ext: str) -> Path:
         return self.root / f"{stem}.{ext}"
 
-    def _marker(self, stem: str) -> Path:
-        return self.root / DONE_DIR / f"{stem}.json"
+    def _marker(self, stem: str, folder: str = DONE_DIR) -> Path:
+        return self.root / folder / f"{stem}.json"
 
-    def mark_done(self, source: Source, stem: str, info: dict) -> None:
+    def mark_done(self, source: Source, stem: str, info: dict, *, pending: bool = False) -> None:
+        """``source`` is finished; with ``pending``, some of its records wait in a sink's spool, and
+        the marker becomes a done marker only when :meth:`promote` finds them delivered."""
         record = {"source": source.shown, **_fingerprint(source), "finished": time.time(), **info}
-        write_atomic(self._marker(stem), json.dumps(record) + "\n")
+        if pending:
+            self._marker(stem).unlink(missing_ok=True)
+            self._marker(stem, PENDING_DIR).parent.mkdir(exist_ok=True)
+        write_atomic(self._marker(stem, PENDING_DIR if pending else DONE_DIR), json.dumps(record) + "\n")
+        if not pending:
+            self.clear_pending(stem)
+
+    def clear_pending(self, stem: str) -> None:
+        self._marker(stem, PENDING_DIR).unlink(missing_ok=True)
+
+    def promote(self, undelivered: set[str]) -> list[str]:
+        """Pending markers of sources with nothing left in ``undelivered`` become done markers; their stems."""
+        done = sorted(p.stem for p in (self.root / PENDING_DIR).glob("*.json") if p.stem not in undelivered)
+        for stem in done:
+            os.replace(self._marker(stem, PENDING_DIR), self._marker(stem))
+        return done
 
     def is_done(self, source: Source, stem: str) -> bool:
         """True when a previous run finished ``source`` and the source has not changed since."""

@@ -37,6 +37,7 @@ from stream.postprocess import PostprocessConfig, Smoother, error_record, segmen
 from stream.reconnect import Backoff
 from stream.segment import Segment
 from stream.sinks.base import Sink
+from stream.sinks.spool import SPOOL_DIR, spooled_keys
 from stream.sources import Source, output_stems
 from stream.summary import RunStats
 
@@ -348,6 +349,11 @@ class Pipeline:
                         self.stats.sources_interrupted += 1
                         continue
                 if isinstance(msg, _Start):
+                    if not self.config.is_live(msg.source):  # made again: what earlier runs spooled is stale
+                        for s in self.sinks:
+                            s.forget(msg.key)
+                        if self.out is not None:
+                            self.out.clear_pending(msg.key)
                     for s in self.sinks:
                         s.open_source(msg.key)
                     open_keys[msg.key] = msg.source
@@ -358,6 +364,7 @@ class Pipeline:
                         s.flush()
                     if msg.times:
                         self._latency(msg.times)
+                    self._count_undelivered()
                 else:
                     self._close_source(msg)
                     open_keys.pop(msg.key, None)
@@ -394,14 +401,37 @@ class Pipeline:
             self.metrics.sources.labels(status="failed").inc()
         for s in self.sinks:
             s.close_source(end.key, finished=not end.interrupted)
+        undelivered = sum(s.pending(end.key) for s in self.sinks)
         if end.interrupted:
             self.stats.sources_interrupted += 1
             self.metrics.sources.labels(status="interrupted").inc()
         elif end.error is None:
             if self.out is not None:
-                self.out.mark_done(end.source, end.key, {"device": self.engine.device})
-            self.stats.sources_ok += 1
-            self.metrics.sources.labels(status="ok").inc()
+                self.out.mark_done(end.source, end.key, {"device": self.engine.device}, pending=undelivered > 0)
+            if undelivered:
+                self.stats.sources_undelivered += 1
+                self.metrics.sources.labels(status="undelivered").inc()
+            else:
+                self.stats.sources_ok += 1
+                self.metrics.sources.labels(status="ok").inc()
+
+    # ---- delivery: what network sinks could not deliver (stream.sinks.spool) ----
+
+    def _replay(self) -> None:
+        """What earlier runs spooled goes out first; sources left pending by them become done when
+        nothing of theirs is left in any spool."""
+        self.stats.replayed = sum(s.replay() for s in self.sinks)
+        if self.out is not None:
+            self.stats.spool = str(self.out.root / SPOOL_DIR)
+            for stem in self.out.promote(spooled_keys(self.out)):
+                log.info("%s: its spooled records are delivered; complete", stem)
+
+    def _count_undelivered(self) -> None:
+        for s in self.sinks:
+            n, before = s.pending(), self.stats.undelivered.get(str(s), 0)
+            if n > before:
+                self.metrics.undelivered.labels(sink=s.name).inc(n - before)
+                self.stats.undelivered[str(s)] = n
 
     # ---- the run ----
 
@@ -415,6 +445,7 @@ class Pipeline:
                                  name="segments", droppable=lambda x: isinstance(x, _Item) and x.live,
                                  on_drop=self._dropped)
         self._records = Channel(4, name="records")  # small: slow sinks hold inference back, not memory
+        self._replay()
         threads = [threading.Thread(target=self._read, args=(sources, stems), name="avfuse-read", daemon=True),
                    threading.Thread(target=self._infer, name="avfuse-infer", daemon=True),
                    threading.Thread(target=self._write, name="avfuse-sinks", daemon=True)]
@@ -431,6 +462,7 @@ class Pipeline:
                 except Exception as e:  # one sink that fails to close must not keep the others open...
                     log.error("closing the %s sink failed: %s", s.name, e)
                     self._errors.append(e)  # ...but the run still ends with its error
+            self._count_undelivered()
             self.stats.finish()
             if self.stats.live_latencies:
                 self.metrics.live_latency_p50.set(self.stats.live_percentile(50))

@@ -4,8 +4,12 @@ streams with an ONNX model, writing records to one or more sinks.
 Live sources (rtsp:// and other streams; files with ``--loop``) run until stopped: SIGINT or SIGTERM
 flushes what was labelled and prints the summary, with the live latency, drops and reconnects.
 
-Exit code: 0 when every source was labelled, 1 when any failed, 130 (SIGINT) or 143 (SIGTERM) when
-stopped; the summary is printed on stderr either way.
+Network sinks (webhook, MQTT) retry with backoff; what they still cannot deliver is spooled in
+``OUT/.spool`` and replayed by the next run, and its source is not marked done until then.
+
+Exit code: 0 when every source was labelled and every record delivered, 1 when any source failed,
+3 when all were labelled but some records were not delivered (spooled, or lost without ``-o``),
+130 (SIGINT) or 143 (SIGTERM) when stopped; the summary is printed on stderr either way.
 """
 
 from __future__ import annotations
@@ -26,14 +30,22 @@ from stream.pipeline import FILE_WAIT_MS, LIVE_TRANSPORTS, Pipeline, PipelineCon
 from stream.postprocess import PostprocessConfig, parse_smoothing
 from stream.reconnect import Backoff
 from stream.sinks import make_sinks
+from stream.sinks.spool import DeliveryConfig
 from stream.sources import expand
 from stream.summary import Progress
 
 log = logging.getLogger(__name__)
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_FAILED = 1
+EXIT_UNDELIVERED = 3
+EPILOG = (f"exit status: 0 all labelled and delivered; {EXIT_FAILED} a source failed; {EXIT_UNDELIVERED} records "
+          "not delivered to a webhook or MQTT sink (spooled in OUT/.spool and replayed by the next run, or "
+          f"lost without -o); {EXIT_SIGNAL[signal.SIGINT]} or {EXIT_SIGNAL[signal.SIGTERM]} stopped by SIGINT "
+          "or SIGTERM")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
     parser.add_argument("model", help="an avfuse .onnx file (it carries its own labels and decode settings)")
     parser.add_argument("sources", nargs="+", metavar="SOURCE",
                         help="files, folders (searched recursively), globs, rtsp:// URLs, or - for a list on stdin")
@@ -75,8 +87,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--min-event-s", type=float, default=0.0, help="shortest event reported (seconds)")
     o = parser.add_argument_group("outputs")
     o.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
-    o.add_argument("--webhook-timeout", type=float, default=5.0)
-    o.add_argument("--webhook-retries", type=int, default=3)
+    d = DeliveryConfig()
+    o.add_argument("--sink-timeout", "--webhook-timeout", type=float, default=d.timeout_s, metavar="S",
+                   help="longest one delivery attempt to a webhook or MQTT sink may take")
+    o.add_argument("--sink-retries", "--webhook-retries", type=int, default=d.retries, metavar="N",
+                   help="delivery attempts after the first, before records are spooled")
+    o.add_argument("--sink-backoff", type=float, default=d.backoff_s, metavar="S",
+                   help="wait before the first retry; it doubles per retry")
+    o.add_argument("--sink-pause", type=float, default=d.pause_s, metavar="S",
+                   help="after a delivery fails every attempt, records are spooled at once for this long")
     o.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
 
 
@@ -106,8 +125,9 @@ def run(args: argparse.Namespace) -> int:
         metrics.serve(args.metrics_port)  # a busy port fails here, before any sink has connected
     previous: dict = {}
     try:
-        sinks = make_sinks(args.sink, out, webhook_timeout_s=args.webhook_timeout,
-                           webhook_retries=args.webhook_retries)
+        delivery = DeliveryConfig(timeout_s=args.sink_timeout, retries=args.sink_retries,
+                                  backoff_s=args.sink_backoff, pause_s=args.sink_pause)
+        sinks = make_sinks(args.sink, out, delivery=delivery)
         pipeline = Pipeline(engine, sinks, config=pipe_cfg, out=out, metrics=metrics)
         received: list[int] = []
 
@@ -129,4 +149,6 @@ def run(args: argparse.Namespace) -> int:
         args.summary_json.write_text(json.dumps(stats.as_dict(), indent=2) + "\n", encoding="utf-8")
     if received:
         return EXIT_SIGNAL[received[0]]
-    return 1 if stats.sources_failed else 0
+    if stats.sources_failed:
+        return EXIT_FAILED
+    return EXIT_UNDELIVERED if stats.records_undelivered else 0

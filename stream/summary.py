@@ -32,6 +32,10 @@ class RunStats:
     sources_failed: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     sources_skipped: int = 0  # complete from a previous run (--resume)
     sources_interrupted: int = 0
+    sources_undelivered: int = 0  # finished, but not all their records reached every sink: not done
+    undelivered: dict[str, int] = field(default_factory=dict)  # sink (URL redacted) -> records not delivered
+    replayed: int = 0  # records spooled by earlier runs delivered at the start of this one
+    spool: str = ""  # where undelivered records are kept ("" without an output folder)
     segments: int = 0
     events: int = 0
     dropped: int = 0
@@ -64,12 +68,23 @@ class RunStats:
     def live_percentile(self, q: float) -> float:
         return _pct(self.live_latencies, q)
 
+    @property
+    def sources_done(self) -> int:
+        """Sources finished one way or another."""
+        return (self.sources_ok + len(self.sources_failed) + self.sources_skipped + self.sources_interrupted
+                + self.sources_undelivered)
+
+    @property
+    def records_undelivered(self) -> int:
+        return sum(self.undelivered.values())
+
     def as_dict(self) -> dict:
         return {
-            "sources": self.sources_ok + len(self.sources_failed) + self.sources_skipped + self.sources_interrupted,
-            "ok": self.sources_ok,
+            "sources": self.sources_done, "ok": self.sources_ok,
             "failed": len(self.sources_failed), "skipped": self.sources_skipped,
-            "interrupted": self.sources_interrupted, "segments": self.segments, "events": self.events,
+            "interrupted": self.sources_interrupted, "not_delivered": self.sources_undelivered,
+            "records_not_delivered": self.records_undelivered, "not_delivered_by_sink": dict(self.undelivered),
+            "replayed": self.replayed, "segments": self.segments, "events": self.events,
             "dropped": self.dropped, "media_s": round(self.media_s, 3), "wall_s": round(self.wall_s, 3),
             "realtime_factor": round(self.rtf, 2), "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
             "latency_p50_s": round(self.percentile(50), 4), "latency_p95_s": round(self.percentile(95), 4),
@@ -85,7 +100,8 @@ class RunStats:
         lines = [
             f"summary: {d['sources']} source(s), {d['ok']} ok, {d['failed']} failed"
             + (f", {d['skipped']} skipped (already complete)" if d["skipped"] else "")
-            + (f", {d['interrupted']} interrupted" if d["interrupted"] else ""),
+            + (f", {d['interrupted']} interrupted" if d["interrupted"] else "")
+            + (f", {d['not_delivered']} not delivered" if d["not_delivered"] else ""),
             f"  segments {d['segments']}, events {d['events']}" + (f", dropped {d['dropped']}" if d["dropped"] else ""),
             f"  media {d['media_s']:.1f} s in {d['wall_s']:.2f} s wall: {d['realtime_factor']:.1f}x real time"
             f" on {d['device'] or '?'}",
@@ -99,6 +115,11 @@ class RunStats:
                          f"dropped {live['dropped']}, reconnects {live['reconnects']}, gaps {live['gaps']} "
                          f"({live['lost_s']:.1f} s lost), stalls {live['stalls']}")
         lines += [f"  failed: {src}: {why}" for src, why in self.sources_failed]
+        if self.replayed:
+            lines.append(f"  replayed {self.replayed} record(s) spooled by an earlier run")
+        where = (f"spooled in {self.spool}; the next run replays them" if self.spool else
+                 "lost: without -o OUT there is no spool")
+        lines += [f"  not delivered: {n} record(s) to {sink}, {where}" for sink, n in self.undelivered.items() if n]
         return "\n".join(lines)
 
 
@@ -116,7 +137,7 @@ class Progress:
 
     def _line(self) -> str:
         s = self.stats
-        done = s.sources_ok + len(s.sources_failed) + s.sources_skipped + s.sources_interrupted
+        done = s.sources_done
         wall = time.perf_counter() - s.started
         rtf = s.media_s / wall if wall > 0 else 0.0
         width = 24

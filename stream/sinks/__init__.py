@@ -1,5 +1,6 @@
 """Where records go. ``make_sinks`` builds them from ``--sink`` values:
-``jsonl`` (default), ``csv``, ``table``, an ``http(s)://`` URL (webhook) or an ``mqtt://HOST[:PORT]/TOPIC`` URL."""
+``jsonl`` (default), ``csv``, ``table``, an ``http(s)://`` URL (webhook) or an ``mqtt://HOST[:PORT]/TOPIC`` URL.
+The network sinks retry, and spool what they cannot deliver under ``OUT/.spool`` (:mod:`stream.sinks.spool`)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from collections.abc import Sequence
 
 from stream.errors import ConfigError
 from stream.outputs import OutputDir
+from stream.redact import redact
 from stream.sinks.base import Sink
+from stream.sinks.spool import DeliveryConfig, Spool, spool_path
 
 NAMES = ("jsonl", "csv", "table")
 
 
-def make_sinks(specs: Sequence[str], out: OutputDir | None, *, webhook_timeout_s: float = 5.0,
-               webhook_retries: int = 3) -> list[Sink]:
+def make_sinks(specs: Sequence[str], out: OutputDir | None, *, delivery: DeliveryConfig | None = None) -> list[Sink]:
     """Build the sinks named by ``specs``; when one cannot be built, those already built are closed."""
     specs = list(specs) or ["jsonl"]
     on_stdout = [s for s in specs if s == "table" or (s in ("jsonl", "csv") and out is None)]
@@ -22,7 +24,7 @@ def make_sinks(specs: Sequence[str], out: OutputDir | None, *, webhook_timeout_s
     sinks: list[Sink] = []
     try:
         for spec in specs:
-            sinks.append(_make(spec, out, webhook_timeout_s, webhook_retries))
+            sinks.append(_make(spec, out, delivery or DeliveryConfig()))
     except BaseException:
         for s in sinks:
             s.close()
@@ -30,7 +32,11 @@ def make_sinks(specs: Sequence[str], out: OutputDir | None, *, webhook_timeout_s
     return sinks
 
 
-def _make(spec: str, out: OutputDir | None, webhook_timeout_s: float, webhook_retries: int) -> Sink:
+def _spool(out: OutputDir | None, kind: str, url: str) -> Spool | None:
+    return None if out is None else Spool(spool_path(out, kind, url))
+
+
+def _make(spec: str, out: OutputDir | None, delivery: DeliveryConfig) -> Sink:
     if spec == "jsonl":
         from stream.sinks.jsonl import JsonlSink
         return JsonlSink(out)
@@ -42,9 +48,9 @@ def _make(spec: str, out: OutputDir | None, webhook_timeout_s: float, webhook_re
         return TableSink()
     if spec.startswith(("http://", "https://")):
         from stream.sinks.webhook import WebhookSink
-        return WebhookSink(spec, timeout_s=webhook_timeout_s, retries=webhook_retries)
+        return WebhookSink(spec, config=delivery, spool=_spool(out, "webhook", spec))
     if spec.startswith("mqtt://"):
         from stream.sinks.mqtt import MqttSink
-        return MqttSink(spec)
-    raise ConfigError(f"unknown sink {spec!r}: expected one of {', '.join(NAMES)}, an http(s):// URL "
+        return MqttSink(spec, config=delivery, spool=_spool(out, "mqtt", spec))
+    raise ConfigError(f"unknown sink {redact(spec)!r}: expected one of {', '.join(NAMES)}, an http(s):// URL "
                       "(webhook) or mqtt://HOST[:PORT]/TOPIC")

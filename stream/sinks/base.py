@@ -8,6 +8,10 @@ from __future__ import annotations
 class Sink:
     name = "sink"
 
+    def __str__(self) -> str:
+        """The sink as the summary names it (a URL only ever redacted)."""
+        return self.name
+
     def open_source(self, key: str) -> None:
         """A source starts."""
 
@@ -22,3 +26,15 @@ class Sink:
 
     def close(self) -> None:
         """The run ends: release connections and files."""
+
+    def pending(self, key: str | None = None) -> int:
+        """Records of source ``key`` (of every source: None) this sink did not deliver in this run:
+        spooled for a later run, or lost where there is no spool. A file sink always writes."""
+        return 0
+
+    def forget(self, key: str) -> None:
+        """Source ``key`` is labelled again from the start: drop what earlier runs left undelivered."""
+
+    def replay(self) -> int:
+        """The run starts: deliver what earlier runs left undelivered; return how many records."""
+        return 0

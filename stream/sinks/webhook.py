@@ -1,5 +1,6 @@
-"""Webhook: each record is POSTed as JSON to a URL, with a timeout and retries (exponential backoff).
-A record that still fails after the retries is logged and counted; the run goes on.
+"""Webhook: each record is POSTed as JSON to a URL, with a timeout, retries with backoff and a spool
+for what still fails (:mod:`stream.sinks.spool`). A receiver that refuses, stalls past the timeout,
+answers an HTTP error or answers bytes that are not HTTP at all fails the delivery; the run goes on.
 
 Credentials in the URL (``https://user:pass@host/hook``) are sent as HTTP basic auth, never as part of
 the host name, and the URL is only ever shown redacted."""
@@ -7,56 +8,43 @@ the host name, and the URL is only ever shown redacted."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import logging
-import time
 import urllib.error
 import urllib.request
 
 from stream.errors import ConfigError
-from stream.redact import credentials, redact
-from stream.sinks.base import Sink
+from stream.redact import credentials, redact, redact_text
+from stream.sinks.spool import DeliveryConfig, DeliverySink, Entry, Spool
 
 log = logging.getLogger(__name__)
 
 
-class WebhookSink(Sink):
+class WebhookSink(DeliverySink):
     name = "webhook"
 
-    def __init__(self, url: str, *, timeout_s: float = 5.0, retries: int = 3, backoff_s: float = 0.2) -> None:
+    def __init__(self, url: str, *, config: DeliveryConfig | None = None, spool: Spool | None = None) -> None:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"webhook URL must start with http:// or https://, got {redact(url)!r}")
-        if timeout_s <= 0 or retries < 0 or backoff_s < 0:
-            raise ConfigError(f"webhook timeout must be > 0 and retries, backoff >= 0, got "
-                              f"{timeout_s}, {retries}, {backoff_s}")
+        super().__init__(config or DeliveryConfig(), spool)
         self.url, user, password = credentials(url)
         self.shown = redact(url)
-        self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
         self._headers = {"Content-Type": "application/json"}
         if user is not None:
             token = base64.b64encode(f"{user}:{password or ''}".encode()).decode("ascii")
             self._headers["Authorization"] = f"Basic {token}"
-        self.sent = 0
-        self.failed = 0
 
     def _post(self, body: bytes) -> None:
-        req = urllib.request.Request(self.url, data=body, method="POST",
-                                     headers=self._headers)
-        with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+        req = urllib.request.Request(self.url, data=body, method="POST", headers=self._headers)
+        with urllib.request.urlopen(req, timeout=self.config.timeout_s) as resp:
             resp.read()
 
-    def write(self, key: str, record: dict) -> None:
-        body = json.dumps(record).encode()
-        for attempt in range(self.retries + 1):
+    def _send(self, entries: list[Entry]) -> list[Entry]:
+        for n, (_, record) in enumerate(entries):
             try:
-                self._post(body)
-                self.sent += 1
-                return
-            except (urllib.error.URLError, OSError, TimeoutError) as e:
-                if attempt == self.retries:
-                    self.failed += 1
-                    log.warning("webhook %s: %s record for %s not delivered after %d attempts: %s",
-                                self.shown, record["type"], record["source"], attempt + 1, e)
-                    return
-                log.debug("webhook %s: attempt %d failed (%s); retrying", self.shown, attempt + 1, e)
-                time.sleep(self.backoff_s * 2**attempt)
+                self._post(json.dumps(record).encode())
+            except (OSError, http.client.HTTPException) as e:  # URLError, HTTPError, timeouts; not HTTP
+                self.reason = f"{type(e).__name__}: {redact_text(str(e))}"
+                return entries[n:]
+        return []
