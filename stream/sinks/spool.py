@@ -87,13 +87,14 @@ class Spool:
         return out
 
     def add(self, entries: Iterable[Entry]) -> None:
+        entries = list(entries)
         text = "".join(json.dumps({"key": k, "record": r}) + "\n" for k, r in entries)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         with os.fdopen(fd, "a", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        self.counts = Counter(key for key, _ in self.entries())
+        self.counts.update(key for key, _ in entries)
 
     def replace(self, entries: list[Entry]) -> None:
         """Keep only ``entries`` (the file goes when none are left)."""
