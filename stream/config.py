@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from stream.errors import ConfigError
 
 RESIZE_POLICIES = ("stretch", "letterbox", "crop")
+TIME_TOLERANCE_S = 1e-6  # media times this close are the same instant
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,20 +38,34 @@ class DecodeConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SegmentConfig:
-    """How decoded media is cut into windows: ``window_s`` long, one every ``hop_s`` seconds."""
+    """How decoded media is cut into windows: ``window_s`` long, one every ``hop_s`` seconds.
+
+    A window is emitted only where real media covers at least ``min_coverage`` of it: a window that
+    starts at ``start`` exists while the media's real end (its last frame's end or its last real audio
+    sample's end, codec padding left out) is at least ``start + min_coverage * window_s``."""
 
     window_s: float = 2.0
     hop_s: float | None = None  # None means hop = window (no overlap)
+    min_coverage: float = 0.5  # share of a window, in (0, 1], that real media must cover
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.window_s <= 600:
             raise ConfigError(f"window_s must be 0.1..600 seconds, got {self.window_s!r}")
         if self.hop_s is not None and not 0.05 <= self.hop_s <= 600:
             raise ConfigError(f"hop_s must be 0.05..600 seconds, got {self.hop_s!r}")
+        if not 0 < self.min_coverage <= 1:
+            raise ConfigError(f"min_coverage must be a share of the window in (0, 1], got {self.min_coverage!r}")
 
     @property
     def hop(self) -> float:
         return self.window_s if self.hop_s is None else self.hop_s
+
+    def windows(self, media_end: float | None) -> int:
+        """How many windows (k = 0, 1, ...) media from time 0 to ``media_end`` seconds gives (0 for None)."""
+        if media_end is None:
+            return 0
+        room = media_end + TIME_TOLERANCE_S - self.min_coverage * self.window_s
+        return math.floor(room / self.hop) + 1 if room >= 0 else 0
 
 
 def frames_per_window(decode: DecodeConfig, segment: SegmentConfig) -> int:
@@ -74,12 +90,16 @@ def decode_metadata(decode: DecodeConfig, segment: SegmentConfig) -> dict:
         "samples": samples_per_window(decode, segment),
         "window_s": segment.window_s,
         "hop_s": segment.hop,
+        "min_coverage": segment.min_coverage,
     }
 
 
 def configs_from_metadata(meta: dict) -> tuple[DecodeConfig, SegmentConfig]:
-    """Rebuild the configs from an ``avfuse.decode`` dict (inverse of :func:`decode_metadata`)."""
+    """Rebuild the configs from an ``avfuse.decode`` dict (inverse of :func:`decode_metadata`).
+
+    A model exported before ``min_coverage`` was saved gets the default."""
     try:
+        coverage = {"min_coverage": float(meta["min_coverage"])} if "min_coverage" in meta else {}
         decode = DecodeConfig(
             fps=float(meta["fps"]),
             height=int(meta["height"]),
@@ -87,7 +107,7 @@ def configs_from_metadata(meta: dict) -> tuple[DecodeConfig, SegmentConfig]:
             resize=str(meta.get("resize", "stretch")),
             sample_rate=int(meta["sample_rate"]),
         )
-        segment = SegmentConfig(window_s=float(meta["window_s"]), hop_s=float(meta["hop_s"]))
+        segment = SegmentConfig(window_s=float(meta["window_s"]), hop_s=float(meta["hop_s"]), **coverage)
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"avfuse.decode metadata is incomplete or invalid: {meta!r}") from e
     return decode, segment
