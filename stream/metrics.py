@@ -1,5 +1,5 @@
-"""Prometheus metrics of a run, served on localhost with ``--metrics-port``. Each run has its own
-registry, so two pipelines in one process (tests) do not collide."""
+"""Prometheus metrics of a run, served with ``--metrics-port`` on localhost, or on the address
+``--metrics-host`` names. Each run has its own registry, so two pipelines in one process (tests) do not collide."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from stream.errors import ConfigError
 
 log = logging.getLogger(__name__)
+DEFAULT_HOST = "127.0.0.1"  # metrics have no authentication: other machines reach them only when asked
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -47,14 +48,15 @@ class Metrics:
                                    registry=r)
         self._server = None
 
-    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
-        """Serve /metrics on ``addr:port`` (localhost by default) from a daemon thread."""
+    def serve(self, port: int, addr: str = DEFAULT_HOST) -> None:
+        """Serve /metrics on ``addr:port`` (localhost by default; ``0.0.0.0`` or ``::`` for every interface)
+        from a daemon thread."""
         if not 0 <= port <= 65535:
             raise ConfigError(f"metrics port must be 0..65535, got {port}")
         try:
             self._server, _ = start_http_server(port, addr=addr, registry=self.registry)
-        except OSError as e:
-            raise ConfigError(f"metrics port {addr}:{port} is not free ({e.strerror})") from e
+        except OSError as e:  # the port is taken, or addr is not an address of this machine
+            raise ConfigError(f"cannot serve metrics on {addr}:{port} ({e.strerror or e})") from e
         log.info("Prometheus metrics on http://%s:%d/metrics", addr, self.port)
 
     @property
