@@ -24,7 +24,7 @@ from pathlib import Path
 from stream.engine import DEVICES, GRAPH_OPT, Engine, EngineConfig, default_cache_dir
 from stream.errors import ConfigError
 from stream.events import EventConfig
-from stream.metrics import Metrics
+from stream.metrics import DEFAULT_HOST, Metrics
 from stream.outputs import OutputDir
 from stream.pipeline import FILE_WAIT_MS, LIVE_TRANSPORTS, Pipeline, PipelineConfig
 from stream.postprocess import PostprocessConfig, parse_smoothing
@@ -86,7 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="lowest score that counts towards an event")
     p.add_argument("--min-event-s", type=float, default=0.0, help="shortest event reported (seconds)")
     o = parser.add_argument_group("outputs")
-    o.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
+    o.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on HOST:PORT")
+    o.add_argument("--metrics-host", default=DEFAULT_HOST, metavar="HOST",
+                   help="address the metrics listener binds (0.0.0.0: every interface); default %(default)s")
     d = DeliveryConfig()
     o.add_argument("--sink-timeout", "--webhook-timeout", type=float, default=d.timeout_s, metavar="S",
                    help="longest one delivery attempt to a webhook or MQTT sink may take")
@@ -122,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     out = OutputDir(args.out) if args.out is not None else None
     metrics = Metrics()
     if args.metrics_port is not None:
-        metrics.serve(args.metrics_port)  # a busy port fails here, before any sink has connected
+        metrics.serve(args.metrics_port, args.metrics_host)  # a busy port fails here, before any sink has connected
     previous: dict = {}
     try:
         delivery = DeliveryConfig(timeout_s=args.sink_timeout, retries=args.sink_retries,
