@@ -3,7 +3,8 @@
 Times are seconds of media time relative to the file's first timestamp (the minimum ``start_time``
 over its video and audio streams), so a file whose pts start at 10 s yields its first frame at 0.0.
 Frames are scaled in libswscale (``VideoReformatter``); only frames that a segment can sample are
-converted. Audio goes through ``av.AudioResampler``. Corrupt packets are skipped and counted.
+converted. Audio goes through ``av.AudioResampler`` (see :mod:`stream.audio_chunks`). Corrupt packets are
+skipped and counted.
 """
 
 from __future__ import annotations
@@ -20,15 +21,14 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from stream.config import DecodeConfig, SegmentConfig, frames_per_window
+from stream.audio_chunks import AUDIO_CHUNK_S, AudioChunker, declared_end
+from stream.config import TIME_TOLERANCE_S, DecodeConfig, SegmentConfig, frames_per_window
 from stream.errors import CodecError, MediaError, SourceError
 from stream.redact import redact, redact_text, scrub, secrets_of
 
 log = logging.getLogger(__name__)
 
-EPS = 1e-6  # seconds; a frame at t counts as "at or before" a sample time s when t <= s + EPS
-AUDIO_CHUNK_S = 0.5  # resampled audio is handed on in chunks of at least this long
-AUDIO_RESYNC_S = 0.05  # audio pts drifting further than this from the running sample count restarts the clock
+EPS = TIME_TOLERANCE_S  # seconds; a frame at t counts as "at or before" a sample time s when t <= s + EPS
 INTERPOLATION = Interpolation.AREA  # anti-aliased for big downscales (720p -> 160), and fast
 
 Item = tuple[str, float, np.ndarray | None]  # data is None for a "tick"
@@ -153,6 +153,12 @@ def media_start(container: av.container.InputContainer) -> float:
     return min(starts) if starts else 0.0
 
 
+def frame_end(frame: av.VideoFrame, t: float, time_base: float, step: float) -> float:
+    """When the frame shown at ``t`` ends: t plus its duration, or plus ``step`` when it has none."""
+    duration = (frame.duration or 0) * time_base
+    return t + (duration if duration > 0 else step)
+
+
 def media_duration(container: av.container.InputContainer) -> float | None:
     """Declared duration in seconds (container header), or None when unknown."""
     if container.duration is not None and container.duration > 0:
@@ -242,56 +248,6 @@ class FrameScaler:
         return out.to_ndarray()
 
 
-class AudioChunker:
-    """Resample decoded audio frames to float32 mono and time them by the running sample count.
-
-    Output is batched into chunks of at least ``chunk_s`` seconds (fewer, larger items downstream)."""
-
-    def __init__(self, rate: int, t0: float, chunk_s: float = AUDIO_CHUNK_S):
-        self.rate, self.t0 = rate, t0
-        self._min = max(1, round(chunk_s * rate))
-        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-        self._base: float | None = None  # time of the first output sample since the last resync
-        self._count = 0  # output samples since the last resync, batched or not
-        self._batch: list[np.ndarray] = []
-        self._batch_n = 0
-
-    @property
-    def end(self) -> float:
-        """Time just after the last sample resampled so far (-inf before any)."""
-        return -math.inf if self._base is None else self._base + self._count / self.rate
-
-    def push(self, frame: av.AudioFrame | None) -> Iterator[tuple[float, np.ndarray]]:
-        """Feed one decoded frame (None at the end, to flush) and yield the chunks that are ready."""
-        if frame is not None and frame.pts is not None and frame.time_base is not None:
-            t = float(frame.pts * frame.time_base) - self.t0
-            expected = None if self._base is None else self._base + self._count / self.rate
-            if expected is None or abs(t - expected) > AUDIO_RESYNC_S:
-                if expected is not None:
-                    log.debug("audio timestamp jump %.3f s -> %.3f s; resyncing", expected, t)
-                    yield from self._resample(None, flush=True)
-                    self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
-                self._base, self._count = t, 0
-        elif frame is not None and self._base is None:
-            self._base = 0.0
-        yield from self._resample(frame, flush=frame is None)
-
-    def _resample(self, frame: av.AudioFrame | None, *, flush: bool) -> Iterator[tuple[float, np.ndarray]]:
-        if self._base is None:
-            return
-        for out in self._resampler.resample(frame):
-            samples = out.to_ndarray().reshape(-1)
-            if samples.size:
-                self._batch.append(samples)
-                self._batch_n += samples.size
-                self._count += samples.size
-        if self._batch_n and (flush or self._batch_n >= self._min):
-            chunk = self._batch[0] if len(self._batch) == 1 else np.concatenate(self._batch)
-            # FFmpeg's mono downmix adds channels at 0.707 each, so a loud stereo track can exceed 1
-            yield self._base + (self._count - self._batch_n) / self.rate, np.clip(chunk, -1.0, 1.0, dtype=np.float32)
-            self._batch, self._batch_n = [], 0
-
-
 def decode_items(container: av.container.InputContainer, decode: DecodeConfig, stats: DecodeStats,
                  segment: SegmentConfig | None = None, *, ticks: bool = False,
                  only: str | None = None) -> Generator[Item, None, float]:
@@ -306,7 +262,11 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
 
     ``only`` ("video" or "audio") decodes that stream alone (see :mod:`stream.split_decode`).
 
-    Returns where the decoded data ended (the last frame's time or the end of the last audio sample,
+    After the video's last frame, with or without ``ticks``, comes ("tick", t, None) at the video's
+    end: the last frame's time plus its duration. Audio ends at its declared end: the codec's padding
+    past it is dropped (see ``stream.audio_chunks.MAX_PADDING_S``).
+
+    Returns where the decoded data ended (the last frame's end or the end of the last audio sample,
     whichever is later; -inf if nothing decoded), skipped frames included."""
     if only not in (None, "video", "audio"):
         raise ValueError(f"only must be None, 'video' or 'audio', got {only!r}")
@@ -324,7 +284,8 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
         s.thread_count = decoder_threads(decode)
     t0 = media_start(container)
     scale = FrameScaler(decode)
-    audio = AudioChunker(decode.sample_rate, t0, 0.0 if ticks else AUDIO_CHUNK_S) if astream is not None else None
+    audio = (AudioChunker(decode.sample_rate, t0, 0.0 if ticks else AUDIO_CHUNK_S, declared_end(astream, t0))
+             if astream is not None else None)
     pending: tuple[float, av.VideoFrame] | None = None
     last_kept: float | None = None
     last_t = -math.inf
@@ -368,9 +329,13 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
     if audio is not None:
         for t, samples in audio.push(None):
             yield "audio", t, samples
-    if pending is not None and (has_audio or clock.needed_last(pending[0], last_kept)):
-        yield "video", pending[0], scale(pending[1])  # with audio, windows after it may need it as padding
-    return max(last_t, audio.end if audio is not None else -math.inf)
+    video_end = -math.inf
+    if pending is not None:
+        if has_audio or clock.needed_last(pending[0], last_kept):
+            yield "video", pending[0], scale(pending[1])  # with audio, windows after it may need it as padding
+        video_end = frame_end(pending[1], pending[0], vtb, frame_step)
+        yield "tick", video_end, None
+    return max(video_end, audio.end if audio is not None else -math.inf)
 
 
 def demuxed(container: av.container.InputContainer, streams: list, name: str,

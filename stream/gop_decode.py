@@ -38,6 +38,7 @@ from stream.decode import (
     SampleClock,
     decoder_threads,
     demuxed,
+    frame_end,
     media_start,
     media_streams,
     open_container,
@@ -109,7 +110,7 @@ class _Worker:
     ("frame", t, t_next, rgb)   a frame a window may keep, and the time of the frame after it,
     ("last", t, rgb)            the GOP's last frame: whether it is kept depends on the frame after it,
                                 which only the next GOP that decodes anything knows,
-    ("end", gop, last_t)        after each of its GOPs (last_t: its last frame's time, -inf if none),
+    ("end", gop, last_t, end)   after each of its GOPs (its last frame's time and end, -inf if none),
     ("eof", gops)               once, with the number of GOPs in the file.
 
     ``stats`` holds its counts so far."""
@@ -182,7 +183,10 @@ class _Worker:
         yield from self._frames(None)  # the frames the decoder still holds
         if self.pending is not None:
             yield "last", self.pending[0], self.scale(self.pending[1])
-        yield "end", gop, self.last_t if self.pending is not None else -math.inf
+        if self.pending is not None:
+            yield "end", gop, self.last_t, frame_end(self.pending[1], self.last_t, self.vtb, self.step)
+        else:
+            yield "end", gop, -math.inf, -math.inf
         self.ctx.flush_buffers()
         self.pending, self.last_t = None, -math.inf
 
@@ -190,13 +194,14 @@ class _Worker:
 def gop_video_items(source: str, workers: int, decode: DecodeConfig, segment: SegmentConfig, stats: DecodeStats,
                     *, has_audio: bool) -> Generator[Item, None, float]:
     """The video items of :func:`~stream.decode.decode_items` (``only="video"``) for ``source``, decoded
-    by ``workers`` GOP workers (see :func:`gop_workers`). Returns the last frame's time."""
+    by ``workers`` GOP workers (see :func:`gop_workers`), the video's end tick included. Returns the
+    video's end (the last frame's time plus its duration)."""
     clock = SampleClock(decode, segment)
     short = Path(str(source)).name
     readers = [_Worker(source, w, workers, decode, segment) for w in range(workers)]
     its = [prefetch(r, decode.queue_size, name=f"decode-gop{w}:{short}") for w, r in enumerate(readers)]
     last_kept: float | None = None
-    last_t = -math.inf
+    last_t = video_end = -math.inf
     boundary: tuple[float, object] | None = None  # a GOP's last frame, waiting for the next frame's time
 
     def keep(t: float, rgb) -> Iterator[Item]:
@@ -213,6 +218,7 @@ def gop_video_items(source: str, workers: int, decode: DecodeConfig, segment: Se
                 break
             if kind == "end":
                 last_t, gop = max(last_t, item[2]), gop + 1
+                video_end = max(video_end, item[3])
             elif kind == "head" and boundary is not None:
                 t_b, rgb_b = boundary
                 boundary = None
@@ -227,9 +233,11 @@ def gop_video_items(source: str, workers: int, decode: DecodeConfig, segment: Se
                     yield from keep(item[1], item[3])
         if boundary is not None and (has_audio or clock.needed_last(boundary[0], last_kept)):
             yield from keep(*boundary)  # the stream's last frame
+        if video_end > -math.inf:
+            yield "tick", video_end, None
     finally:
         for it in its:
             it.close()
         for r in readers:  # counts so far, also after an error or an early stop
             stats.add(r.stats)
-    return last_t
+    return video_end

@@ -369,11 +369,7 @@ class LiveSource:
                             raise _Lost("the stream ended", media=first_sent)
                         if not data_end:
                             raise _Fatal("the file has no decodable media to loop")
-                        for seg in segmenter.finish():
-                            # a last window less than half real (e.g. AAC padding past the end) is skipped,
-                            # so the loop does not stutter on padding
-                            if seg_end and data_end - seg.start < 0.5 * self.segment.window_s:
-                                break
+                        for seg in segmenter.finish():  # windows real media covers enough of (min_coverage)
                             seg_end = max(seg_end, seg.end)
                             yield "segment", self._shift(seg, pass_offset, clock)
                         pass_offset += seg_end or max(duration or 0.0, data_end)

@@ -16,7 +16,7 @@ import av
 
 from stream.captions import embedded_captions, load_captions, sidecar_for
 from stream.config import DecodeConfig, SegmentConfig, frames_per_window, samples_per_window
-from stream.decode import EPS, is_picture, is_url, media_duration, media_start, media_streams, open_container
+from stream.decode import is_picture, is_url, media_duration, media_start, media_streams, open_container
 from stream.errors import CaptionError
 from stream.redact import redact
 
@@ -87,11 +87,9 @@ def _data_times(container: av.container.InputContainer, t0: float) -> tuple[floa
     return None if last == -math.inf else (last, end)
 
 
-def count_windows(last_data_time: float | None, segment: SegmentConfig) -> int:
-    """Windows k = 0.. with k * hop at or before the last real data (the Segmenter's rule)."""
-    if last_data_time is None or last_data_time < 0:
-        return 0
-    return math.floor(last_data_time / segment.hop + EPS) + 1
+def count_windows(media_end: float | None, segment: SegmentConfig) -> int:
+    """The windows media ending at ``media_end`` gives (the Segmenter's rule: SegmentConfig.windows)."""
+    return segment.windows(media_end)
 
 
 def probe(source: str, *, segment: SegmentConfig = SegmentConfig(),  # noqa: B008 (frozen)
@@ -115,12 +113,12 @@ def probe(source: str, *, segment: SegmentConfig = SegmentConfig(),  # noqa: B00
             events = 0
         times = None if is_url(source) else _data_times(container, t0)
         if times is None:  # a URL (or a file without timestamps): estimate from the header
-            last, duration, exact = (None if declared is None else declared - EPS), declared, False
+            duration, exact = declared, False
         else:
-            (last, duration), exact = times, True
+            (_, duration), exact = times, True
         return ProbeResult(source=redact(source), format=container.format.name, duration=duration, start=t0,
                            streams=streams, sidecar=str(sidecar) if sidecar else None, caption_events=events,
-                           segments=count_windows(last, segment), exact=exact)
+                           segments=count_windows(duration, segment), exact=exact)
     finally:
         container.close()
 

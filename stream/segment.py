@@ -32,7 +32,8 @@ class Segment:
     """``window_s`` seconds of one source, starting at ``start`` (seconds of media time).
 
     frames: uint8 [T, H, W, 3] RGB; audio: float32 [S] mono in [-1, 1]; text: captions
-    overlapping the window ("" when none). The range is half-open: [start, end).
+    overlapping the window ("" when none). The range is half-open: [start, end); a window the media
+    ends in ends there (its frames and audio are still T and S, padded).
     """
 
     source: str

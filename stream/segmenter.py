@@ -5,8 +5,12 @@ timestamp (the minimum start_time over its video and audio streams): a file whos
 still starts its first segment at 0.0. A window holds exactly T = round(fps * window) frames, frame i
 being the latest frame at or before start + (i + 0.5) * window / T (black before the first frame), and
 exactly S = sample_rate * window audio samples (zeros where there was no audio). Windows are emitted
-in order from 0 up to the last one that holds any real frame or sample; the last one is padded
-(last frame repeated, audio zero-padded) and ``present`` says which modalities were really there.
+in order from 0 while real media covers at least ``SegmentConfig.min_coverage`` of them (see
+:meth:`SegmentConfig.windows`): the media's real end is the later of the video's end (its last frame's
+time plus its duration, which the decoder's last "tick" says) and the end of the last real audio sample
+(codec padding is dropped by the decoder), so a sliver of padding or one stray frame past the last
+window makes no window. A window past the media's end is padded (last frame repeated, audio
+zero-padded), its ``end`` is the media's end, and ``present`` says which modalities were really there.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ class Segmenter:
                  captions: Captions | None = None, has_video: bool, has_audio: bool):
         self.source, self.captions = source, captions
         self.has_video, self.has_audio = has_video, has_audio
-        self.window, self.hop = segment.window_s, segment.hop
+        self.segment, self.window, self.hop = segment, segment.window_s, segment.hop
         self.T, self.S = frames_per_window(decode, segment), samples_per_window(decode, segment)
         self.rate = decode.sample_rate
         self.shape = (decode.height, decode.width, 3)
@@ -70,8 +74,9 @@ class Segmenter:
         return self._emit_ready()
 
     def tick(self, t: float) -> list[Segment]:
-        """A video frame at ``t`` was decoded (and maybe not pushed: no window samples it); every frame
-        before ``t`` that a window needs has been pushed. Windows ending at or before ``t`` can close."""
+        """A video frame at ``t`` was decoded (and maybe not pushed: no window samples it), or the video
+        ended at ``t``; every frame before ``t`` that a window needs has been pushed. Windows ending at or
+        before ``t`` can close."""
         if t > self._video_seen:
             self._video_seen = t
             return self._emit_ready()
@@ -110,11 +115,15 @@ class Segmenter:
         return self._emit_ready()
 
     def finish(self) -> list[Segment]:
-        """Flush every remaining window up to the last real data (the last one padded)."""
-        last = self._last_data_time()
+        """Flush the remaining windows that real media covers enough of; they end at the media's end."""
+        end = self._media_end()
         out = []
-        while last is not None and self.next_index * self.hop <= last + EPS:
-            out.append(self._make(self.next_index))
+        count = self.segment.windows(end)
+        while self.next_index < count:
+            out.append(self._make(self.next_index, media_end=end))
+        if end is not None and self.next_index * self.hop < end - EPS:
+            log.debug("%s: the last %.3f s of media cover less than %g of a window; no window for them",
+                      self.source, end - self.next_index * self.hop, self.segment.min_coverage)
         return out
 
     # ---- windows -----------------------------------------------------------------------------
@@ -124,19 +133,18 @@ class Segmenter:
     def _sample_times(self, k: int) -> np.ndarray:
         return self._start(k) + (np.arange(self.T) + 0.5) * (self.window / self.T)
 
-    def _last_data_time(self) -> float | None:
-        times = []
-        if self._frames or max(self._video_t, self._video_seen) > -math.inf:
-            times.append(max(self._video_t, self._video_seen))
-        if self._any_audio:
-            times.append((self._aend - 1) / self.rate)
-        return max(times) if times else None
+    def _media_end(self) -> float | None:
+        """Where the real media seen so far ends: the video's end (the latest frame or tick) or the end
+        of the last real audio sample, whichever is later; None before any."""
+        ends = [max(self._video_t, self._video_seen), self._aend / self.rate if self._any_audio else -math.inf]
+        return max(ends) if max(ends) > -math.inf else None
 
     def _ready(self, k: int) -> bool:
+        """Can window k close before the end: each stream is done with it or far ahead, and the media is
+        known to reach its end (so the window is whole)."""
         end = self._start(k) + self.window
         audio_t = self._aend / self.rate if self._any_audio else -math.inf
-        video_done = (self._video_t > self._start(k) + (self.T - 0.5) * self.window / self.T + EPS
-                      or self._video_seen >= end - EPS)
+        video_done = max(self._video_t, self._video_seen) >= end - EPS
         audio_done = self._aend >= round(self._start(k) * self.rate) + self.S
         video_ok = not self.has_video or video_done or audio_t > end + MAX_LAG_S
         audio_ok = not self.has_audio or audio_done or max(self._video_t, self._video_seen) > end + MAX_LAG_S
@@ -148,8 +156,10 @@ class Segmenter:
             out.append(self._make(self.next_index))
         return out
 
-    def _make(self, k: int) -> Segment:
-        start, end = self._start(k), self._start(k) + self.window
+    def _make(self, k: int, media_end: float | None = None) -> Segment:
+        """Window k; one that ``media_end`` (the end, once the source has ended) falls in ends there."""
+        start = self._start(k)
+        end = start + self.window if media_end is None else min(start + self.window, media_end)
         frames, video = self._window_frames(k, start, end)
         audio, real_audio = self._window_audio(start)
         text = self.captions.text_between(start, end) if self.captions is not None else ""

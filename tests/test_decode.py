@@ -11,7 +11,7 @@ import pytest
 from media import AudioSpec, VideoSpec, frame_colour, frame_index, irregular_times, write_media
 
 from stream.config import DecodeConfig, SegmentConfig
-from stream.decode import DecodeStats, FrameScaler, decode_items, open_container
+from stream.decode import DecodeStats, FrameScaler, decode_items, frame_end, open_container
 from stream.segmenter import iter_segments
 
 
@@ -34,21 +34,21 @@ def ids(seg) -> list[int]:
 
 
 def test_odd_size_lossless_video_with_audio(tmp_path):
-    path = write_media(tmp_path / "odd.mkv", video=VideoSpec(frames=10, width=175, height=143),
-                       audio=AudioSpec(duration=2.5, freq=440))
+    path = write_media(tmp_path / "odd.mkv", video=VideoSpec(frames=14, width=175, height=143),
+                       audio=AudioSpec(duration=3.5, freq=440))
     stats = DecodeStats()
     segs = list(iter_segments(path, stats=stats))
-    assert [(s.index, s.start, s.end) for s in segs] == [(0, 0.0, 2.0), (1, 2.0, 4.0)]
-    assert [ids(s) for s in segs] == [list(range(8)), [8, 9, 9, 9, 9, 9, 9, 9]]
+    assert [(s.index, s.start, s.end) for s in segs] == [(0, 0.0, 2.0), (1, 2.0, 3.5)]  # ends with the media
+    assert [ids(s) for s in segs] == [list(range(8)), [8, 9, 10, 11, 12, 13, 13, 13]]
     for s in segs:
         assert s.frames.shape == (8, 160, 160, 3) and s.frames.dtype == np.uint8
         assert s.audio.shape == (32000,) and s.audio.dtype == np.float32
         assert s.present.video and s.present.audio and not s.present.text
     np.testing.assert_allclose(segs[0].frames[3].reshape(-1, 3).mean(0), frame_colour(3), atol=1)
-    # 2.5 s of audio: the second window has 0.5 s of sine, then zeros
+    # 3.5 s of audio: the second window has 1.5 s of sine, then zeros
     tail = segs[1].audio
-    assert np.abs(tail[:7900]).max() > 0.3 and not tail[8100:].any()
-    assert stats.video_frames == 10 and stats.corrupt_packets == 0 and stats.packets > 10
+    assert np.abs(tail[23900:24000]).max() > 0.3 and not tail[24100:].any()
+    assert stats.video_frames == 14 and stats.corrupt_packets == 0 and stats.packets > 14
 
 
 @pytest.mark.parametrize("codec", ["libx264", "libx264-lossless"])
@@ -135,7 +135,8 @@ def test_only_sampled_frames_are_converted(tmp_path):
     with open_container(path) as c:
         items = list(decode_items(c, DecodeConfig(), stats))
     assert stats.video_frames == 50  # every frame decoded...
-    assert len(items) == 8  # ...but only the 8 sampled ones are converted
+    assert [k for k, _, _ in items] == ["video"] * 8 + ["tick"]  # ...but only the 8 sampled ones are converted
+    assert items[-1][1] == pytest.approx(2.0)  # then the video's end: its last frame's time plus its duration
     times = [t for _, t, _ in items]
     assert times == sorted(times) and all(math.isclose(t * 25, round(t * 25), abs_tol=1e-6) for t in times)
 
@@ -219,7 +220,7 @@ def test_gap_in_audio_is_kept_as_silence_at_the_right_time(tmp_path):
 
 
 # a frame alone in the tail of window [4, 6), after its last sample time, followed by one before 6.125
-TAIL_ONLY = (0.0, 0.5, 5.9, 6.1, 6.6)
+TAIL_ONLY = (0.0, 0.5, 5.9, 6.1, 6.6, 7.2)
 
 
 @pytest.mark.parametrize("seed,hop", [(0, None), (1, 0.75), (2, 1.5), (3, 0.5), (TAIL_ONLY, None)])
@@ -236,20 +237,22 @@ def test_skipping_unsampled_frames_changes_nothing(tmp_path, seed, hop):
     reference = Segmenter(source="ref", decode=dec, segment=seg_cfg, has_video=True, has_audio=False)
     scale, want = FrameScaler(dec), []
     with av.open(str(path)) as c:
-        t0 = media_start(c)
+        t0, stream = media_start(c), c.streams.video[0]
         for frame in c.decode(video=0):
             want += reference.push_video(float(frame.time) - t0, scale(frame))
+        want += reference.tick(frame_end(frame, float(frame.time) - t0, float(stream.time_base),
+                                         1 / float(stream.average_rate)))
     want += reference.finish()
     assert len(got) == len(want) > 3
     for g, w in zip(got, want, strict=True):
-        assert (g.index, g.start, g.present) == (w.index, w.start, w.present)
+        assert (g.index, g.start, g.end, g.present) == (w.index, w.start, w.end, w.present)
         assert ids(g) == ids(w)
 
 
 def test_raw_h264_without_timestamps_is_timed_by_frame_count(tmp_path):
     """A raw H.264 elementary stream carries no pts: frames are timed at the stream's rate (25 fps here,
     as the ffmpeg command line reads it), starting at 0."""
-    spec = VideoSpec(frames=60, fps=25, codec="libx264", width=64, height=48)
+    spec = VideoSpec(frames=90, fps=25, codec="libx264", width=64, height=48)
     src, raw = write_media(tmp_path / "v.mp4", video=spec), tmp_path / "v.h264"
     with av.open(str(src)) as inp, av.open(str(raw), "w", format="h264") as out:
         stream = out.add_stream_from_template(inp.streams.video[0])
@@ -258,7 +261,7 @@ def test_raw_h264_without_timestamps_is_timed_by_frame_count(tmp_path):
                 p.stream = stream
                 out.mux(p)
     segs = list(iter_segments(raw))
-    assert [(s.start, s.end) for s in segs] == [(0.0, 2.0), (2.0, 4.0)]
+    assert [(s.start, s.end) for s in segs] == [(0.0, 2.0), (2.0, 3.6)]
     assert [ids(s) for s in segs] == expected_ids(spec.frame_times(), 2)
 
 

@@ -44,7 +44,8 @@ def test_ticks_add_a_tick_per_frame_and_change_no_frame_or_sample(clip):
     video = [(t, frame_index(d)) for k, t, d in plain if k == "video"]
     assert [(t, frame_index(d)) for k, t, d in ticked if k == "video"] == video and len(video) >= 16
     ticks = [t for k, t, _ in ticked if k == "tick"]
-    assert len(ticks) == 100 and ticks == sorted(ticks)
+    assert len(ticks) == 101 and ticks == sorted(ticks)  # one per frame, then the video's end
+    assert [t for k, t, _ in plain if k == "tick"] == [ticks[-1]] == [pytest.approx(4.0)]
     for n, (kind, t, _) in enumerate(ticked):  # a tick comes after every sampled frame before it
         if kind == "video":
             assert all(tt >= t for k, tt, _ in ticked[n + 1:] if k == "tick")
@@ -58,7 +59,7 @@ def test_ticks_add_a_tick_per_frame_and_change_no_frame_or_sample(clip):
 def test_windows_close_at_the_first_frame_past_their_end(clip, audio):
     late, early = segments_with_trigger(clip, ticks=False, audio=audio), segments_with_trigger(clip, ticks=True,
                                                                                                  audio=audio)
-    assert [s.index for s, _ in early] == [s.index for s, _ in late] == [0, 1, 2, 3, 4]  # 4: AAC padding past 4 s
+    assert [s.index for s, _ in early] == [s.index for s, _ in late] == [0, 1, 2, 3]  # none for AAC padding past 4 s
     for (a, _), (b, _) in zip(late, early, strict=True):
         assert [frame_index(f) for f in a.frames] == [frame_index(f) for f in b.frames]
         assert a.present == b.present and np.array_equal(a.audio, b.audio)

@@ -81,7 +81,7 @@ def test_b_frames_declared_by_the_stream_decode_by_gop(tmp_path, x264):
 
 
 def test_one_gop_or_one_core_decode_as_before(tmp_path):
-    one_gop = write_media(tmp_path / "one.mp4", video=h264(60, gop="250"))
+    one_gop = write_media(tmp_path / "one.mp4", video=h264(90, gop="250"))
     check(one_gop, workers=0)
     assert gop_workers(write_media(tmp_path / "gops.mp4", video=h264(60)), DecodeConfig(threads=1)) == 0
 

@@ -53,7 +53,7 @@ def test_cli_text_and_json(tmp_path, capsys):
     assert "segments: 3 (fps 2, window 1 s, hop 1 s: 2 frames of 160x160 and 16000 samples each)" in out
     assert main(["probe", str(path), "--hop", "0.5", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["segments"] == 6 and data["sidecar"].endswith("clip.srt")
+    assert data["segments"] == 5 and data["sidecar"].endswith("clip.srt")  # 3 s: the window at 2.5 s is 1/4 real
 
 
 def test_cli_error_is_one_line(tmp_path, capsys):

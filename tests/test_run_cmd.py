@@ -193,7 +193,7 @@ def test_real_720p_clip_with_5_1_audio(media, bunny, tmp_path, caplog):
     rc = main(["run", str(model), str(bunny), "-o", str(tmp_path), "--no-cache", "--device", "tensorrt"])
     assert rc == 0
     segs = [r for r in _records(tmp_path / "bigbuckbunny.mp4.jsonl") if r["type"] == "segment"]
-    assert [r["index"] for r in segs] == list(range(6))  # 5.3 s in 1 s windows
+    assert [r["index"] for r in segs] == list(range(5))  # 5.3 s in 1 s windows: the last 0.3 s are too little
     assert all(r["present"]["video"] and r["present"]["audio"] for r in segs)
     if "TensorrtExecutionProvider" not in onnxruntime.get_available_providers():
         assert "falling back to cpu" in caplog.text

@@ -23,12 +23,15 @@ def make(*, window=2.0, hop=None, video=True, audio=True, captions=None, fps=4.0
                      captions=captions, has_video=video, has_audio=audio)
 
 
-def run(seg: Segmenter, frames=(), audio=()):
-    """Push (t, value) frames and (t, samples) audio interleaved by time, then finish."""
+def run(seg: Segmenter, frames=(), audio=(), video_end=None):
+    """Push (t, value) frames and (t, samples) audio interleaved by time, then the video's end tick at
+    ``video_end`` (as the decoder sends it: the last frame's time plus its duration), then finish."""
     items = [(t, 0, v) for t, v in frames] + [(t, 1, a) for t, a in audio]
     out = []
     for t, kind, v in sorted(items, key=lambda x: (x[0], x[1])):
         out += seg.push_video(t, rgb(v)) if kind == 0 else seg.push_audio(t, v)
+    if video_end is not None:
+        out += seg.tick(video_end)
     return out + seg.finish()
 
 
@@ -50,12 +53,21 @@ def test_frame_exactly_at_sample_time_is_taken():
     assert ids(segs[0]) == [2, 3]
 
 
-def test_last_partial_window_is_padded_and_kept():
-    segs = run(make(), frames=[(i / 4, i) for i in range(10)], audio=[(0.0, np.full(2500, 0.5, np.float32))])
-    assert [(s.start, s.end) for s in segs] == [(0.0, 2.0), (2.0, 4.0)]
-    assert ids(segs[1]) == [8, 9, 9, 9, 9, 9, 9, 9]
-    assert np.all(segs[1].audio[:500] == 0.5) and np.all(segs[1].audio[500:] == 0)
+def test_last_partial_window_is_padded_and_kept_ending_at_the_media_end():
+    segs = run(make(), frames=[(i / 4, i) for i in range(14)], audio=[(0.0, np.full(3500, 0.5, np.float32))],
+               video_end=3.5)
+    assert [(s.start, s.end) for s in segs] == [(0.0, 2.0), (2.0, 3.5)]
+    assert ids(segs[1]) == [8, 9, 10, 11, 12, 13, 13, 13]
+    assert np.all(segs[1].audio[:1500] == 0.5) and np.all(segs[1].audio[1500:] == 0)
     assert segs[1].present.video and segs[1].present.audio
+
+
+def test_a_last_window_real_media_covers_less_than_min_coverage_of_is_not_emitted():
+    frames, audio = [(i / 4, i) for i in range(10)], [(0.0, np.full(2500, 0.5, np.float32))]
+    assert [s.end for s in run(make(), frames=frames, audio=audio, video_end=2.5)] == [2.0]  # 0.5 s of 2: a quarter
+    loose = Segmenter(source="x", decode=DEC, segment=SegmentConfig(min_coverage=0.25), has_video=True,
+                      has_audio=True)
+    assert [s.end for s in run(loose, frames=frames, audio=audio, video_end=2.5)] == [2.0, 2.5]
 
 
 def test_no_window_without_real_data():
@@ -64,8 +76,8 @@ def test_no_window_without_real_data():
 
 
 def test_overlapping_windows():
-    segs = run(make(hop=1.0, audio=False), frames=[(i / 4, i) for i in range(12)])
-    assert [(s.index, s.start, s.end) for s in segs] == [(0, 0.0, 2.0), (1, 1.0, 3.0), (2, 2.0, 4.0)]
+    segs = run(make(hop=1.0, audio=False), frames=[(i / 4, i) for i in range(12)], video_end=3.0)
+    assert [(s.index, s.start, s.end) for s in segs] == [(0, 0.0, 2.0), (1, 1.0, 3.0), (2, 2.0, 3.0)]
     assert ids(segs[1]) == list(range(4, 12))
     assert ids(segs[2]) == [8, 9, 10, 11, 11, 11, 11, 11]
 
@@ -73,7 +85,8 @@ def test_overlapping_windows():
 def test_overlapping_audio_windows_share_samples():
     ramp = np.arange(3000, dtype=np.float32) / 3000
     segs = run(make(hop=0.5, video=False), audio=[(0.0, ramp)])
-    assert [s.start for s in segs] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    assert [s.start for s in segs] == [0.0, 0.5, 1.0, 1.5, 2.0]  # 2.5: only 0.5 s of its 2 s are real
+    assert [s.end for s in segs] == [2.0, 2.5, 3.0, 3.0, 3.0]
     np.testing.assert_array_equal(segs[1].audio, ramp[500:2500])
     np.testing.assert_array_equal(segs[3].audio[:1500], ramp[1500:])
     assert not segs[0].present.video and not segs[0].frames.any()
@@ -105,7 +118,7 @@ def test_contiguous_audio_chunks_and_emission_while_streaming():
 
 
 def test_gap_in_middle_emits_windows_marked_absent():
-    segs = run(make(audio=False), frames=[(0.0, 1), (0.5, 2), (6.5, 3)])
+    segs = run(make(audio=False), frames=[(0.0, 1), (0.5, 2), (6.5, 3)], video_end=7.0)
     assert [s.index for s in segs] == [0, 1, 2, 3]
     assert [s.present.video for s in segs] == [True, False, False, True]
     assert ids(segs[1]) == [2] * 8  # the stale frame is repeated, but present says it is not real
