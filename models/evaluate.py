@@ -16,7 +16,8 @@ from models.net import AvfuseNet
 from models.torchdata import Tensors, to_tensors
 from stream.segment import MODALITIES
 
-__all__ = ["Tensors", "classification_metrics", "evaluate", "predict", "to_tensors", "without_each_modality"]
+__all__ = ["Tensors", "classification_metrics", "evaluate", "gates_per_class", "predict", "to_tensors",
+           "without_each_modality"]
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict:
@@ -73,7 +74,19 @@ def evaluate(model: AvfuseNet, data: Tensors, *, drop: str | None = None, batch_
     metrics = classification_metrics(data.labels.numpy(), probs.argmax(axis=1), model.config.labels)
     metrics["mean_gates"] = {m: round(float(gates[:, i].mean()), 4) if len(gates) else 0.0
                              for i, m in enumerate(MODALITIES)}
+    metrics["gates_per_class"] = gates_per_class(gates, data.labels.numpy(), model.config.labels)
     return metrics
+
+
+def gates_per_class(gates: np.ndarray, y_true: np.ndarray, labels: Sequence[str]) -> dict:
+    """{label: {modality: mean gate over the segments of that (true) class}}: which modality carries each
+    class. A class with no segments is left out."""
+    out = {}
+    for i, label in enumerate(labels):
+        mine = gates[np.asarray(y_true) == i]
+        if len(mine):
+            out[label] = {m: round(float(mine[:, j].mean()), 4) for j, m in enumerate(MODALITIES)}
+    return out
 
 
 def without_each_modality(model: AvfuseNet, data: Tensors, *, batch_size: int = 64,

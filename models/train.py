@@ -1,11 +1,14 @@
 """Training: one function, read top to bottom.
 
 ``train(train_set, val_set, config=..., decode=...)`` builds the tokenizer from the training captions,
-the model from the data's shapes, then runs AdamW (or SGD) with a cosine schedule, evaluates
-macro-F1 on the validation set after every epoch, keeps the best weights and stops early when
-validation macro-F1 has not improved for ``patience`` epochs. With a seed, a CPU run is repeatable.
-On CUDA it trains in mixed precision (bfloat16 autocast where the GPU has it, else float16 with a
-gradient scaler).
+the model from the data's shapes, then trains in two stages (``schedule="staged"``, the default): first
+each modality's encoder alone, through its own linear classifier, for ``stage_epochs``; then the whole
+model, fused, with the unimodal classifiers' loss kept as an auxiliary term. ``schedule="joint"`` skips the
+first stage. Each stage runs AdamW (or SGD) with a cosine schedule; the loss weights classes by inverse
+frequency (``class_weights``). The fused stage evaluates macro-F1 on the validation set after every epoch,
+keeps the best weights and stops early when validation macro-F1 has not improved for ``patience`` epochs.
+With a seed, a CPU run is repeatable. On CUDA it trains in mixed precision (bfloat16 autocast where the
+GPU has it, else float16 with a gradient scaler).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from stream.tokenize import Tokenizer
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("staged", "joint")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +52,9 @@ class TrainConfig:
     modality_dropout: float = 0.4
     augment: bool = True  # per segment: horizontal flip and brightness/contrast jitter of frames, audio gain
     unimodal_weight: float = 1.0  # weight of the per-modality auxiliary classifiers' loss (0: off)
+    schedule: str = "staged"  # staged: each modality's encoder learns alone first, then all are fused; joint
+    stage_epochs: int = 8  # staged: epochs of the unimodal stage (not counted in ``epochs``)
+    class_weights: bool = True  # weight the loss by inverse class frequency (unequal classes)
     epochs: int = 30
     patience: int = 10  # epochs without a better validation macro-F1 before stopping
     batch_size: int = 16
@@ -74,7 +81,9 @@ class TrainConfig:
                   (v.lr > 0 and v.weight_decay >= 0,
                    f"lr must be > 0 and weight_decay >= 0, got {v.lr}, {v.weight_decay}"),
                   (v.threads >= 0, f"threads must be >= 0, got {v.threads}"),
-                  (v.unimodal_weight >= 0, f"unimodal_weight must be >= 0, got {v.unimodal_weight}")]
+                  (v.unimodal_weight >= 0, f"unimodal_weight must be >= 0, got {v.unimodal_weight}"),
+                  (v.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {v.schedule!r}"),
+                  (v.stage_epochs >= 1, f"stage_epochs must be >= 1, got {v.stage_epochs}")]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
@@ -90,7 +99,8 @@ class TrainResult:
     tokenizer: Tokenizer
     metrics: dict  # validation metrics of the best epoch (train metrics when there is no validation set)
     best_epoch: int
-    history: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # the fused stage, one row per epoch
+    stage_history: list[dict] = field(default_factory=list)  # the staged schedule's unimodal stage
     seconds: float = 0.0
 
 
@@ -131,19 +141,36 @@ def augment(frames: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, to
     return frames, audio * gain
 
 
-def unimodal_loss(per_modality: torch.Tensor, present: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of each modality's own classifier, averaged over the segments that have the modality."""
+def unimodal_loss(per_modality: torch.Tensor, present: torch.Tensor, labels: torch.Tensor,
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of each modality's own classifier, averaged over the segments that have the modality
+    (``weight``: one per class, as in ``cross_entropy``)."""
     b, m, c = per_modality.shape
     ce = torch.nn.functional.cross_entropy(per_modality.reshape(b * m, c), labels.repeat_interleave(m),
                                            reduction="none").view(b, m)
-    return ((ce * present).sum(dim=0) / present.sum(dim=0).clamp(min=1.0)).sum()
+    w = present if weight is None else present * weight[labels].unsqueeze(1)
+    return ((ce * w).sum(dim=0) / w.sum(dim=0).clamp(min=1e-6)).sum()
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def balanced_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """One loss weight per class, inversely proportional to its training segments and averaging 1 over the
+    segments (a class with none gets 0)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    w = np.divide(len(labels) / max(1, (counts > 0).sum()), counts, out=np.zeros(num_classes), where=counts > 0)
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = list(params)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
-                               weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def unimodal_parameters(model: AvfuseNet) -> list[torch.nn.Parameter]:
+    """The encoders and their own classifiers: what the staged schedule's first stage trains."""
+    parts = [model.video, model.audio, model.text, model.unimodal]
+    return [p for part in parts if part is not None for p in part.parameters()]
 
 
 def _check(train_set, val_set) -> None:
@@ -185,46 +212,25 @@ def _train(train_set, val_set, *, config: TrainConfig, decode: dict) -> TrainRes
              cfg.fusion, "+".join(cfg.modalities), len(data), len(val) if val else 0, len(mcfg.labels),
              sum(p.numel() for p in model.parameters()), device)
 
-    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
-    optimizer = make_optimizer(model, cfg)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps_per_epoch)
-    amp = device.type == "cuda"
-    amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
-    shuffle = torch.Generator().manual_seed(cfg.seed)
+    weight = balanced_weights(data.labels.numpy(), len(mcfg.labels)).to(device) if cfg.class_weights else None
+    loop = _Loop(model=model, data=data, cfg=cfg, device=device, weight=weight)
+    history: list[dict] = []
+    stage_history: list[dict] = []
+    if cfg.schedule == "staged":  # each encoder learns its modality through its own classifier, then all fuse
+        loop.start(unimodal_parameters(model), cfg.stage_epochs)
+        for epoch in range(1, cfg.stage_epochs + 1):
+            loss, _ = loop.epoch(f"unimodal stage {epoch}/{cfg.stage_epochs}", fused=False)
+            stage_history.append({"epoch": epoch, "loss": round(loss, 4)})
+            log.info("unimodal stage %d/%d: loss %.3f", epoch, cfg.stage_epochs, loss)
 
-    best_f1, best_epoch, best_state, best_metrics, stale, history = -1.0, 0, None, {}, 0, []
+    loop.start(model.parameters(), cfg.epochs)
+    best_f1, best_epoch, best_state, best_metrics, stale = -1.0, 0, None, {}, 0
     for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        order = torch.randperm(len(data), generator=shuffle)
-        total_loss, correct = 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", leave=False, unit="batch",
-                   disable=None if cfg.progress else True)
-        for step in bar:
-            frames, audio, tokens, present, labels = (
-                x.to(device, non_blocking=True) for x in data.batch(order[step * cfg.batch_size:
-                                                                             (step + 1) * cfg.batch_size]))
-            if cfg.augment:
-                frames, audio = augment(frames, audio)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                logits, per_modality, real = model.training_outputs(frames, audio, tokens, present)
-                loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-                if cfg.unimodal_weight > 0:
-                    loss = loss + cfg.unimodal_weight * unimodal_loss(per_modality.float(), real, labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            schedule.step()
-            total_loss += loss.item() * len(labels)
-            correct += int((logits.argmax(1) == labels).sum())
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        bar.close()
-
+        loss, train_accuracy = loop.epoch(f"epoch {epoch}/{cfg.epochs}", fused=True)
         metrics = evaluate(model, val if val is not None else data, batch_size=64, device=device)
-        row = {"epoch": epoch, "loss": round(total_loss / len(data), 4),
-               "train_accuracy": round(correct / len(data), 4), "val_accuracy": round(metrics["accuracy"], 4),
-               "val_macro_f1": round(metrics["macro_f1"], 4), "lr": schedule.get_last_lr()[0]}
+        row = {"epoch": epoch, "loss": round(loss, 4), "train_accuracy": round(train_accuracy, 4),
+               "val_accuracy": round(metrics["accuracy"], 4), "val_macro_f1": round(metrics["macro_f1"], 4),
+               "lr": loop.schedule.get_last_lr()[0]}
         history.append(row)
         log.info("epoch %d/%d loss %.3f train acc %.3f val acc %.3f val macro-F1 %.3f", epoch, cfg.epochs,
                  row["loss"], row["train_accuracy"], row["val_accuracy"], row["val_macro_f1"])
@@ -244,7 +250,58 @@ def _train(train_set, val_set, *, config: TrainConfig, decode: dict) -> TrainRes
     log.info("best epoch %d: val accuracy %.3f, macro-F1 %.3f (%.1f s)", best_epoch, best_metrics["accuracy"],
              best_metrics["macro_f1"], seconds)
     return TrainResult(model=model, config=mcfg, tokenizer=tokenizer, metrics=best_metrics, best_epoch=best_epoch,
-                       history=history, seconds=seconds)
+                       history=history, stage_history=stage_history, seconds=seconds)
+
+
+class _Loop:
+    """One stage's optimizer and cosine schedule, and its epochs over the shuffled training set."""
+
+    def __init__(self, *, model: AvfuseNet, data: Tensors, cfg: TrainConfig, device: torch.device,
+                 weight: torch.Tensor | None) -> None:
+        self.model, self.data, self.cfg, self.device, self.weight = model, data, cfg, device, weight
+        self.steps = math.ceil(len(data) / cfg.batch_size)
+        self.amp = device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        self.shuffle = torch.Generator().manual_seed(cfg.seed)
+
+    def start(self, params, epochs: int) -> None:
+        self.optimizer = make_optimizer(params, self.cfg)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=epochs * self.steps)
+
+    def epoch(self, desc: str, *, fused: bool) -> tuple[float, float]:
+        """One pass; ``fused`` False trains on the unimodal classifiers' loss alone. -> (mean loss, train
+        accuracy of the fused head, 0 when not fused)."""
+        cfg, model = self.cfg, self.model
+        model.train()
+        order = torch.randperm(len(self.data), generator=self.shuffle)
+        total, correct = 0.0, 0
+        bar = tqdm(range(self.steps), desc=desc, leave=False, unit="batch", disable=None if cfg.progress else True)
+        for step in bar:
+            frames, audio, tokens, present, labels = (
+                x.to(self.device, non_blocking=True)
+                for x in self.data.batch(order[step * cfg.batch_size:(step + 1) * cfg.batch_size]))
+            if cfg.augment:
+                frames, audio = augment(frames, audio)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                logits, per_modality, real = model.training_outputs(frames, audio, tokens, present)
+                aux = unimodal_loss(per_modality.float(), real, labels, self.weight)
+                if fused:
+                    loss = torch.nn.functional.cross_entropy(logits.float(), labels, weight=self.weight)
+                    if cfg.unimodal_weight > 0:
+                        loss = loss + cfg.unimodal_weight * aux
+                else:
+                    loss = aux
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.schedule.step()
+            total += loss.item() * len(labels)
+            correct += int((logits.argmax(1) == labels).sum()) if fused else 0
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.close()
+        return total / len(self.data), correct / len(self.data)
 
 
 def held_out_tensors(result: TrainResult, test_set) -> Tensors:

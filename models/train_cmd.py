@@ -56,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int, default=10, help="early stopping: epochs without a better val F1")
     parser.add_argument("--modality-dropout", type=float, default=0.4,
                         help="training only: chance to hide each present modality of a segment (default 0.4)")
+    parser.add_argument("--schedule", choices=("staged", "joint"), default="staged",
+                        help="staged (default): each modality's encoder learns alone first, then all are fused; "
+                             "joint: everything from the start")
+    parser.add_argument("--stage-epochs", type=int, default=8, help="staged: epochs of the unimodal stage (default 8)")
+    parser.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=True,
+                        help="weight the loss by inverse class frequency (default on)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -78,7 +84,8 @@ def train_config(args: argparse.Namespace, **overrides):
     fields = dict(fusion=args.fusion, modalities=args.modalities, backbone=args.backbone, pooling=args.pooling,
                   pretrained=args.pretrained, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
                   lr=args.lr, optimizer=args.optimizer, seed=args.seed, device=args.device,
-                  threads=args.threads, modality_dropout=args.modality_dropout)
+                  threads=args.threads, modality_dropout=args.modality_dropout, schedule=args.schedule,
+                  stage_epochs=args.stage_epochs, class_weights=args.class_weights)
     return TrainConfig(**{**fields, **overrides})
 
 
@@ -94,7 +101,8 @@ def train_once(ds, train_idx, val_idx, test, *, config, decode: dict, out: Path 
 
     result = train(ds.subset(train_idx), ds.subset(val_idx), config=config, decode=decode)
     metrics = {"val": result.metrics, "best_epoch": result.best_epoch, "seconds": round(result.seconds, 2),
-               "history": result.history, "train_config": config.as_dict(), "model": result.model.describe()}
+               "history": result.history, "unimodal_stage": result.stage_history, "train_config": config.as_dict(),
+               "model": result.model.describe()}
     if test is not None:
         tensors = held_out_tensors(result, test)
         metrics["test"] = evaluate(result.model, tensors)
@@ -266,7 +274,10 @@ def comparisons(rows: list[dict], correct: dict | None = None, kept: dict | None
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from models import data
+    from models.class_report import class_table, data_warnings
     from stream.config import DecodeConfig, SegmentConfig, decode_metadata
 
     if args.folds == 1 or args.folds < 0:
@@ -289,6 +300,9 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     train_idx, val_idx = data.split_by_source(ds, args.val_split, args.seed)
+    labels = np.asarray(ds.labels)
+    for warning in data_warnings(ds.label_names, labels[train_idx], labels[val_idx] if len(val_idx) else None):
+        log.warning("%s", warning)
     train_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "verbose"}
 
     if args.ablate:
@@ -312,9 +326,10 @@ def run(args: argparse.Namespace) -> int:
     val = metrics["val"]
     print(f"best epoch {result.best_epoch}: validation accuracy {val['accuracy']:.3f}, macro-F1 {val['macro_f1']:.3f} "
           f"({val['segments']} segments) in {result.seconds:.1f} s")
+    print("\n".join(class_table(val, "validation")))
     if "test" in metrics:
         t = metrics["test"]
-        print(f"held-out test: accuracy {t['accuracy']:.3f}, macro-F1 {t['macro_f1']:.3f} ({t['segments']} segments)")
+        print("\n".join(class_table(t, "held-out test")))
         print("test accuracy with one modality removed: "
               + ", ".join(f"no {m} {acc:.3f}" for m, acc in t["without"].items()))
     print(f"wrote {out / 'model.pt'}, {out / 'metrics.json'}")

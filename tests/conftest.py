@@ -26,3 +26,11 @@ def _segment_cache(tmp_path_factory):
     mp.setenv("AVFUSE_CACHE", str(tmp_path_factory.mktemp("segment-cache")))
     yield
     mp.undo()
+
+
+@pytest.fixture(scope="session")
+def small_synth(tmp_path_factory):
+    """8 + 2 generated videos (64x64, captions, some without audio) for the quick training tests."""
+    from models.synth import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("synth"), videos=8, test_videos=2, seed=3, width=64, height=64)

@@ -10,16 +10,16 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from models.checkpoint import load_checkpoint  # noqa: E402
-from models.synth import synthesize  # noqa: E402
 from stream.cli import main  # noqa: E402
 from stream.errors import DependencyError  # noqa: E402
 
 FAST = ["--epochs", "2", "--threads", "1", "--fps", "1", "--size", "32x32", "--batch-size", "8", "--backbone", "tiny"]
 
 
+
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("synth"), videos=8, test_videos=2, seed=3, width=64, height=64)
+def synth(small_synth):
+    return small_synth
 
 
 @pytest.mark.slow
