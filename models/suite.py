@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import logging
 import time
@@ -49,6 +50,7 @@ SPANS = {"file": 1, "halves": 2, "thirds": 3, "quarters": 4}
 VISUALS = {"photos": tuple(render.PHOTO_GROUPS), "shapes": render.TEXTURES}
 SOUNDS = {"tones": tuple(render.TONE_BANDS), "textures": render.SOUND_TEXTURES}
 CONTAINERS = ("mp4", "mkv", "mixed")
+PARTS = ("train", "test")
 # classes -> values per modality (video, audio, text)
 LEVELS = {"factor": {8: (2, 2, 2), 12: (3, 2, 2)}, "pair": {4: (2, 2, 2), 9: (3, 3, 3)}}
 WORDS = {
@@ -204,11 +206,14 @@ def _clashes(grid: np.ndarray, i: int, k: int) -> bool:
     return bool((k > 0 and grid[i, k] == grid[i, k - 1]) or (k + 1 < grid.shape[1] and grid[i, k] == grid[i, k + 1]))
 
 
-def _caption(rng: np.random.Generator, group: str, used: set[str]) -> str:
-    """1-2 words of ``group`` among 1-3 distractors; a word combination not in ``used`` where one is found."""
+def _caption(rng: np.random.Generator, group: str, used: set[str], known: set[str] | None) -> str:
+    """1-2 words of ``group`` among 1-3 distractors, only ``known`` words (all when None); a word
+    combination not in ``used`` where one is found."""
+    words_of = [w for w in WORDS[group] if known is None or w in known] or list(WORDS[group])
+    distractors = [w for w in DISTRACTORS if known is None or w in known] or list(DISTRACTORS)
     for _ in range(20):
-        chosen = list(rng.choice(WORDS[group], size=int(rng.integers(1, 3)), replace=False))
-        chosen += list(rng.choice(DISTRACTORS, size=int(rng.integers(1, 4)), replace=False))
+        chosen = list(rng.choice(words_of, size=min(len(words_of), int(rng.integers(1, 3))), replace=False))
+        chosen += list(rng.choice(distractors, size=min(len(distractors), int(rng.integers(1, 4))), replace=False))
         words = [str(w) for w in rng.permutation(chosen)]
         if " ".join(words) not in used:  # compared as the tokenizer sees them
             break
@@ -262,33 +267,36 @@ def _render(s: SuiteSet, path: Path, spans: list[Span], seed: list[int]) -> None
                   sample_rate=s.sample_rate, srt=srt if has else None)
 
 
-def _build(s: SuiteSet, out_dir: Path, part: str, count: int, seed: int, used: set[str]) -> list[Span]:
-    stream_id = ("train", "test").index(part) + 1
-    rng = np.random.default_rng([seed, stream_id, 0])
+def _plan_part(s: SuiteSet, part: str, count: int, seed: int, used: set[str], known: set[str] | None) -> list[Span]:
+    rng = np.random.default_rng([seed, PARTS.index(part) + 1, 0])
     per_file = SPANS[s.spans]
     grid = _deal(_class_counts(s, count * per_file, rng), count, per_file, rng)
     missing = set(rng.choice(grid.size, size=round(grid.size * s.missing_captions), replace=False).tolist())
     mkv = {"mp4": 0.0, "mkv": 1.0, "mixed": 0.5}[s.container]
     kinds = rng.permutation([".mkv"] * round(count * mkv) + [".mp4"] * (count - round(count * mkv)))
-    (out_dir / part).mkdir(parents=True, exist_ok=True)
     spans: list[Span] = []
-    for i in range(count):
-        name = f"{part}/{s.name}-{part}{i:03d}{kinds[i]}"
-        file_spans = []
-        for k in range(per_file):
-            v, a, t = factors_of(s, int(grid[i, k]))
-            caption = "" if i * per_file + k in missing else _caption(rng, tuple(WORDS)[t], used)
-            file_spans.append(Span(path=name, start=round(k * s.seconds / per_file, 3),
-                                   end=round((k + 1) * s.seconds / per_file, 3), label=label_of(s, v, a, t),
-                                   video=VISUALS[s.visuals][v], audio=SOUNDS[s.sounds][a], text=tuple(WORDS)[t],
-                                   caption=caption))
-        _render(s, out_dir / name, file_spans, [seed, stream_id, i + 1])
-        spans += file_spans
+    for i, k in itertools.product(range(count), range(per_file)):
+        v, a, t = factors_of(s, int(grid[i, k]))
+        caption = "" if i * per_file + k in missing else _caption(rng, tuple(WORDS)[t], used, known)
+        spans.append(Span(path=f"{part}/{s.name}-{part}{i:03d}{kinds[i]}", start=round(k * s.seconds / per_file, 3),
+                          end=round((k + 1) * s.seconds / per_file, 3), label=label_of(s, v, a, t),
+                          video=VISUALS[s.visuals][v], audio=SOUNDS[s.sounds][a], text=tuple(WORDS)[t],
+                          caption=caption))
     used.update(" ".join(tokenize.words(sp.caption)) for sp in spans)
     return spans
 
 
-def _write_csv(path: Path, spans: list[Span], *, factors: bool, whole_file: bool) -> None:
+def plan(suite_set: SuiteSet, *, seed: int = 0) -> tuple[tuple[Span, ...], tuple[Span, ...]]:
+    """The (train, test) spans of a set, with their classes, factors and captions, without rendering.
+
+    Test captions are new combinations of the words of the training captions, wherever one is found."""
+    used: set[str] = set()
+    train = _plan_part(suite_set, "train", suite_set.videos, seed, used, None)
+    known = {w for caption in used for w in caption.split()}
+    return tuple(train), tuple(_plan_part(suite_set, "test", suite_set.test_videos, seed, used, known))
+
+
+def _write_csv(path: Path, spans: tuple[Span, ...], *, factors: bool, whole_file: bool) -> None:
     with open(path, "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["path", "start", "end", "label"] + (["video", "audio", "text", "caption"] * factors))
@@ -301,9 +309,11 @@ def generate(suite_set: SuiteSet, out_dir: str | Path, *, seed: int = 0) -> Suit
     """Write one set of the suite into ``out_dir``: media, manifests, ground truth and ``info.json``."""
     s, out = suite_set, Path(out_dir)
     began = time.perf_counter()
-    used: set[str] = set()
-    train = _build(s, out, "train", s.videos, seed, used)
-    test = _build(s, out, "test", s.test_videos, seed, used)
+    train, test = plan(s, seed=seed)
+    for part, spans in (("train", train), ("test", test)):
+        (out / part).mkdir(parents=True, exist_ok=True)
+        for i, (path, file_spans) in enumerate(itertools.groupby(spans, key=lambda sp: sp.path)):
+            _render(s, out / path, list(file_spans), [seed, PARTS.index(part) + 1, i + 1])
     for part, spans in (("train", train), ("test", test)):
         _write_csv(out / f"{part}.csv", spans, factors=False, whole_file=s.spans == "file")
         _write_csv(out / f"{part}_factors.csv", spans, factors=True, whole_file=False)
