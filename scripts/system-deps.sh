@@ -9,6 +9,7 @@ command -v mosquitto >/dev/null && [ -x /usr/sbin/mosquitto ] || need+=(mosquitt
 /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null \
   || need+=(python3-gi gir1.2-gst-rtsp-server-1.0)
 command -v gst-inspect-1.0 >/dev/null || need+=(gstreamer1.0-tools)
+command -v rtsp-server-perl >/dev/null || need+=(rtsp-server-perl)  # a UDP-only RTSP server (transport tests)
 gst-inspect-1.0 x264enc >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-ugly)
 gst-inspect-1.0 rtph264pay >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-good)
 gst-inspect-1.0 avenc_aac >/dev/null 2>&1 || need+=(gstreamer1.0-libav)

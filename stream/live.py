@@ -35,11 +35,11 @@ from stream.errors import AvfuseError, ConfigError, SourceError
 from stream.reconnect import Backoff
 from stream.redact import redact, scrub
 from stream.segment import Segment
+from stream.transport import TransportChoice, is_refusal
 
 log = logging.getLogger(__name__)
 
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "tcp")
-TRANSPORTS = ("tcp", "udp")
 _POLL_S = 0.1  # how often the consumer looks at the stop event and the watchdog
 
 
@@ -76,6 +76,8 @@ class LiveStats:
     """Counters a run reports for a live source."""
 
     connects: int = 0
+    transport: str = ""  # the RTSP transport of the latest connection that delivered media
+    transport_switches: int = 0  # times --live-transport auto moved to the other transport
     reconnects: int = 0
     stalls: int = 0
     gaps: int = 0
@@ -91,10 +93,11 @@ class _Fatal(Exception):
 class _Lost(Exception):
     """The connection dropped, ended or stalled; ``reason`` says which."""
 
-    def __init__(self, reason: str, *, media: bool):
+    def __init__(self, reason: str, *, media: bool, transport_issue: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.media = media  # whether this connection delivered a segment before it was lost
+        self.transport_issue = transport_issue  # refused, or no media in time: the other transport may work
 
 
 def _clean(e: BaseException) -> BaseException:
@@ -217,12 +220,11 @@ class LiveSource:
     file faster than real time (for tests and demos).
     """
 
-    def __init__(self, url: str | Path, *, decode: DecodeConfig, segment: SegmentConfig, transport: str = "tcp",
+    def __init__(self, url: str | Path, *, decode: DecodeConfig, segment: SegmentConfig, transport: str = "auto",
                  open_timeout: float = 5.0, read_timeout: float = 5.0, backoff: Backoff | None = None,
                  max_attempts: int | None = 10, loop_file: bool = False, speed: float = 1.0,
                  captions: str | Path | None = None):
-        if transport not in TRANSPORTS:
-            raise ConfigError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
+        self.choice = TransportChoice(transport)  # raises ConfigError for an unknown one
         if not (0 < open_timeout <= 600 and 0 < read_timeout <= 600):
             raise ConfigError(f"timeouts must be in (0, 600] s, got open={open_timeout!r} read={read_timeout!r}")
         if max_attempts is not None and max_attempts < 1:
@@ -236,11 +238,12 @@ class LiveSource:
         if not loop_file and not is_live(self.url):
             raise ConfigError(f"{self.name}: not a live source (schemes: {', '.join(LIVE_SCHEMES)}); "
                               "use loop_file=True to play a file as if live")
-        self.decode, self.segment, self.transport = decode, segment, transport
+        self.decode, self.segment, self.transport = decode, segment, transport  # the mode: auto, tcp or udp
         self.open_timeout, self.read_timeout = float(open_timeout), float(read_timeout)
         self.backoff = backoff or Backoff()
         self.max_attempts, self.loop_file, self.speed = max_attempts, loop_file, float(speed)
         self.captions = captions
+        self._rtsp = urlsplit(self.url).scheme.lower() in ("rtsp", "rtsps")
         self.stats = LiveStats()
         self._rng = random.Random()
 
@@ -260,9 +263,8 @@ class LiveSource:
         if self.loop_file:
             return {}
         micro = str(int(self.read_timeout * 1_000_000))
-        scheme = urlsplit(self.url).scheme.lower()
-        if scheme in ("rtsp", "rtsps"):
-            return {"rtsp_transport": self.transport, "timeout": micro}
+        if self._rtsp:
+            return {"rtsp_transport": self.choice.current, "timeout": micro}
         return {"rw_timeout": micro}
 
     # ---- the consumer: reconnects, gaps, index and media time across connections ----
@@ -274,6 +276,7 @@ class LiveSource:
         gap_from: float | None = None  # set while a connection that worked is lost and not yet back
         failures, reason, lost_reason, cause = 0, "", "", None
         while not stop.is_set():
+            at_once, tried = False, self.choice.current
             connection = self._connection(stop)
             offset = 0.0
             try:
@@ -281,6 +284,8 @@ class LiveSource:
                     if kind == "first":
                         self.stats.connects += 1
                         failures = 0
+                        self.choice.worked()
+                        self.stats.transport = self.choice.current if self._rtsp else ""
                         if gap_from is not None:
                             gap = self._gap(gap_from, value, lost_reason)
                             log.warning("%s: reconnected; lost %.2f s (%s)", self.name, gap.duration, lost_reason)
@@ -304,6 +309,9 @@ class LiveSource:
                     gap_from, lost_reason = last_close, reason
                 else:
                     failures += 1
+                    tried = self.choice.current
+                    at_once = self._rtsp and self.choice.failed(transport_issue=e.transport_issue)
+                    self.stats.transport_switches = self.choice.switches
             finally:
                 connection.close()
             if self.max_attempts is not None and failures >= self.max_attempts:
@@ -311,6 +319,11 @@ class LiveSource:
                     yield self._gap(gap_from, time.time(), f"{lost_reason}; gave up: {reason}")
                 raise SourceError(f"{self.name}: could not connect after {failures} attempt"
                                   f"{'s' if failures > 1 else ''}: {reason}") from cause
+            if at_once:
+                log.warning("%s: %s over %s; reconnect attempt %d%s at once over %s", self.name, reason,
+                            tried.upper(), failures + 1, "" if self.max_attempts is None else f"/{self.max_attempts}",
+                            self.choice.current.upper())
+                continue
             delay = self.backoff.delay(max(1, failures), self._rng)
             log.warning("%s: %s; reconnect attempt %d%s in %.2f s", self.name, reason, failures + 1,
                         "" if self.max_attempts is None else f"/{self.max_attempts}", delay)
@@ -355,7 +368,7 @@ class LiveSource:
                             self.stats.stalls += 1
                             what = (f"open did not finish within {self.open_timeout:g} s" if waiting == "open"
                                     else f"no media for {self.read_timeout:g} s")
-                            raise _Lost(f"stalled: {what}", media=first_sent) from None
+                            raise _Lost(f"stalled: {what}", media=first_sent, transport_issue=True) from None
                         continue
                     if kind == "open":
                         has_video, has_audio, duration = value
@@ -438,6 +451,6 @@ class LiveSource:
         elif self.loop_file:  # a file does not heal by asking again
             err = _Fatal(text)
         else:
-            err = _Lost(text, media=media)
+            err = _Lost(text, media=media, transport_issue=is_refusal(inner))
         err.__cause__ = _clean(inner)
         return err

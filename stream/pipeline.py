@@ -36,16 +36,17 @@ from stream.outputs import OutputDir
 from stream.postprocess import PostprocessConfig, Smoother, error_record, segment_record
 from stream.reconnect import Backoff
 from stream.segment import Segment
+from stream.sink_guard import SinkGuard
 from stream.sinks.base import Sink
 from stream.sinks.spool import SPOOL_DIR, spooled_keys
 from stream.sources import Source, output_stems
 from stream.summary import RunStats
+from stream.transport import MODES as LIVE_TRANSPORTS
 
 log = logging.getLogger(__name__)
 _JOIN_POLL_S = 0.2
 FILE_WAIT_MS = 50.0  # default longest wait to fill a batch, for runs of files only
 _GAUGE_EVERY_S = 1.0  # how often the live latency percentile gauges are recomputed
-LIVE_TRANSPORTS = ("tcp", "udp")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +57,7 @@ class PipelineConfig:
     post: PostprocessConfig = field(default_factory=PostprocessConfig)
     events: EventConfig = field(default_factory=EventConfig)
     resume: bool = False
-    live_transport: str = "tcp"  # RTSP over tcp or udp
+    live_transport: str = "auto"  # RTSP over tcp, udp, or auto: tcp, else udp (stream.transport)
     live_timeout_s: float = 5.0  # a live source that stalls this long is reconnected
     live_attempts: int = 10  # connection attempts in a row before a live source fails; 0: forever
     live_backoff: Backoff = field(default_factory=Backoff)  # delays between those attempts
@@ -131,6 +132,7 @@ class Pipeline:
         self._lock = threading.Lock()  # live readers update the run's stats concurrently
         self._gauges_at = 0.0
         self._wait_s = self.config.batch_wait_s(live=False)
+        self._guard = SinkGuard(self.sinks, on_stop=self._halt)
 
     def stop(self) -> None:
         """Stop reading; the batch in flight finishes and the sinks are flushed and closed."""
@@ -138,6 +140,11 @@ class Pipeline:
             log.warning("stopping: finishing the batch in flight, flushing the outputs")
             self.stats.interrupted = True
             self._stop.set()
+
+    def _halt(self, error: BaseException) -> None:
+        """Stop the run for an output every later source would fail on too (a full disk): as ``stop``."""
+        self.stats.stopped = str(error)
+        self._stop.set()
 
     def _abort(self, error: BaseException) -> None:
         self._errors.append(error)
@@ -354,14 +361,11 @@ class Pipeline:
                             s.forget(msg.key)
                         if self.out is not None:
                             self.out.clear_pending(msg.key)
-                    for s in self.sinks:
-                        s.open_source(msg.key)
+                    self._guard.failed.pop(msg.key, None)
+                    self._guard.each(msg.key, lambda s, m=msg: s.open_source(m.key))
                     open_keys[msg.key] = msg.source
                 elif isinstance(msg, _Records):
-                    for s in self.sinks:
-                        for r in msg.records:
-                            s.write(msg.key, r)
-                        s.flush()
+                    self._guard.each(msg.key, lambda s, m=msg: _write_records(s, m))
                     if msg.times:
                         self._latency(msg.times)
                     self._count_undelivered()
@@ -373,8 +377,7 @@ class Pipeline:
             self._abort(e)
         finally:
             for key in open_keys:  # a failure elsewhere: flush what there is, finish nothing
-                for s in self.sinks:
-                    s.close_source(key, finished=False)
+                self._guard.each(key, lambda s, key=key: s.close_source(key, finished=False))
 
     def _latency(self, times: list[tuple[float, float | None]]) -> None:
         now, wall = time.perf_counter(), time.time()
@@ -392,22 +395,26 @@ class Pipeline:
             self.metrics.live_latency_p95.set(self.stats.live_percentile(95))
 
     def _close_source(self, end: _End) -> None:
+        """Close a source's outputs; mark it done only when every one of them was written."""
+        guard, key = self._guard, end.key
         if end.error is not None:
             rec = error_record(end.source.shown, end.error)
-            for s in self.sinks:
-                s.write(end.key, rec)
+            guard.each(key, lambda s: s.write(key, rec))
+        guard.each(key, lambda s: s.close_source(key, finished=not end.interrupted))
+        undelivered = sum(s.pending(key) for s in self.sinks)
+        if end.error is None and not end.interrupted and self.out is not None:
+            guard.attempt(key, lambda: self.out.mark_done(end.source, key, {"device": self.engine.device},
+                                                          pending=undelivered > 0))
+        if key in guard.failed:
+            end.error = end.error or guard.failed.pop(key)
+        if end.error is not None:
             why = str(end.error).removeprefix(f"{end.source.shown}: ")  # avfuse's errors name the source
             self.stats.sources_failed.append((end.source.shown, why))
             self.metrics.sources.labels(status="failed").inc()
-        for s in self.sinks:
-            s.close_source(end.key, finished=not end.interrupted)
-        undelivered = sum(s.pending(end.key) for s in self.sinks)
         if end.interrupted:
             self.stats.sources_interrupted += 1
             self.metrics.sources.labels(status="interrupted").inc()
         elif end.error is None:
-            if self.out is not None:
-                self.out.mark_done(end.source, end.key, {"device": self.engine.device}, pending=undelivered > 0)
             if undelivered:
                 self.stats.sources_undelivered += 1
                 self.metrics.sources.labels(status="undelivered").inc()
@@ -438,7 +445,7 @@ class Pipeline:
     def run(self, sources: Sequence[Source]) -> RunStats:
         """Process ``sources`` and return the stats. Call from the main thread (signals arrive there)."""
         sources = list(sources)
-        stems = output_stems(sources)
+        stems = output_stems(sources, claims=self.out.claims() if self.out is not None else None)
         live = any(self.config.is_live(s) for s in sources)
         self._wait_s = self.config.batch_wait_s(live)
         self._segments = Channel(self.config.queue_size, policy="drop_oldest" if live else "block",
@@ -470,3 +477,9 @@ class Pipeline:
         if self._errors:
             raise self._errors[0]
         return self.stats
+
+
+def _write_records(sink: Sink, records: _Records) -> None:
+    for r in records.records:
+        sink.write(records.key, r)
+    sink.flush()

@@ -25,11 +25,13 @@ from stream.engine import DEVICES, GRAPH_OPT, Engine, EngineConfig, default_cach
 from stream.errors import ConfigError
 from stream.events import EventConfig
 from stream.metrics import DEFAULT_HOST, Metrics
-from stream.outputs import OutputDir
+from stream.outputs import OutputDir, RunOutputs, check_target, file_sha256, write_atomic
 from stream.pipeline import FILE_WAIT_MS, LIVE_TRANSPORTS, Pipeline, PipelineConfig
 from stream.postprocess import PostprocessConfig, parse_smoothing
 from stream.reconnect import Backoff
+from stream.redact import redact
 from stream.sinks import make_sinks
+from stream.sinks.files import FileSink
 from stream.sinks.spool import DeliveryConfig
 from stream.sources import expand
 from stream.summary import Progress
@@ -71,7 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v = parser.add_argument_group("live sources (rtsp:// and other streams, each read on its own thread)")
     v.add_argument("--loop", action="store_true",
                    help="play files as if live: paced at real speed, over and over, until stopped (Ctrl-C)")
-    v.add_argument("--live-transport", choices=LIVE_TRANSPORTS, default="tcp", help="RTSP transport")
+    v.add_argument("--live-transport", choices=LIVE_TRANSPORTS, default=PipelineConfig.live_transport,
+                   help="RTSP transport; auto (default): TCP, else UDP where TCP is refused or silent, and the "
+                   "other way round; what worked is kept for the source's reconnects")
     v.add_argument("--live-timeout", type=float, default=5.0,
                    help="seconds a live source may stall (or take to open) before it is reconnected")
     v.add_argument("--live-attempts", type=int, default=10, metavar="N",
@@ -117,11 +121,27 @@ def _configs(args: argparse.Namespace) -> tuple[EngineConfig, PipelineConfig]:
     return engine, pipeline
 
 
+def _output_dir(args: argparse.Namespace) -> OutputDir | None:
+    """The -o folder, locked for this run and checked writable before the first source starts."""
+    if args.out is None:
+        return None
+    out = OutputDir(args.out)
+    out.lock()
+    try:
+        out.check()
+    except BaseException:
+        out.unlock()
+        raise
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     engine_cfg, pipe_cfg = _configs(args)
+    if args.summary_json is not None:  # checked now, not found out after the whole run
+        check_target(args.summary_json)
     sources = expand(args.sources)
     engine = Engine(args.model, engine_cfg)
-    out = OutputDir(args.out) if args.out is not None else None
+    out = _output_dir(args)
     metrics = Metrics()
     if args.metrics_port is not None:
         metrics.serve(args.metrics_port, args.metrics_host)  # a busy port fails here, before any sink has connected
@@ -130,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
         delivery = DeliveryConfig(timeout_s=args.sink_timeout, retries=args.sink_retries,
                                   backoff_s=args.sink_backoff, pause_s=args.sink_pause)
         sinks = make_sinks(args.sink, out, delivery=delivery)
+        if out is not None:  # what each source's marker records, and --resume checks
+            out.outputs = RunOutputs(model_sha256=file_sha256(args.model),
+                                     sinks=tuple(sorted(redact(s) for s in args.sink or ["jsonl"])),
+                                     exts=tuple(s.ext for s in sinks if isinstance(s, FileSink)))
         pipeline = Pipeline(engine, sinks, config=pipe_cfg, out=out, metrics=metrics)
         received: list[int] = []
 
@@ -146,9 +170,11 @@ def run(args: argparse.Namespace) -> int:
         for s, h in previous.items():
             signal.signal(s, h)
         metrics.close()
+        if out is not None:
+            out.unlock()
     print(stats.render(), file=sys.stderr)
     if args.summary_json is not None:
-        args.summary_json.write_text(json.dumps(stats.as_dict(), indent=2) + "\n", encoding="utf-8")
+        write_atomic(args.summary_json, json.dumps(stats.as_dict(), indent=2) + "\n")
     if received:
         return EXIT_SIGNAL[received[0]]
     if stats.sources_failed:
