@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks use (ffmpeg for the baseline,
-# mosquitto for the MQTT sink tests, GStreamer's RTSP server for the live tests).
+# mosquitto for the MQTT sink tests, GStreamer's RTSP server for the live tests, headless Chromium and its
+# WebDriver for the report and live-view page tests).
 # Does nothing when they are already there.
 set -euo pipefail
 need=()
@@ -14,6 +15,8 @@ gst-inspect-1.0 x264enc >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-ugly)
 gst-inspect-1.0 rtph264pay >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-good)
 gst-inspect-1.0 avenc_aac >/dev/null 2>&1 || need+=(gstreamer1.0-libav)
 gst-inspect-1.0 h264parse >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-bad)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${need[*]}"
 sudo=""

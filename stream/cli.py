@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str | None]] = {
     "export": ("export.export_cmd", "export a checkpoint to one self-describing ONNX file", "train"),
     "inspect": ("stream.inspect_cmd", "show an ONNX model's inputs, outputs, labels and config", None),
     "run": ("stream.run_cmd", "label files, folders and live streams with an ONNX model", None),
+    "report": ("stream.report.report_cmd", "an HTML report of a run's outputs or of a training run", None),
     "bench": ("stream.bench", "measure throughput against a baseline in the same run", None),
 }
 
