@@ -38,3 +38,8 @@ class DataError(AvfuseError, ValueError):
 
 class DependencyError(AvfuseError, ImportError):
     """An optional dependency (an extra) is not installed."""
+
+
+class OutputError(AvfuseError, OSError):
+    """An output (a file in OUT, a marker, the summary, stdout) cannot be written: disk full, name too
+    long, read-only, broken pipe, or the output folder is in use by another run."""

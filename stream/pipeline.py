@@ -405,16 +405,16 @@ class Pipeline:
         if end.error is None and not end.interrupted and self.out is not None:
             guard.attempt(key, lambda: self.out.mark_done(end.source, key, {"device": self.engine.device},
                                                           pending=undelivered > 0))
-        if key in guard.failed:
-            end.error = end.error or guard.failed.pop(key)
+        failed = guard.failed.pop(key, None)  # an output of it could not be written
+        end.error = end.error or failed
         if end.error is not None:
             why = str(end.error).removeprefix(f"{end.source.shown}: ")  # avfuse's errors name the source
             self.stats.sources_failed.append((end.source.shown, why))
             self.metrics.sources.labels(status="failed").inc()
-        if end.interrupted:
+        elif end.interrupted:
             self.stats.sources_interrupted += 1
             self.metrics.sources.labels(status="interrupted").inc()
-        elif end.error is None:
+        else:
             if undelivered:
                 self.stats.sources_undelivered += 1
                 self.metrics.sources.labels(status="undelivered").inc()

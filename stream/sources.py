@@ -12,7 +12,7 @@ import hashlib
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -103,18 +103,41 @@ def _base(source: Source) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in text) or "source"
 
 
-def output_stems(sources: Iterable[Source]) -> dict[str, str]:
+MAX_STEM_BYTES = 200  # the longest output name is STEM.jsonl.partial; file systems allow 255 bytes
+_HASH_LEN = 8
+
+
+def _digest(text: str) -> str:
+    """A short stable hash of ``text``; a file name that is not UTF-8 hashes by its bytes."""
+    return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:_HASH_LEN]
+
+
+def _shorten(stem: str, shown: str) -> str:
+    """``stem`` cut to fit MAX_STEM_BYTES, with a hash of the whole name so cut names stay distinct."""
+    if len(stem.encode("utf-8", "surrogateescape")) <= MAX_STEM_BYTES:
+        return stem
+    keep = MAX_STEM_BYTES - _HASH_LEN - 1
+    while len(stem[:keep].encode("utf-8", "surrogateescape")) > MAX_STEM_BYTES - _HASH_LEN - 1:
+        keep -= 1
+    return f"{stem[:keep]}-{_digest(shown)}"
+
+
+def output_stems(sources: Iterable[Source], *, claims: Mapping[str, str] | None = None) -> dict[str, str]:
     """A file-name stem per source for its output files: the base name, plus a short hash of the shown
     name where two sources share a base name (and a count where even that is shared: two URLs that
-    differ only in their credentials). Stable for the same source list (``--resume`` relies on it)."""
+    differ only in their credentials). A base name ``claims`` (stem -> source shown, from the output
+    folder's markers) gives to one of those sources stays that source's, so adding a same-named file
+    elsewhere does not rename finished outputs. Names over MAX_STEM_BYTES are cut and hashed. Stable for
+    the same source list and folder (``--resume`` relies on it)."""
     sources = list(sources)
-    counts = Counter(_base(s) for s in sources)
+    claims = claims or {}
+    counts = Counter(_shorten(_base(s), s.shown) for s in sources)
     stems: dict[str, str] = {}
     taken: Counter[str] = Counter()
     for s in sources:
-        stem = _base(s)
-        if counts[stem] > 1:
-            stem = f"{stem}-{hashlib.sha1(s.shown.encode()).hexdigest()[:8]}"
+        stem = _shorten(_base(s), s.shown)
+        if counts[stem] > 1 and claims.get(stem) != s.shown:
+            stem = _shorten(f"{_base(s)}-{_digest(s.shown)}", s.shown)
         taken[stem] += 1
         stems[s.name] = stem if taken[stem] == 1 else f"{stem}-{taken[stem]}"
     return stems

@@ -53,6 +53,7 @@ class RunStats:
     wall_s: float = 0.0
     device: str = ""
     interrupted: bool = False
+    stopped: str = ""  # why the run stopped before its end on its own (an output every source needs failed)
 
     def finish(self) -> None:
         self.wall_s = time.perf_counter() - self.started
@@ -88,7 +89,7 @@ class RunStats:
             "dropped": self.dropped, "media_s": round(self.media_s, 3), "wall_s": round(self.wall_s, 3),
             "realtime_factor": round(self.rtf, 2), "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
             "latency_p50_s": round(self.percentile(50), 4), "latency_p95_s": round(self.percentile(95), 4),
-            "device": self.device,
+            "device": self.device, "stopped": self.stopped,
             "live": {"sources": self.live_sources, "latency_p50_s": round(self.live_percentile(50), 4),
                      "latency_p95_s": round(self.live_percentile(95), 4), "dropped": self.dropped,
                      "reconnects": self.reconnects, "gaps": self.gaps, "lost_s": round(self.lost_s, 3),
@@ -115,6 +116,8 @@ class RunStats:
                          f"dropped {live['dropped']}, reconnects {live['reconnects']}, gaps {live['gaps']} "
                          f"({live['lost_s']:.1f} s lost), stalls {live['stalls']}")
         lines += [f"  failed: {src}: {why}" for src, why in self.sources_failed]
+        if self.stopped:
+            lines.append(f"  stopped: {self.stopped}; the sources after it were not labelled")
         if self.replayed:
             lines.append(f"  replayed {self.replayed} record(s) spooled by an earlier run")
         where = (f"spooled in {self.spool}; the next run replays them" if self.spool else
