@@ -252,6 +252,7 @@ def encode(path: Path, *, frames: Iterator[np.ndarray], audio: np.ndarray, width
             video.width, video.height, video.pix_fmt = width, height, "yuv420p"
             video.options = {"preset": "ultrafast", "crf": "28"}
             sound_out = out.add_stream("aac", rate=sample_rate, layout=layout)
+            sound_out.options = {"aac_coder": "fast"}
             if path.suffix == ".mkv" and srt is not None:
                 with av.open(str(srt)) as subs_in:
                     sub_stream = out.add_stream_from_template(subs_in.streams.subtitles[0])
