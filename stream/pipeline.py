@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from stream.batching import Channel, micro_batches
@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 _JOIN_POLL_S = 0.2
 FILE_WAIT_MS = 50.0  # default longest wait to fill a batch, for runs of files only
 _GAUGE_EVERY_S = 1.0  # how often the live latency percentile gauges are recomputed
+# Sees each labelled segment on the inference thread: (source key, segment, its record and the events it ended).
+# Returns at once and never raises (stream.report: --thumbnails, --ui-port).
+Tap = Callable[[str, Segment, list[dict]], None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,8 +122,10 @@ class _Records:
 
 class Pipeline:
     def __init__(self, engine: Engine, sinks: Sequence[Sink], *, config: PipelineConfig | None = None,
-                 out: OutputDir | None = None, metrics: Metrics | None = None, opener: Opener | None = None):
+                 out: OutputDir | None = None, metrics: Metrics | None = None, opener: Opener | None = None,
+                 taps: Sequence[Tap] = ()):
         self.engine, self.sinks = engine, list(sinks)
+        self.taps = list(taps)  # see Tap: thumbnails, the live view
         self.config = config or PipelineConfig()
         self.out, self.metrics = out, metrics or Metrics()
         self.opener = opener or open_source(engine, self.config)
@@ -319,6 +324,8 @@ class Pipeline:
                     group.times.append((i.t, i.segment.wallclock if i.live else None))
                     events = trackers[i.key].update(rec)
                     group.records += events
+                    for tap in self.taps:
+                        tap(i.key, i.segment, [rec, *events])
                     self.stats.events += len(events)
                     self.metrics.events.inc(len(events))
                     seg = i.segment

@@ -30,6 +30,7 @@ from stream.pipeline import FILE_WAIT_MS, LIVE_TRANSPORTS, Pipeline, PipelineCon
 from stream.postprocess import PostprocessConfig, parse_smoothing
 from stream.reconnect import Backoff
 from stream.redact import redact
+from stream.report import hooks as report_hooks
 from stream.sinks import make_sinks
 from stream.sinks.files import FileSink
 from stream.sinks.spool import DeliveryConfig
@@ -103,6 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--sink-pause", type=float, default=d.pause_s, metavar="S",
                    help="after a delivery fails every attempt, records are spooled at once for this long")
     o.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
+    report_hooks.add_arguments(o)
 
 
 def _configs(args: argparse.Namespace) -> tuple[EngineConfig, PipelineConfig]:
@@ -146,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         metrics.serve(args.metrics_port, args.metrics_host)  # a busy port fails here, before any sink has connected
     previous: dict = {}
+    views = report_hooks.RunViews()
     try:
+        views = report_hooks.RunViews.from_args(args, out)  # --thumbnails, --ui-port
         delivery = DeliveryConfig(timeout_s=args.sink_timeout, retries=args.sink_retries,
                                   backoff_s=args.sink_backoff, pause_s=args.sink_pause)
         sinks = make_sinks(args.sink, out, delivery=delivery)
@@ -154,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
             out.outputs = RunOutputs(model_sha256=file_sha256(args.model),
                                      sinks=tuple(sorted(redact(s) for s in args.sink or ["jsonl"])),
                                      exts=tuple(s.ext for s in sinks if isinstance(s, FileSink)))
-        pipeline = Pipeline(engine, sinks, config=pipe_cfg, out=out, metrics=metrics)
+        pipeline = Pipeline(engine, sinks, config=pipe_cfg, out=out, metrics=metrics, taps=views.taps)
+        views.attach(pipeline.stats)
         received: list[int] = []
 
         def on_signal(signum, frame) -> None:
@@ -170,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         for s, h in previous.items():
             signal.signal(s, h)
         metrics.close()
+        views.close()
         if out is not None:
             out.unlock()
     print(stats.render(), file=sys.stderr)

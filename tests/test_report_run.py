@@ -19,6 +19,17 @@ pytestmark = [needs_chromium, pytest.mark.timeout(180)]
 HOSTILE = '<img src=x onerror="document.title=\'pwned\'">'  # a file name is user data
 
 
+THE_TIP = """const t = document.getElementById('tip'), img = document.getElementById('tip-img');
+let rgb = null;
+if (!img.hidden && img.complete && img.naturalWidth) {  // the thumbnail's middle pixel, as drawn
+  const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+  rgb = Array.from(g.getImageData(c.width >> 1, c.height >> 1, 1, 1).data.slice(0, 3));
+}
+return {hidden: t.hidden, label: document.getElementById('tip-label').textContent, index: t.dataset.index, rgb};"""
+CHANNEL = {"red": 0, "green": 1, "blue": 2}
+
+
 def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
@@ -32,7 +43,7 @@ def run_out(tmp_path_factory):
     colour_video(clips / f"{HOSTILE}.mp4", ["blue", "green"], audio=False)
     model = colour_model(d / "colour.onnx", hop_s=0.5)  # overlapping windows: each is drawn up to the next
     out = d / "out"
-    assert main(["run", str(model), str(clips), "-o", str(out), "--no-cache"]) == 0
+    assert main(["run", str(model), str(clips), "-o", str(out), "--no-cache", "--thumbnails"]) == 0
     return out
 
 
@@ -52,8 +63,7 @@ def point_at(browser, section: str, t: float, span: float) -> dict:  # noqa: F81
     actions = ActionChains(browser)
     actions.w3c_actions.pointer_action.move_to_location(int(round(x)), int(round(y)))
     actions.perform()
-    return browser.execute_script("const t = document.getElementById('tip'); return {hidden: t.hidden, "
-                                  "label: document.getElementById('tip-label').textContent, index: t.dataset.index}")
+    return browser.execute_script(THE_TIP)
 
 
 def test_report_draws_each_segment_and_the_pointer_reads_its_record(run_out, browser, tmp_path):  # noqa: F811
@@ -75,6 +85,11 @@ def test_report_draws_each_segment_and_the_pointer_reads_its_record(run_out, bro
             tip = point_at(browser, f"#src-{n}", (segs[k]["start"] + stop) / 2, span)
             assert not tip["hidden"]
             assert (tip["label"], tip["index"]) == (segs[k]["label"], str(segs[k]["index"]))
+            # --thumbnails: the segment's own middle frame is shown with it; a window inside one colour's second
+            # shows that colour (one that straddles two is labelled by their mean, its middle frame is one of them)
+            assert tip["rgb"] is not None
+            if float(segs[k]["start"]).is_integer():
+                assert max(range(3), key=tip["rgb"].__getitem__) == CHANNEL[tip["label"]]
     a = by_name[next(n for n in by_name if n.endswith("a.mp4"))]
     assert [r["label"] for r in a][::2] == ["red", "red", "green", "blue", "blue", "red"]  # what the test relies on
     browser.save_screenshot(str(tmp_path / "report.png"))
@@ -107,6 +122,14 @@ def test_report_index_counts_labels_and_keeps_names_as_text(run_out, browser, tm
         assert {rows[r.get_attribute("y")] for r in absent} == missing and len(absent) == len(missing)
         full = sec.find_element("css selector", "svg.timeline").size["width"]
         assert all(r.size["width"] > 0.95 * full for r in absent)
+
+
+def test_thumbnails_need_an_output_folder(run_out, capsys):
+    model = run_out.parent / "colour.onnx"
+    assert main(["run", str(model), str(run_out.parent / "clips" / "a.mp4"), "--thumbnails", "--no-cache"]) == 1
+    assert "--thumbnails needs -o OUT" in capsys.readouterr().err
+    assert len(list((run_out / "thumbs").glob("*/*.jpg"))) == sum(
+        r["type"] == "segment" for p in run_out.glob("*.jsonl") for r in records(p))
 
 
 @pytest.mark.slow
