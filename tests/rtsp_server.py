@@ -53,11 +53,12 @@ class RtspServer:
     """
 
     def __init__(self, *, port: int | None = None, path: str = "/cam", width: int = 320, height: int = 240,
-                 fps: int = 25, audio: bool = True, user: str | None = None, password: str | None = None):
+                 fps: int = 25, audio: bool = True, user: str | None = None, password: str | None = None,
+                 pattern: str = "ball"):
         self.port = port or free_port()
         self.path = path
         self.args = ["--port", str(self.port), "--path", path, "--width", str(width), "--height", str(height),
-                     "--fps", str(fps)]
+                     "--fps", str(fps), "--pattern", pattern]
         if not audio:
             self.args.append("--no-audio")
         if user is not None:
@@ -116,8 +117,9 @@ class RtspServer:
 
 # ---- the server itself (system python, gi) ----
 
-def _launch(width: int, height: int, fps: int, audio: bool, aac: str = "voaacenc") -> str:
-    video = (f"videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={fps}/1 "
+def _launch(width: int, height: int, fps: int, audio: bool, aac: str = "voaacenc", pattern: str = "ball") -> str:
+    video = (f"videotestsrc is-live=true pattern={pattern} "
+             f"! video/x-raw,width={width},height={height},framerate={fps}/1 "
              f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} bitrate=1500 "
              "! rtph264pay name=pay0 pt=96 config-interval=1")
     sound = ("audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample "
@@ -139,6 +141,7 @@ def serve(argv: list[str] | None = None) -> int:
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--fps", type=int, default=25)
     p.add_argument("--no-audio", action="store_true")
+    p.add_argument("--pattern", default="ball", help="videotestsrc pattern: ball, red, green, blue, ...")
     p.add_argument("--user")
     p.add_argument("--password", default="")
     a = p.parse_args(argv)
@@ -149,7 +152,7 @@ def serve(argv: list[str] | None = None) -> int:
     server.set_service(str(a.port))
     factory = GstRtspServer.RTSPMediaFactory()
     aac = "voaacenc" if Gst.ElementFactory.find("voaacenc") else "avenc_aac"
-    factory.set_launch(_launch(a.width, a.height, a.fps, not a.no_audio, aac))
+    factory.set_launch(_launch(a.width, a.height, a.fps, not a.no_audio, aac, a.pattern))
     factory.set_shared(True)
     if a.user:
         auth = GstRtspServer.RTSPAuth()
