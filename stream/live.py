@@ -13,7 +13,8 @@ and in step with the wall clock). ``Segment.wallclock`` is when the window close
 the stream delivered the end of that window (see ``_CloseClock``): latency is measured from there.
 
 What counts as live (:func:`is_live`): URLs whose scheme is one of :data:`LIVE_SCHEMES`, and HTTP(S)
-URLs of HLS playlists (``.m3u8``). Other HTTP(S) URLs are read as finite files.
+URLs of HLS playlists (``.m3u8``) without ``#EXT-X-ENDLIST`` (:mod:`stream.hls`). Other HTTP(S) URLs, VOD
+playlists among them, are read as finite files.
 """
 
 from __future__ import annotations
@@ -50,7 +51,11 @@ def is_live(source: str | Path) -> bool:
         return False
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
-    return scheme in LIVE_SCHEMES or (scheme in ("http", "https") and parts.path.lower().endswith(".m3u8"))
+    if scheme in LIVE_SCHEMES:
+        return True
+    from stream.hls import is_playlist, is_vod
+
+    return is_playlist(text) and not is_vod(text)  # a VOD playlist (#EXT-X-ENDLIST) is a finite file
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -68,6 +68,12 @@ def open_source(engine: Engine, config: PipelineConfig) -> Opener:
                               loop_file=not source.live)
             return LiveFeed(live, stop)
         from stream.segmenter import iter_segments
-        return iter_segments(source.name, decode=spec.decode, segment=spec.segment)
+        if source.path is not None:
+            return iter_segments(source.name, decode=spec.decode, segment=spec.segment)
+        from stream.netsource import network_options, until_stopped  # a finite URL: bounded, and stoppable
+        t = cfg.live_timeout_s
+        return until_stopped(iter_segments(source.name, decode=spec.decode, segment=spec.segment,
+                                           options=network_options(source.name, t), timeout=(t, t)),
+                             stop, name=source.shown)
 
     return opener

@@ -61,7 +61,7 @@ class PipelineConfig:
     events: EventConfig = field(default_factory=EventConfig)
     resume: bool = False
     live_transport: str = "auto"  # RTSP over tcp, udp, or auto: tcp, else udp (stream.transport)
-    live_timeout_s: float = 5.0  # a live source that stalls this long is reconnected
+    live_timeout_s: float = 5.0  # --timeout: a live source that stalls this long is reconnected; a URL file fails
     live_attempts: int = 10  # connection attempts in a row before a live source fails; 0: forever
     live_backoff: Backoff = field(default_factory=Backoff)  # delays between those attempts
     loop: bool = False  # play files as if live: paced at real speed, over and over, until stopped
@@ -217,11 +217,13 @@ class Pipeline:
                 t0 = time.perf_counter()
                 try:
                     item = next(it)
-                except StopIteration:  # a live source ends only when stopped: then it is unfinished
-                    return _End(key, source, interrupted=live and self._stop.is_set())
+                except StopIteration:  # a live source ends only when stopped; any source that ends once
+                    return _End(key, source, interrupted=self._stop.is_set())  # stopped may be cut short
                 t1 = time.perf_counter()
                 self.stats.stage_s["decode"] += t1 - t0
                 if isinstance(item, Segment):
+                    if item.notices:  # a discontinuity the decoder followed: a warning record
+                        seg_ch.put(_Records(key, [n.as_record() for n in item.notices], []))
                     if not seg_ch.put(_Item(key, item, t1, live)):
                         return _End(key, source, interrupted=True)
                 elif hasattr(item, "as_record"):  # a live source's Gap

@@ -28,6 +28,17 @@ class _Failed:
         self.error = error
 
 
+def offer(q: queue.Queue, item: object, gone: threading.Event) -> bool:
+    """Put ``item`` on ``q``, waiting for room until ``gone`` is set (then False: the consumer left)."""
+    while not gone.is_set():
+        try:
+            q.put(item, timeout=_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 def prefetch(upstream: Iterable[T], size: int, *, name: str = "prefetch") -> Iterator[T]:
     """Iterate ``upstream`` on a daemon thread, at most ``size`` items ahead of the consumer."""
     if size < 1:
@@ -36,13 +47,7 @@ def prefetch(upstream: Iterable[T], size: int, *, name: str = "prefetch") -> Ite
     stop = threading.Event()
 
     def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return offer(q, item, stop)
 
     def produce() -> None:
         try:

@@ -18,6 +18,7 @@ from stream.captions import embedded_captions, load_captions, sidecar_for
 from stream.config import DecodeConfig, SegmentConfig, frames_per_window, samples_per_window
 from stream.decode import is_picture, is_url, media_duration, media_start, media_streams, open_container
 from stream.errors import CaptionError
+from stream.netsource import DEFAULT_TIMEOUT_S, network_options
 from stream.redact import redact
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,10 @@ def count_windows(media_end: float | None, segment: SegmentConfig) -> int:
 
 
 def probe(source: str, *, segment: SegmentConfig = SegmentConfig(),  # noqa: B008 (frozen)
-          options: dict[str, str] | None = None, timeout: float | None = None) -> ProbeResult:
+          options: dict[str, str] | None = None, timeout: float | None = DEFAULT_TIMEOUT_S) -> ProbeResult:
+    """``timeout``: seconds any open or read of a URL may wait (None: FFmpeg's defaults, which may be forever)."""
+    if timeout is not None and is_url(source):
+        options = {**network_options(source, timeout), **(options or {})}
     container = open_container(source, options=options, timeout=timeout)
     try:
         t0 = media_start(container)
@@ -129,6 +133,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=float, default=SegmentConfig().window_s, help="segment length, s")
     parser.add_argument("--hop", type=float, default=None, help="segment hop, s (default: the window)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                        help="open and read timeout of a URL, seconds (default %(default)s)")
 
 
 def _line(s: StreamInfo) -> str:
@@ -146,7 +152,7 @@ def _line(s: StreamInfo) -> str:
 def run(args: argparse.Namespace) -> int:
     decode = DecodeConfig(fps=args.fps)
     segment = SegmentConfig(window_s=args.window, hop_s=args.hop)
-    result = probe(args.source, segment=segment)
+    result = probe(args.source, segment=segment, timeout=args.timeout)
     if args.json:
         print(json.dumps(asdict(result)))
         return 0

@@ -77,8 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--live-transport", choices=LIVE_TRANSPORTS, default=PipelineConfig.live_transport,
                    help="RTSP transport; auto (default): TCP, else UDP where TCP is refused or silent, and the "
                    "other way round; what worked is kept for the source's reconnects")
-    v.add_argument("--live-timeout", type=float, default=5.0,
-                   help="seconds a live source may stall (or take to open) before it is reconnected")
+    v.add_argument("--timeout", "--live-timeout", dest="live_timeout", type=float,
+                   default=PipelineConfig.live_timeout_s, metavar="S",
+                   help="open and read timeout of every network source: a live one that stalls this long is "
+                   "reconnected, a file over http(s) fails")
     v.add_argument("--live-attempts", type=int, default=10, metavar="N",
                    help="connection attempts in a row before a live source is given up (0: retry forever)")
     v.add_argument("--live-backoff", type=float, default=Backoff().initial, metavar="S",

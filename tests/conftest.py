@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+
 import pytest
 
 from stream.clips import real_clip
@@ -34,3 +37,28 @@ def small_synth(tmp_path_factory):
     from models.synth import synthesize
 
     return synthesize(tmp_path_factory.mktemp("synth"), videos=8, test_videos=2, seed=3, width=64, height=64)
+
+
+@pytest.fixture
+def silent_server(request):
+    """The port of a TCP server on 127.0.0.1 that accepts connections and never says anything (a source
+    that stalls, as in PyAV's test_timeout.py)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    held: list[socket.socket] = []
+
+    def accept():
+        while True:
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                return
+    threading.Thread(target=accept, daemon=True).start()
+
+    def close():
+        sock.close()
+        for c in held:
+            c.close()
+    request.addfinalizer(close)
+    return sock.getsockname()[1]

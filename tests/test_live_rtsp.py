@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 
@@ -186,30 +185,6 @@ def test_frozen_server_trips_the_watchdog_and_the_source_comes_back(server, capl
     # before the server thawed at 3 s and not after some TCP default
     assert first_warning.created - events["frozen"] < 2.8
     assert source.stats.reconnects == 1
-
-
-@pytest.fixture
-def silent_server(request):
-    """A TCP server that accepts connections and never says anything."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    held: list[socket.socket] = []
-
-    def accept():
-        while True:
-            try:
-                held.append(sock.accept()[0])
-            except OSError:
-                return
-    threading.Thread(target=accept, daemon=True).start()
-
-    def close():
-        sock.close()
-        for c in held:
-            c.close()
-    request.addfinalizer(close)
-    return sock.getsockname()[1]
 
 
 def test_silent_server_times_out_and_gives_up_after_the_attempts(silent_server, caplog):
