@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import av
 import numpy as np
 
+from stream.discontinuity import JUMP_BACK_S
+
 log = logging.getLogger(__name__)
 
 AUDIO_CHUNK_S = 0.5  # resampled audio is handed on in chunks of at least this long
@@ -43,6 +45,8 @@ class AudioChunker:
         self._count = 0  # output samples since the last resync, batched or not
         self._batch: list[np.ndarray] = []
         self._batch_n = 0
+        self._offset = 0.0  # added to the timestamps after each discontinuity
+        self._jumps: list[tuple[float, float]] = []
 
     @property
     def end(self) -> float:
@@ -52,8 +56,13 @@ class AudioChunker:
     def push(self, frame: av.AudioFrame | None) -> Iterator[tuple[float, np.ndarray]]:
         """Feed one decoded frame (None at the end, to flush) and yield the chunks that are ready."""
         if frame is not None and frame.pts is not None and frame.time_base is not None:
-            t = float(frame.pts * frame.time_base) - self.t0
+            t = float(frame.pts * frame.time_base) - self.t0 + self._offset
             expected = None if self._base is None else self._base + self._count / self.rate
+            if expected is not None and t < expected - JUMP_BACK_S:  # timestamps start again: carry on from here
+                self._offset += expected - t
+                self._jumps.append((expected, expected - t))
+                self.limit = None  # the declared end is the first part's
+                t = expected
             if expected is None or abs(t - expected) > AUDIO_RESYNC_S:
                 if expected is not None:
                     log.debug("audio timestamp jump %.3f s -> %.3f s; resyncing", expected, t)
@@ -63,6 +72,11 @@ class AudioChunker:
         elif frame is not None and self._base is None:
             self._base = 0.0
         yield from self._resample(frame, flush=frame is None, final=frame is None)
+
+    def jumps(self) -> list[tuple[float, float]]:
+        """The discontinuities met since last asked: (media time it continues at, seconds it went back)."""
+        out, self._jumps = self._jumps, []
+        return out
 
     def _padding(self) -> int:
         """Samples resampled past the declared end (0 when none, or when so many the end must be wrong)."""

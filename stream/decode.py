@@ -23,6 +23,7 @@ from av.video.reformatter import Interpolation, VideoReformatter
 
 from stream.audio_chunks import AUDIO_CHUNK_S, AudioChunker, declared_end
 from stream.config import TIME_TOLERANCE_S, DecodeConfig, SegmentConfig, frames_per_window
+from stream.discontinuity import JUMP_BACK_S, Discontinuity
 from stream.errors import CodecError, MediaError, SourceError
 from stream.redact import redact, redact_text, scrub, secrets_of
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 EPS = TIME_TOLERANCE_S  # seconds; a frame at t counts as "at or before" a sample time s when t <= s + EPS
 INTERPOLATION = Interpolation.AREA  # anti-aliased for big downscales (720p -> 160), and fast
 
-Item = tuple[str, float, np.ndarray | None]  # data is None for a "tick"
+Item = tuple[str, float, np.ndarray | Discontinuity | None]  # data is None for a "tick"
 _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://|file:)")
 
 
@@ -53,6 +54,12 @@ class DecodeStats:
 def is_url(source: str | os.PathLike) -> bool:
     """``scheme://...`` or ``file:...``: opened by FFmpeg as given, never looked for on disk."""
     return _URL.match(str(source)) is not None
+
+
+def _jumped(name: str, stream: str, at: float, back_s: float) -> Discontinuity:
+    jump = Discontinuity(source=name, stream=stream, at=at, back_s=back_s)
+    log.warning("%s", jump.text)
+    return jump
 
 
 def open_container(source: str | os.PathLike, *, options: dict[str, str] | None = None,
@@ -289,6 +296,7 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
     pending: tuple[float, av.VideoFrame] | None = None
     last_kept: float | None = None
     last_t = -math.inf
+    offset = 0.0  # added to the video's timestamps after each discontinuity
     vtb = float(vstream.time_base) if vstream is not None and vstream.time_base else 0.0
     frame_step = 1.0 / float(vstream.average_rate) if vstream is not None and vstream.average_rate else 0.04
 
@@ -311,12 +319,18 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
                 stats.audio_frames += 1
                 for t, samples in audio.push(frame):
                     yield "audio", t, samples
+                for at, back in audio.jumps():
+                    yield "jump", at, _jumped(name, "audio", at, back)
                 continue
             stats.video_frames += 1
             if frame.pts is not None:
-                t = frame.pts * vtb - t0
+                t = frame.pts * vtb - t0 + offset
             else:  # a raw elementary stream has no timestamps: count frames at the stream's rate
                 t = last_t + frame_step if last_t > -math.inf else 0.0
+            if t < last_t - JUMP_BACK_S:  # timestamps start again (concatenated files): followed, not dropped
+                back = last_t + frame_step - t
+                offset, t = offset + back, t + back
+                yield "jump", t, _jumped(name, "video", t, back)
             if t < last_t - EPS:
                 log.debug("%s: video frame at %.3f s goes back in time; dropped", name, t)
                 continue

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stream.discontinuity import Discontinuity
 from stream.errors import MediaError
 
 MODALITIES = ("video", "audio", "text")
@@ -45,6 +46,7 @@ class Segment:
     text: str
     present: Present
     wallclock: float | None = None  # for live sources: wall-clock time (epoch s) the window closed
+    notices: tuple[Discontinuity, ...] = ()  # what the decoder met before this window: warning records
 
     def __post_init__(self) -> None:
         f, a = self.frames, self.audio

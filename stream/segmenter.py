@@ -27,6 +27,7 @@ import numpy as np
 from stream.captions import Captions, embedded_captions, load_captions, sidecar_for
 from stream.config import DecodeConfig, SegmentConfig, frames_per_window, samples_per_window
 from stream.decode import EPS, DecodeStats, check_complete, decode_items, is_url, media_streams, open_container
+from stream.discontinuity import Discontinuity
 from stream.errors import CaptionError, MediaError
 from stream.gop_decode import gop_video_items, gop_workers
 from stream.prefetch import prefetch
@@ -60,6 +61,7 @@ class Segmenter:
         self._abase = 0  # absolute sample index of self._audio[0]
         self._aend = 0  # absolute sample index just after the last real sample pushed
         self._any_audio = False
+        self._notices: list[Discontinuity] = []  # met since the last window: handed on with the next
 
     # ---- input -------------------------------------------------------------------------------
     def push_video(self, t: float, rgb: np.ndarray) -> list[Segment]:
@@ -82,12 +84,16 @@ class Segmenter:
             return self._emit_ready()
         return []
 
-    def push(self, kind: str, t: float, data: np.ndarray | None) -> list[Segment]:
-        """One item of :func:`~stream.decode.decode_items`: "video", "audio" or "tick"."""
+    def push(self, kind: str, t: float, data: np.ndarray | Discontinuity | None) -> list[Segment]:
+        """One item of :func:`~stream.decode.decode_items`: "video", "audio", "tick" or "jump" (a
+        :class:`Discontinuity`, handed on with the next window as one of its ``notices``)."""
         if kind == "video":
             return self.push_video(t, data)
         if kind == "audio":
             return self.push_audio(t, data)
+        if kind == "jump":
+            self._notices.append(data)
+            return []
         return self.tick(t)
 
     def push_audio(self, t: float, samples: np.ndarray) -> list[Segment]:
@@ -165,8 +171,10 @@ class Segmenter:
         text = self.captions.text_between(start, end) if self.captions is not None else ""
         self.next_index = k + 1
         self._prune()
+        notices, self._notices = tuple(self._notices), []
         return Segment(source=self.source, index=k, start=round(start, 6), end=round(end, 6), frames=frames,
-                       audio=audio, text=text, present=Present(video=video, audio=real_audio, text=bool(text)))
+                       audio=audio, text=text, present=Present(video=video, audio=real_audio, text=bool(text)),
+                       notices=notices)
 
     def _window_frames(self, k: int, start: float, end: float) -> tuple[np.ndarray, bool]:
         out = np.zeros((self.T, *self.shape), np.uint8)
