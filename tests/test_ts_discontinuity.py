@@ -13,10 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
-from onnx_models import COLOURS, colour_model
+from onnx_models import COLOURS, colour_model, colour_video
 
 from stream.config import DecodeConfig, SegmentConfig
 from stream.segmenter import iter_segments
@@ -26,35 +25,11 @@ FIRST = ["red"] * 3 + ["green"] * 3
 SECOND = ["blue"] * 3 + ["red"] * 3
 
 
-def _ts(path: Path, colours: list[str], *, audio: bool, fps: int = 10, size: int = 32) -> bytes:
-    """One second of each colour as H.264 (and a 440 Hz tone as AAC) in MPEG-TS; the file's bytes."""
-    with av.open(str(path), "w", format="mpegts") as c:
-        v = c.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "crf": "18"})
-        v.width = v.height = size
-        v.pix_fmt = "yuv420p"
-        a = c.add_stream("aac", rate=16000, layout="mono") if audio else None
-        img = np.empty((size, size, 3), np.uint8)
-        for i, name in enumerate(n for n in colours for _ in range(fps)):
-            img[...] = COLOURS[name]
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            c.mux(v.encode(frame))
-        c.mux(v.encode())
-        if a is not None:
-            total = 16000 * len(colours)
-            wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(total) / 16000)).astype(np.float32)
-            for n, start in enumerate(range(0, total, 1024)):
-                chunk = av.AudioFrame.from_ndarray(wave[start:start + 1024][None, :], format="fltp", layout="mono")
-                chunk.sample_rate = 16000
-                chunk.pts = n * 1024
-                c.mux(a.encode(chunk))
-            c.mux(a.encode())
-    return path.read_bytes()
-
-
 def _joined(d: Path, *, audio: bool) -> Path:
     out = d / ("joined.ts" if audio else "joined-video.ts")
-    out.write_bytes(_ts(d / "1.ts", FIRST, audio=audio) + _ts(d / "2.ts", SECOND, audio=audio))
+    parts = [colour_video(d / f"{n}.ts", colours, audio=audio).read_bytes()  # MPEG-TS, by the suffix
+             for n, colours in enumerate((FIRST, SECOND))]
+    out.write_bytes(b"".join(parts))
     return out
 
 
