@@ -1,9 +1,10 @@
 """Bounded queues between pipeline stages, and micro-batching.
 
 ``Channel`` is a bounded queue with two policies: ``block`` (files: backpressure, nothing is lost)
-and ``drop_oldest`` (live sources: when the consumer is behind, the oldest item goes and ``dropped``
-counts it). A producer ends a channel with ``close()`` or hands its error on with ``fail(exc)``; the
-consumer then gets the items already queued, followed by the end of iteration or the error raised.
+and ``drop_oldest`` (live sources: when the consumer is behind, the oldest item goes, of the source
+with the most queued when items have a ``group``, and ``dropped`` counts it). A producer ends a
+channel with ``close()`` or hands its error on with ``fail(exc)``; the consumer then gets the items already
+queued, followed by the end of iteration or the error raised.
 Nothing waits forever: ``put`` on a closed channel returns False, ``get`` on a closed empty one ends.
 """
 
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar
 
 from stream.errors import ConfigError
@@ -27,11 +28,14 @@ class Closed(Exception):
 
 class Channel(Generic[T]):
     def __init__(self, maxsize: int, *, policy: str = "block", name: str = "channel",
-                 droppable: Callable[[T], bool] | None = None, on_drop: Callable[[T], None] | None = None) -> None:
+                 droppable: Callable[[T], bool] | None = None, on_drop: Callable[[T], None] | None = None,
+                 group: Callable[[T], Hashable] | None = None) -> None:
         """``droppable``: which items drop_oldest may discard (default all); when none of the queued
         items may go (end-of-source markers, say), ``put`` waits as under ``block``. ``on_drop`` is
         called with each discarded item (under the channel's lock: keep it short), so that several
-        producers can count their drops without racing on ``dropped``."""
+        producers can count their drops without racing on ``dropped``. ``group`` (the source of an
+        item, say) shares the drops out: the oldest item of the group with the most droppable items
+        queued goes, so a fast source cannot push a slow one's segments out."""
         if maxsize < 1:
             raise ConfigError(f"{name}: queue size must be >= 1, got {maxsize}")
         if policy not in POLICIES:
@@ -39,6 +43,7 @@ class Channel(Generic[T]):
         self.maxsize, self.policy, self.name = maxsize, policy, name
         self.droppable = droppable or (lambda item: True)
         self.on_drop = on_drop
+        self.group = group
         self._items: deque[T] = deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -66,15 +71,31 @@ class Channel(Generic[T]):
             self._cond.notify_all()
             return True
 
-    def _drop_one(self) -> bool:
+    def _victim(self) -> int | None:
+        """Index of the item to drop: the oldest droppable one (of the largest group, with ``group``)."""
+        oldest: dict[Hashable, int] = {}
+        counts: Counter[Hashable] = Counter()
         for n, queued in enumerate(self._items):
             if self.droppable(queued):
-                del self._items[n]
-                self.dropped += 1
-                if self.on_drop is not None:
-                    self.on_drop(queued)
-                return True
-        return False
+                if self.group is None:
+                    return n
+                key = self.group(queued)
+                oldest.setdefault(key, n)
+                counts[key] += 1
+        if not counts:
+            return None
+        return oldest[max(counts, key=lambda k: (counts[k], -oldest[k]))]
+
+    def _drop_one(self) -> bool:
+        n = self._victim()
+        if n is None:
+            return False
+        queued = self._items[n]
+        del self._items[n]
+        self.dropped += 1
+        if self.on_drop is not None:
+            self.on_drop(queued)
+        return True
 
     def get(self, timeout: float | None = None) -> T:
         """Next item. Raises ``Closed`` at the end, the producer's error if it failed, and

@@ -248,6 +248,7 @@ class LiveSource:
         self.backoff = backoff or Backoff()
         self.max_attempts, self.loop_file, self.speed = max_attempts, loop_file, float(speed)
         self.captions = captions
+        self._captions: tuple | None = None  # (the parsed captions or None) once read
         self._rtsp = urlsplit(self.url).scheme.lower() in ("rtsp", "rtsps")
         self.stats = LiveStats()
         self._rng = random.Random()
@@ -427,11 +428,13 @@ class LiveSource:
 
         if not (has_video or has_audio):
             raise _Fatal("no video or audio stream")
-        path = self.captions or (sidecar_for(self.url) if self.loop_file else None)
-        try:
-            captions = load_captions(path) if path else None
-        except AvfuseError as e:
-            raise _Fatal(str(e)) from e
+        if self._captions is None:  # parsed once: a looped file's passes share them
+            path = self.captions or (sidecar_for(self.url) if self.loop_file else None)
+            try:
+                self._captions = (load_captions(path) if path else None,)
+            except AvfuseError as e:
+                raise _Fatal(str(e)) from e
+        captions = self._captions[0]
         return Segmenter(source=self.name, decode=self.decode, segment=self.segment, captions=captions,
                          has_video=has_video, has_audio=has_audio)
 

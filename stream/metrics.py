@@ -26,6 +26,8 @@ class Metrics:
         self.events = Counter("avfuse_events", "Events emitted", registry=r)
         self.dropped = Counter("avfuse_dropped_segments", "Segments dropped because inference was behind "
                                "(live sources)", registry=r)
+        self.dropped_by_source = Counter("avfuse_source_dropped_segments", "Segments dropped because inference "
+                                         "was behind, by live source (its output name)", ["source"], registry=r)
         self.batch_size = Histogram("avfuse_batch_size", "Segments per inference batch",
                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
         self.inference = Histogram("avfuse_inference_seconds", "Time per inference batch",

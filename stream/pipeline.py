@@ -241,10 +241,12 @@ class Pipeline:
                 close()
             self._count_live(feed, seen)
 
-    def _dropped(self, item: object) -> None:
+    def _dropped(self, item: _Item) -> None:
         """The segment channel discarded ``item`` (called under its lock, by whichever reader put)."""
         self.stats.dropped += 1
+        self.stats.dropped_by_source[item.key] = self.stats.dropped_by_source.get(item.key, 0) + 1
         self.metrics.dropped.inc()
+        self.metrics.dropped_by_source.labels(source=item.key).inc()
 
     def _count_live(self, feed: object, seen: LiveCounts) -> None:
         """Add what a live source's counters gained since last time to the run's stats and metrics."""
@@ -459,7 +461,7 @@ class Pipeline:
         self._wait_s = self.config.batch_wait_s(live)
         self._segments = Channel(self.config.queue_size, policy="drop_oldest" if live else "block",
                                  name="segments", droppable=lambda x: isinstance(x, _Item) and x.live,
-                                 on_drop=self._dropped)
+                                 on_drop=self._dropped, group=lambda x: x.key)  # drops shared by source
         self._records = Channel(4, name="records")  # small: slow sinks hold inference back, not memory
         self._replay()
         threads = [threading.Thread(target=self._read, args=(sources, stems), name="avfuse-read", daemon=True),

@@ -39,6 +39,7 @@ class RunStats:
     segments: int = 0
     events: int = 0
     dropped: int = 0
+    dropped_by_source: dict[str, int] = field(default_factory=dict)  # output stem -> segments dropped
     media_s: float = 0.0
     stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     latencies: deque[float] = field(default_factory=_latest)  # decoder exit to sinks, per segment
@@ -92,6 +93,7 @@ class RunStats:
             "device": self.device, "stopped": self.stopped,
             "live": {"sources": self.live_sources, "latency_p50_s": round(self.live_percentile(50), 4),
                      "latency_p95_s": round(self.live_percentile(95), 4), "dropped": self.dropped,
+                     "dropped_by_source": dict(self.dropped_by_source),
                      "reconnects": self.reconnects, "gaps": self.gaps, "lost_s": round(self.lost_s, 3),
                      "stalls": self.stalls},
         }
@@ -115,6 +117,9 @@ class RunStats:
                          f"{live['latency_p50_s'] * 1000:.0f} ms, p95 {live['latency_p95_s'] * 1000:.0f} ms; "
                          f"dropped {live['dropped']}, reconnects {live['reconnects']}, gaps {live['gaps']} "
                          f"({live['lost_s']:.1f} s lost), stalls {live['stalls']}")
+            if live["dropped_by_source"]:
+                by = live["dropped_by_source"]
+                lines.append("  dropped per source: " + ", ".join(f"{k} {n}" for k, n in by.items()))
         lines += [f"  failed: {src}: {why}" for src, why in self.sources_failed]
         if self.stopped:
             lines.append(f"  stopped: {self.stopped}; the sources after it were not labelled")
