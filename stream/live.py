@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from stream.config import DecodeConfig, SegmentConfig
 from stream.errors import AvfuseError, ConfigError, SourceError
+from stream.live_output import ResumePoint
 from stream.reconnect import Backoff
 from stream.redact import redact, scrub
 from stream.segment import Segment
@@ -248,6 +249,7 @@ class LiveSource:
         self.backoff = backoff or Backoff()
         self.max_attempts, self.loop_file, self.speed = max_attempts, loop_file, float(speed)
         self.captions = captions
+        self.resume: ResumePoint | None = None  # a previous run's last segment: go on from there
         self._captions: tuple | None = None  # (the parsed captions or None) once read
         self._rtsp = urlsplit(self.url).scheme.lower() in ("rtsp", "rtsps")
         self.stats = LiveStats()
@@ -281,6 +283,9 @@ class LiveSource:
         last_close: float | None = None  # wall clock of the last segment yielded (or of the first media)
         gap_from: float | None = None  # set while a connection that worked is lost and not yet back
         failures, reason, lost_reason, cause = 0, "", "", None
+        if self.resume is not None:  # a restarted run: the index goes on, and the time it was down is a gap
+            index, media_end, last_close = self.resume.next_index, self.resume.media_end, self.resume.wallclock
+            gap_from, lost_reason = last_close, "avfuse was not running"
         while not stop.is_set():
             at_once, tried = False, self.choice.current
             connection = self._connection(stop)

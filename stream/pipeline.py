@@ -30,6 +30,7 @@ from stream.batching import Channel, micro_batches
 from stream.engine import Engine
 from stream.errors import AvfuseError, ConfigError, SourceError
 from stream.events import EventConfig, EventTracker
+from stream.live_output import resume_point
 from stream.metrics import Metrics
 from stream.opener import LiveCounts, Opener, open_source
 from stream.outputs import OutputDir
@@ -212,6 +213,8 @@ class Pipeline:
         seen = LiveCounts()
         try:
             feed = self.opener(source, self._stop)
+            if live and self.out is not None and hasattr(feed, "source"):  # a restarted run goes on
+                feed.source.resume = resume_point(self.out.root, key)
             it = iter(feed)
             while not self._stop.is_set():
                 t0 = time.perf_counter()
@@ -373,7 +376,8 @@ class Pipeline:
                         if self.out is not None:
                             self.out.clear_pending(msg.key)
                     self._guard.failed.pop(msg.key, None)
-                    self._guard.each(msg.key, lambda s, m=msg: s.open_source(m.key))
+                    live = self.config.is_live(msg.source)  # a live source's files are appended to
+                    self._guard.each(msg.key, lambda s, k=msg.key, v=live: s.open_live(k) if v else s.open_source(k))
                     open_keys[msg.key] = msg.source
                 elif isinstance(msg, _Records):
                     self._guard.each(msg.key, lambda s, m=msg: _write_records(s, m))

@@ -24,6 +24,7 @@ from pathlib import Path
 from stream.engine import DEVICES, GRAPH_OPT, Engine, EngineConfig, default_cache_dir
 from stream.errors import ConfigError
 from stream.events import EventConfig
+from stream.live_output import Rotation
 from stream.metrics import DEFAULT_HOST, Metrics
 from stream.outputs import OutputDir, RunOutputs, check_target, file_sha256, write_atomic
 from stream.pipeline import FILE_WAIT_MS, LIVE_TRANSPORTS, Pipeline, PipelineConfig
@@ -105,6 +106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="wait before the first retry; it doubles per retry")
     o.add_argument("--sink-pause", type=float, default=d.pause_s, metavar="S",
                    help="after a delivery fails every attempt, records are spooled at once for this long")
+    o.add_argument("--rotate", type=Rotation.parse, default=None, metavar="PERIOD|SIZE",
+                   help="live sources: a new output file per period (1h, 30m, 1d) or size (10MB), named after "
+                   "its UTC start time")
     o.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
     report_hooks.add_arguments(o)
 
@@ -155,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         views = report_hooks.RunViews.from_args(args, out)  # --thumbnails, --ui-port
         delivery = DeliveryConfig(timeout_s=args.sink_timeout, retries=args.sink_retries,
                                   backoff_s=args.sink_backoff, pause_s=args.sink_pause)
-        sinks = make_sinks(args.sink, out, delivery=delivery)
+        sinks = make_sinks(args.sink, out, delivery=delivery, rotation=args.rotate)
         if out is not None:  # what each source's marker records, and --resume checks
             out.outputs = RunOutputs(model_sha256=file_sha256(args.model),
                                      sinks=tuple(sorted(redact(s) for s in args.sink or ["jsonl"])),

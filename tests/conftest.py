@@ -62,3 +62,21 @@ def silent_server(request):
             c.close()
     request.addfinalizer(close)
     return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def colour_onnx(tmp_path_factory):
+    """The colour model (tests/onnx_models.py) at 2 fps in 0.5 s windows."""
+    from onnx_models import colour_model
+
+    return colour_model(tmp_path_factory.mktemp("m") / "colour.onnx", fps=2, window_s=0.5)
+
+
+@pytest.fixture(scope="module")
+def h264_clip(tmp_path_factory):
+    """4 s of 64x48 H.264 at 10 fps with a mono AAC tone: cam.mp4."""
+    from media import AudioSpec, VideoSpec, write_media
+
+    return write_media(tmp_path_factory.mktemp("clip") / "cam.mp4",
+                       video=VideoSpec(frames=40, fps=10, width=64, height=48, codec="libx264"),
+                       audio=AudioSpec(duration=4.0, codec="aac", channels=1))

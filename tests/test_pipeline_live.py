@@ -154,7 +154,7 @@ def test_run_tails_a_real_rtsp_stream_until_sigterm(tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "run", str(model), server.url(), "-o", str(out),
                                  "--no-cache"], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        partial = out / "cam.jsonl.partial"
+        partial = out / "cam.jsonl"  # a live output: under its final name from the first record
         deadline = time.monotonic() + 60
         while (not partial.exists() or len(partial.read_text().splitlines()) < 3) and time.monotonic() < deadline:
             time.sleep(0.1)

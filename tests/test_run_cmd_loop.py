@@ -38,7 +38,7 @@ def test_loop_plays_a_file_as_if_live_until_sigterm(tmp_path):
                              "--no-cache", "--metrics-port", str(port)], cwd=ROOT,
                             env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    partial = out / "clip.mp4.jsonl.partial"
+    partial = out / "clip.mp4.jsonl"  # a live output: under its final name from the first record
     try:
         deadline = time.monotonic() + 60
         while len(_segments(partial)) < 5 and time.monotonic() < deadline and proc.poll() is None:
@@ -59,7 +59,8 @@ def test_loop_plays_a_file_as_if_live_until_sigterm(tmp_path):
     assert [r["start"] for r in segs[:5]] == [0.0, 1.0, 2.0, 3.0, 4.0]
     # paced at real speed: windows closed about a second apart
     assert 3.0 < segs[4]["wallclock"] - segs[0]["wallclock"] < 5.5
-    assert not (out / "clip.mp4.jsonl").exists()  # never finished: left unfinished, flushed
+    assert not (out / ".done" / "clip.mp4.json").exists()  # never finished: not done, for --resume to skip
+    assert not (out / "clip.mp4.jsonl.partial").exists()  # a live output has its final name all along
     assert "summary:" in err and "1 interrupted" in err and "live: 1 source(s), latency from window close" in err
     values = {line.split()[0]: float(line.split()[-1]) for line in metrics.splitlines()
               if line and not line.startswith("#")}

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from stream.errors import ConfigError
+from stream.live_output import Rotation
 from stream.outputs import OutputDir
 from stream.redact import redact
 from stream.sinks.base import Sink
@@ -15,8 +16,10 @@ from stream.sinks.spool import DeliveryConfig, Spool, spool_path
 NAMES = ("jsonl", "csv", "table")
 
 
-def make_sinks(specs: Sequence[str], out: OutputDir | None, *, delivery: DeliveryConfig | None = None) -> list[Sink]:
-    """Build the sinks named by ``specs``; when one cannot be built, those already built are closed."""
+def make_sinks(specs: Sequence[str], out: OutputDir | None, *, delivery: DeliveryConfig | None = None,
+               rotation: Rotation | None = None) -> list[Sink]:
+    """Build the sinks named by ``specs``; when one cannot be built, those already built are closed.
+    ``rotation``: how live sources' files rotate (--rotate)."""
     specs = list(specs) or ["jsonl"]
     on_stdout = [s for s in specs if s == "table" or (s in ("jsonl", "csv") and out is None)]
     if len(on_stdout) > 1:
@@ -24,7 +27,7 @@ def make_sinks(specs: Sequence[str], out: OutputDir | None, *, delivery: Deliver
     sinks: list[Sink] = []
     try:
         for spec in specs:
-            sinks.append(_make(spec, out, delivery or DeliveryConfig()))
+            sinks.append(_make(spec, out, delivery or DeliveryConfig(), rotation))
     except BaseException:
         for s in sinks:
             s.close()
@@ -36,13 +39,13 @@ def _spool(out: OutputDir | None, kind: str, url: str) -> Spool | None:
     return None if out is None else Spool(spool_path(out, kind, url))
 
 
-def _make(spec: str, out: OutputDir | None, delivery: DeliveryConfig) -> Sink:
+def _make(spec: str, out: OutputDir | None, delivery: DeliveryConfig, rotation: Rotation | None = None) -> Sink:
     if spec == "jsonl":
         from stream.sinks.jsonl import JsonlSink
-        return JsonlSink(out)
+        return JsonlSink(out, rotation=rotation)
     if spec == "csv":
         from stream.sinks.csv import CsvSink
-        return CsvSink(out)
+        return CsvSink(out, rotation=rotation)
     if spec == "table":
         from stream.sinks.table import TableSink
         return TableSink()

@@ -15,6 +15,10 @@ class Sink:
     def open_source(self, key: str) -> None:
         """A source starts."""
 
+    def open_live(self, key: str) -> None:
+        """A live source starts (it never finishes: file sinks append under the final name)."""
+        self.open_source(key)
+
     def write(self, key: str, record: dict) -> None:
         raise NotImplementedError
 

@@ -1,11 +1,13 @@
 """What the file sinks share: one file per source in the output folder (``STEM.<ext>``, written as
-``.partial`` and renamed when the source finishes), or one stream on stdout when there is no folder."""
+``.partial`` and renamed when the source finishes; a live source's under its final name, appended:
+:mod:`stream.live_output`), or one stream on stdout when there is no folder."""
 
 from __future__ import annotations
 
 import sys
 from typing import TextIO
 
+from stream.live_output import LiveFile, Rotation
 from stream.outputs import AtomicFile, OutputDir
 from stream.sinks.base import Sink
 
@@ -14,10 +16,12 @@ class FileSink(Sink):
     ext = ""
     newline: str | None = None  # passed to open(); csv wants ""
 
-    def __init__(self, out: OutputDir | None, *, stream: TextIO | None = None) -> None:
-        self.out = out
+    def __init__(self, out: OutputDir | None, *, stream: TextIO | None = None,
+                 rotation: Rotation | None = None) -> None:
+        self.out, self.rotation = out, rotation
         self.stream = stream or sys.stdout
         self._files: dict[str, AtomicFile] = {}
+        self._live: dict[str, LiveFile] = {}  # live sources: final names, appended, rotated (stream.live_output)
         if out is None:
             self.begin(self.stream)
 
@@ -26,6 +30,8 @@ class FileSink(Sink):
 
     def file(self, key: str) -> TextIO:
         """Where ``key``'s records go."""
+        if key in self._live:
+            return self._live[key].stream()
         return self._files[key].file if self.out is not None else self.stream
 
     def open_source(self, key: str) -> None:
@@ -34,13 +40,22 @@ class FileSink(Sink):
             self._files[key] = f
             self.begin(f.file)
 
+    def open_live(self, key: str) -> None:
+        if self.out is None:
+            return self.open_source(key)
+        self._live[key] = LiveFile(self.out.root, key, self.ext, rotation=self.rotation, newline=self.newline,
+                                   begin=self.begin)
+
     def flush(self) -> None:
-        for f in self._files.values():
+        for f in [*self._files.values(), *self._live.values()]:
             f.flush()
         if self.out is None:
             self.stream.flush()
 
     def close_source(self, key: str, *, finished: bool) -> None:
+        live = self._live.pop(key, None)
+        if live is not None:
+            live.close()
         f = self._files.pop(key, None)
         if f is not None:
             f.commit() if finished else f.abandon()
@@ -49,5 +64,8 @@ class FileSink(Sink):
         for f in self._files.values():
             f.abandon()
         self._files.clear()
+        for live in self._live.values():
+            live.close()
+        self._live.clear()
         if self.out is None:
             self.stream.flush()
