@@ -16,6 +16,8 @@ from pathlib import Path
 import onnxruntime as ort
 
 from stream.cpu import cpu_info
+from stream.edge_report import describe as edge_describe
+from stream.edge_report import edge_lines
 from stream.errors import ModelError
 from stream.modelspec import ModelSpec, metadata_session, read_spec
 
@@ -126,6 +128,7 @@ def describe(path: Path) -> dict:
         "decode": spec.metadata["avfuse.decode"],
         "tokenizer": {"vocab": len(spec.tokenizer), "max_len": spec.tokenizer.max_len},
         "model": spec.model, "metrics": spec.metrics, "providers": runnable_providers(path),
+        "edge": edge_describe(path),
     }
 
 
@@ -184,6 +187,8 @@ def format_table(info: dict) -> str:
             rows.append(("", f"{modality} encoder: {encoder}"))
         if model.get("precision") == "int8":
             rows.append(("int8", int8_line(model.get("int8"))))
+    for i, line in enumerate(edge_lines(info.get("edge"))):  # make edge's MODEL.edge.json: ARM64 and others
+        rows.append(("edge" if i == 0 else "", line))
     if info["metrics"]:
         flat = _flatten(info["metrics"])
         rows.append(("metrics", " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
