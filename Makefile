@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint system-deps clean
+.PHONY: demo test bench edge lint system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,21 @@ bench: $(STAMP) system-deps $(DEMO_MODEL)
 	$(BIN)/avfuse bench run $(DEMO_MODEL) --real --checkpoint demo-out/run/model.pt
 	$(BIN)/avfuse bench model $(DEMO_MODEL) --checkpoint demo-out/run/model.pt --threads 1
 	$(BIN)/avfuse bench live $(DEMO_MODEL) --seconds 20
+
+# make edge: the fp32 and int8 files on an emulated ARM64 Debian (qemu-user + debootstrap, cached in
+# .edge-cache/), installed offline from the aarch64 wheels, compared record by record with this machine;
+# writes MODEL.edge.json beside each file (avfuse inspect shows it). Root only; not part of make test.
+#   make edge EDGE_MODEL=my.onnx EDGE_INT8=my.int8.onnx EDGE_CPUS="cortex-a72 max"
+EDGE_MODEL ?= $(DEMO_MODEL)
+EDGE_INT8  ?= demo-out/model.int8.onnx
+
+demo-out/model.int8.onnx: | $(DEMO_MODEL)
+	mkdir -p .edge-cache/export
+	$(BIN)/avfuse export demo-out/run/model.pt -o .edge-cache/export/model.onnx --int8 --calib demo-out/data/manifest.csv
+	cp .edge-cache/export/model.int8.onnx $@
+
+edge: $(STAMP) $(EDGE_MODEL) $(EDGE_INT8)
+	bash scripts/edge.sh $(EDGE_MODEL) $(EDGE_INT8)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
