@@ -1,14 +1,15 @@
 """Training: one function, read top to bottom.
 
-``train(train_set, val_set, config=..., decode=...)`` builds the tokenizer from the training captions,
-the model from the data's shapes, then trains in two stages (``schedule="staged"``, the default): first
-each modality's encoder alone, through its own linear classifier, for ``stage_epochs``; then the whole
-model, fused, with the unimodal classifiers' loss kept as an auxiliary term. ``schedule="joint"`` skips the
-first stage. Each stage runs AdamW (or SGD) with a cosine schedule; the loss weights classes by inverse
-frequency (``class_weights``). The fused stage evaluates macro-F1 on the validation set after every epoch,
-keeps the best weights and stops early when validation macro-F1 has not improved for ``patience`` epochs.
-With a seed, a CPU run is repeatable. On CUDA it trains in mixed precision (bfloat16 autocast where the
-GPU has it, else float16 with a gradient scaler).
+``train(train_set, val_set, config=..., decode=...)`` builds the tokenizer from the training captions, the
+model from the data's shapes, then trains the whole model, fused, with each modality's own linear classifier's
+loss as an auxiliary term (``schedule="joint"``, the default). ``schedule="staged"`` first trains each
+modality's encoder alone, through its own classifier, for ``stage_epochs``, then fuses: on the generalisation
+suite (``avfuse bench quality``) it did worse than joint on two sets of three (79 against 92%, 54 against 67%
+held-out) and better on one (100 against 97%). Each stage runs AdamW (or SGD) with a cosine schedule; the loss
+weights classes by inverse frequency (``class_weights``). The fused stage evaluates macro-F1 on the validation
+set after every epoch, keeps the best weights and stops early when validation macro-F1 has not improved for
+``patience`` epochs. With a seed, a CPU run is repeatable. On CUDA it trains in mixed precision (bfloat16
+autocast where the GPU has it, else float16 with a gradient scaler).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ SCHEDULES = ("staged", "joint")
 class TrainConfig:
     fusion: str = "gated"
     modalities: tuple[str, ...] = MODALITIES
-    backbone: str = "mobilenet_v3_small"
+    backbone: str = "tiny"  # trained from scratch, offline: 50-92% held-out where mobilenet_v3_small got 31%
     pooling: str = "mean"
     pretrained: bool = False
     dim: int = 64
@@ -51,8 +52,9 @@ class TrainConfig:
     max_tokens: int = 16
     modality_dropout: float = 0.4
     augment: bool = True  # per segment: horizontal flip and brightness/contrast jitter of frames, audio gain
+    strong_augment: bool = True  # and shifts, colour gains, noise, shuffled and dropped words (see augment)
     unimodal_weight: float = 1.0  # weight of the per-modality auxiliary classifiers' loss (0: off)
-    schedule: str = "staged"  # staged: each modality's encoder learns alone first, then all are fused; joint
+    schedule: str = "joint"  # joint: all from the start; staged: each encoder learns alone first, then fused
     stage_epochs: int = 8  # staged: epochs of the unimodal stage (not counted in ``epochs``)
     class_weights: bool = True  # weight the loss by inverse class frequency (unequal classes)
     epochs: int = 30
@@ -127,18 +129,48 @@ def model_config(train_set, cfg: TrainConfig, decode: dict, tokenizer: Tokenizer
                        n_mels=cfg.n_mels, hop_length=cfg.hop_length, modality_dropout=cfg.modality_dropout)
 
 
-def augment(frames: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def augment(frames: torch.Tensor, audio: torch.Tensor, tokens: torch.Tensor | None = None, *, strong: bool = False
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Label-preserving jitter per segment: frames flipped left-right half the time and scaled in contrast and
-    shifted in brightness (still uint8); audio scaled by a gain of 0.5..1.5."""
+    shifted in brightness (still uint8); audio scaled by a gain of 0.5..1.5.
+
+    ``strong`` adds what keeps a small data set from being learnt by heart (each file's own colours, each
+    caption's own word order): frames shifted by up to an eighth of their size and each colour channel scaled
+    by 0.8..1.2; audio shifted in time (circularly) and mixed with noise 20..40 dB below it; the caption's
+    words shuffled and each dropped with chance 0.2 (a caption left with no word counts as no text)."""
     b = frames.shape[0]
     flip = torch.rand(b, device=frames.device) < 0.5
     frames = torch.where(flip.view(b, 1, 1, 1, 1), frames.flip(3), frames)
     contrast = torch.empty(b, 1, 1, 1, 1, device=frames.device).uniform_(0.7, 1.3)
     brightness = torch.empty(b, 1, 1, 1, 1, device=frames.device).uniform_(-25, 25)
-    mean = frames.float().mean(dim=(1, 2, 3, 4), keepdim=True)
-    frames = ((frames.float() - mean) * contrast + mean + brightness).round().clamp(0, 255).to(torch.uint8)
+    x = frames.float()
+    mean = x.mean(dim=(1, 2, 3, 4), keepdim=True)
+    x = (x - mean) * contrast + mean + brightness
     gain = torch.empty(b, 1, device=audio.device).uniform_(0.5, 1.5)
-    return frames, audio * gain
+    audio = audio * gain
+    if strong:
+        x = x * torch.empty(b, 1, 1, 1, 3, device=x.device).uniform_(0.8, 1.2)
+        h, w = x.shape[2], x.shape[3]
+        dy, dx = int(torch.randint(-(h // 8), h // 8 + 1, ())), int(torch.randint(-(w // 8), w // 8 + 1, ()))
+        x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))  # one shift per batch: cheap, and frames stay whole
+        shift = int(torch.randint(0, audio.shape[1], (1,)))
+        audio = torch.roll(audio, shifts=shift, dims=1)
+        rms = audio.pow(2).mean(dim=1, keepdim=True).sqrt()
+        snr = torch.empty(b, 1, device=audio.device).uniform_(20, 40)
+        audio = audio + torch.randn_like(audio) * rms * 10 ** (-snr / 20)
+        if tokens is not None:
+            tokens = shuffle_and_drop_words(tokens, drop=0.2)
+    return x.round().clamp(0, 255).to(torch.uint8), audio, tokens
+
+
+def shuffle_and_drop_words(tokens: torch.Tensor, *, drop: float) -> torch.Tensor:
+    """tokens [B, L] (0 = padding): each row's words in a random order, each dropped with chance ``drop``,
+    the rest packed to the front."""
+    keep = tokens.ne(0) & (torch.rand(tokens.shape, device=tokens.device) >= drop)
+    keys = torch.where(keep, torch.rand(tokens.shape, device=tokens.device),
+                       torch.full(tokens.shape, 2.0, device=tokens.device))
+    order = keys.argsort(dim=1)
+    return torch.where(keep.gather(1, order), tokens.gather(1, order), torch.zeros_like(tokens))
 
 
 def unimodal_loss(per_modality: torch.Tensor, present: torch.Tensor, labels: torch.Tensor,
@@ -282,7 +314,7 @@ class _Loop:
                 x.to(self.device, non_blocking=True)
                 for x in self.data.batch(order[step * cfg.batch_size:(step + 1) * cfg.batch_size]))
             if cfg.augment:
-                frames, audio = augment(frames, audio)
+                frames, audio, tokens = augment(frames, audio, tokens, strong=cfg.strong_augment)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 logits, per_modality, real = model.training_outputs(frames, audio, tokens, present)
                 aux = unimodal_loss(per_modality.float(), real, labels, self.weight)

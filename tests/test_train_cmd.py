@@ -36,7 +36,7 @@ def test_train_writes_checkpoint_and_metrics(synth, tmp_path, capsys):
     assert len(metrics["history"]) == 2 and sorted(metrics["val"]["confusion"]["labels"]) == sorted(synth.labels)
     model, ckpt = load_checkpoint(run / "model.pt")
     assert ckpt.config.fusion == "concat" and sorted(ckpt.config.labels) == sorted(synth.labels)
-    assert ckpt.config.image_backbone == "mobilenet_v3_small"
+    assert ckpt.config.image_backbone == "tiny"
     assert ckpt.decode["width"] == 32 and ckpt.decode["frames"] == 2 and ckpt.config.frames == 2
     assert ckpt.metrics["test"]["accuracy"] == metrics["test"]["accuracy"]
     assert ckpt.train_args["epochs"] == 2

@@ -26,7 +26,7 @@ def synth(small_synth):
 def test_summary_and_metrics_show_each_class(synth, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--manifest", str(synth.manifest), "--test-manifest", str(synth.test_manifest), "-o",
-                 str(run), "--epochs", "2", "--stage-epochs", "3", *FAST]) == 0
+                 str(run), "--epochs", "2", "--schedule", "staged", "--stage-epochs", "3", *FAST]) == 0
     out = capsys.readouterr().out
     metrics = json.loads((run / "metrics.json").read_text())
     for part, title in (("val", "validation"), ("test", "held-out test")):
@@ -47,10 +47,9 @@ def test_summary_and_metrics_show_each_class(synth, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_joint_schedule_has_no_unimodal_stage(synth, tmp_path):
+def test_joint_schedule_the_default_has_no_unimodal_stage(synth, tmp_path):
     run = tmp_path / "joint"
-    assert main(["train", "--manifest", str(synth.manifest), "-o", str(run), "--epochs", "1", "--schedule", "joint",
-                 *FAST]) == 0
+    assert main(["train", "--manifest", str(synth.manifest), "-o", str(run), "--epochs", "1", *FAST]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["unimodal_stage"] == [] and metrics["train_config"]["schedule"] == "joint"
 
