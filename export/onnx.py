@@ -1,4 +1,4 @@
-"""PyTorch -> one self-describing ONNX file (the contract in DESIGN.md).
+"""PyTorch -> one self-describing ONNX file (the contract in ARCHITECTURE.md).
 
 Exporter choice: the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``) with
 ``dynamic_axes`` built from the contract's input and output names. The dynamo exporter was tried

@@ -1,6 +1,6 @@
 """The whole avfuse model: three encoders, a fusion head, softmax. Rebuilt from a ModelConfig.
 
-Inputs and outputs are the ONNX contract in DESIGN.md. Every model has the same four inputs:
+Inputs and outputs are the ONNX contract in ARCHITECTURE.md. Every model has the same four inputs:
 a modality not in ``config.modalities`` has no encoder and counts as absent whatever ``present``
 says, and empty text (all-zero tokens) counts as absent text.
 """
@@ -88,7 +88,7 @@ class ModelConfig:
 
 
 class AvfuseNet(nn.Module):
-    """frames, audio, tokens, present -> probs, gates, embedding: the ONNX contract in DESIGN.md."""
+    """frames, audio, tokens, present -> probs, gates, embedding: the ONNX contract in ARCHITECTURE.md."""
 
     def __init__(self, config: ModelConfig, *, pretrained: bool = False) -> None:
         super().__init__()

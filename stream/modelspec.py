@@ -1,7 +1,7 @@
 """Read an avfuse ONNX model's self-description: labels, decode config, tokenizer, model info.
 
 Uses onnxruntime only (the edge install has no ``onnx`` package). The metadata keys and the
-inputs/outputs are the contract in DESIGN.md.
+inputs/outputs are the contract in ARCHITECTURE.md.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """From model outputs to segment records: temporal smoothing of the class probabilities per source,
-then the top-k labels. Records follow DESIGN.md "Output records"."""
+then the top-k labels. Records follow ARCHITECTURE.md "Records"."""
 
 from __future__ import annotations
 

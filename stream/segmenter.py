@@ -1,4 +1,4 @@
-"""Cut timed video frames and audio chunks into Segments (see DESIGN.md, "The segment").
+"""Cut timed video frames and audio chunks into Segments (see ARCHITECTURE.md, "The segment").
 
 Window k covers [k*hop, k*hop + window) seconds of media time, where time 0 is the file's first
 timestamp (the minimum start_time over its video and audio streams): a file whose pts start at 10 s
