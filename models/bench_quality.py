@@ -72,8 +72,9 @@ def _onnx_accuracy(checkpoint: Path, onnx_path: Path, test_manifest: Path, calib
                    int8: bool) -> dict:
     from export.export_cmd import ExportConfig, export
 
+    # verify off: the int8 file is written (and its agreement with fp32 reported) even below export's 99% gate
     result = export(ExportConfig(checkpoint=checkpoint, output=onnx_path, int8=int8, calib=calib_manifest,
-                                 held_out=test_manifest, portability=False))
+                                 held_out=test_manifest, verify=False, portability=False))
     fp32 = result.by_precision("fp32").held_out_accuracy
     out = {"onnx_fp32": fp32}
     if int8:
