@@ -217,11 +217,9 @@ def _int8(config, output, proto, rows, reference, held_out, tok, decode, labels)
         variant = _finish_variant("int8", path, tmp, proto, rows, reference, held_out, INT8,
                                   {"calibration_segments": len(calib), "audio_bits": config.int8_audio_bits,
                                    "int8": checks})
-    exact = ", ".join(checks["exact_on"])
-    variant = replace(variant, lines=(*variant.lines, f"integer products exact on: {exact} (worst int16 pair "
-                                      f"{checks['worst_u8s8_pair_sum']} <= {checks['int16_max']}); same top-1 as "
-                                      f"fp32 on {100 * checks['top1_agreement_with_fp32']:.1f}% of "
-                                      f"{checks['agreement_segments']} segments on {checks['checked_on']}"))
+    from stream.inspect_cmd import int8_line
+
+    variant = replace(variant, lines=(*variant.lines, int8_line(checks)))
     if variant.held_out_agreement is not None and variant.held_out_agreement < MIN_INT8_AGREEMENT:
         log.warning("int8: same top-1 as fp32 on only %.1f%% of the held-out segments (goal >= %.0f%%)",
                     100 * variant.held_out_agreement, 100 * MIN_INT8_AGREEMENT)

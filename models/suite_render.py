@@ -24,6 +24,7 @@ import av
 import numpy as np
 import pysubs2
 
+from models.synth import embed_subtitles
 from stream.errors import MediaError
 
 PHOTO_GROUPS = {
@@ -254,12 +255,7 @@ def encode(path: Path, *, frames: Iterator[np.ndarray], audio: np.ndarray, width
             sound_out = out.add_stream("aac", rate=sample_rate, layout=layout)
             sound_out.options = {"aac_coder": "fast"}
             if path.suffix == ".mkv" and srt is not None:
-                with av.open(str(srt)) as subs_in:
-                    sub_stream = out.add_stream_from_template(subs_in.streams.subtitles[0])
-                    for packet in subs_in.demux(subs_in.streams.subtitles[0]):
-                        if packet.size:
-                            packet.stream = sub_stream
-                            out.mux(packet)
+                embed_subtitles(out, srt)
             for i, img in enumerate(frames):
                 frame = av.VideoFrame.from_ndarray(img, format="rgb24")
                 frame.pts = i

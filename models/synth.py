@@ -265,6 +265,16 @@ def _write_srt(windows: list[Window], rng: np.random.Generator, path: Path) -> b
     return True
 
 
+def embed_subtitles(out: av.container.OutputContainer, srt: Path) -> None:
+    """Mux the subtitle stream of the file ``srt`` into ``out`` as an embedded subrip stream."""
+    with av.open(str(srt)) as subs_in:
+        sub_stream = out.add_stream_from_template(subs_in.streams.subtitles[0])
+        for packet in subs_in.demux(subs_in.streams.subtitles[0]):
+            if packet.size:
+                packet.stream = sub_stream
+                out.mux(packet)
+
+
 def _render_file(cfg: SynthConfig, spec: dict) -> None:
     path: Path = spec["path"]
     windows: list[Window] = spec["windows"]
@@ -278,12 +288,7 @@ def _render_file(cfg: SynthConfig, spec: dict) -> None:
             video.options = {"preset": "ultrafast", "crf": "20"}
             audio = out.add_stream("aac", rate=SAMPLE_RATE, layout="mono") if windows[0].has_audio else None
             if path.suffix == ".mkv" and has_captions:
-                with av.open(str(srt)) as subs_in:
-                    sub_stream = out.add_stream_from_template(subs_in.streams.subtitles[0])
-                    for packet in subs_in.demux(subs_in.streams.subtitles[0]):
-                        if packet.size:
-                            packet.stream = sub_stream
-                            out.mux(packet)
+                embed_subtitles(out, srt)
             for k, w in enumerate(windows):
                 for f, img in enumerate(_render_video(rng, w.shape, cfg.width, cfg.height)):
                     frame = av.VideoFrame.from_ndarray(img, format="rgb24")

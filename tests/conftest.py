@@ -32,7 +32,7 @@ def _segment_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def small_synth(tmp_path_factory):
+def synth(tmp_path_factory):
     """8 + 2 generated videos (64x64, captions, some without audio) for the quick training tests."""
     from models.synth import synthesize
 

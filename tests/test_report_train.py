@@ -16,9 +16,9 @@ FAST = ["--epochs", "3", "--threads", "1", "--fps", "1", "--size", "32x32", "--b
 
 
 @pytest.fixture(scope="module")
-def run(small_synth, tmp_path_factory):
+def run(synth, tmp_path_factory):
     run = tmp_path_factory.mktemp("train-report") / "run"
-    assert main(["train", "--manifest", str(small_synth.manifest), "--test-manifest", str(small_synth.test_manifest),
+    assert main(["train", "--manifest", str(synth.manifest), "--test-manifest", str(synth.test_manifest),
                  "-o", str(run), *FAST]) == 0
     return run
 

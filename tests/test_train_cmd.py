@@ -17,11 +17,6 @@ FAST = ["--epochs", "2", "--threads", "1", "--fps", "1", "--size", "32x32", "--b
 
 
 
-@pytest.fixture(scope="module")
-def synth(small_synth):
-    return small_synth
-
-
 @pytest.mark.slow
 def test_train_writes_checkpoint_and_metrics(synth, tmp_path, capsys):
     run = tmp_path / "run"

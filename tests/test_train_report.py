@@ -17,11 +17,6 @@ FAST = ["--threads", "1", "--fps", "1", "--size", "32x32", "--batch-size", "8", 
 
 
 
-@pytest.fixture(scope="module")
-def synth(small_synth):
-    return small_synth
-
-
 @pytest.mark.slow
 def test_summary_and_metrics_show_each_class(synth, tmp_path, capsys):
     run = tmp_path / "run"
