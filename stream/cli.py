@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from stream import __version__
@@ -105,5 +106,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> int:
+    """The ``avfuse`` process: ``main``, then an exit that does not finalize the interpreter while a network
+    reader abandoned by a stop is still inside FFmpeg (that crashed the process instead of exiting 130)."""
+    code = main()
+    from stream.netsource import readers_left
+
+    if readers_left():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

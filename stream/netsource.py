@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 5.0  # --timeout: open and read timeout of every network source, and of probe
 _POLL_S = 0.1
+_READERS: set[threading.Thread] = set()  # reader threads started by until_stopped
+
+
+def readers_left() -> int:
+    """Reader threads still inside their source (abandoned by a stop, waiting for FFmpeg's timeout). A process
+    must not finalize the interpreter under them: FFmpeg would return into freed state (a segfault)."""
+    return sum(t.is_alive() for t in _READERS)
 
 
 def network_options(url: str, timeout_s: float) -> dict[str, str]:
@@ -65,6 +72,8 @@ def until_stopped(upstream: Iterable[T], stop: threading.Event, *, name: str) ->
                 close()
 
     thread = threading.Thread(target=produce, name=f"net {name}", daemon=True)
+    _READERS.difference_update([t for t in _READERS if not t.is_alive()])
+    _READERS.add(thread)
     thread.start()
     try:
         while not stop.is_set():
