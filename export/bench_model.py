@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import ModelError, SourceError
+from avfuse.stream.errors import ModelError, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +60,15 @@ def _times_ms(fn, rounds: int) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.export_cmd import require_train_extra
+    from avfuse.export.export_cmd import require_train_extra
 
     require_train_extra("avfuse bench model")
     import torch
 
-    from export import verify as V
-    from export.export_cmd import variant_path
-    from stream.clips import real_clip
-    from stream.modelspec import read_spec
+    from avfuse.export import verify as V
+    from avfuse.export.export_cmd import variant_path
+    from avfuse.stream.infer.modelspec import read_spec
+    from avfuse.stream.media.sample_clips import real_clip
 
     if args.rounds < 3:
         raise SourceError(f"--rounds must be >= 3, got {args.rounds}")
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="avfuse-bench-") as tmp:
         int8 = args.int8 or variant_path(args.model, "int8")
         if not int8.is_file():
-            from export.quantize import quantize_int8
+            from avfuse.export.quantize import quantize_int8
 
             log.info("no %s: quantizing now, calibrated on the bench segments", int8)
             int8 = Path(tmp) / "model.int8.onnx"
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                 feed = _batch(inputs, b).feed()
                 runners[(name, b)] = lambda s=session, f=feed: s.run(None, f)
         if args.checkpoint is not None:
-            from models.checkpoint import load_checkpoint
+            from avfuse.models.checkpoint import load_checkpoint
 
             model, ckpt = load_checkpoint(args.checkpoint)
             if tuple(ckpt.config.labels) != spec.labels:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import AvfuseError, DependencyError, ModelError, SourceError
+from avfuse.stream.errors import AvfuseError, DependencyError, ModelError, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def variant_path(output: Path, precision: str) -> Path:
 
 
 def _default_sources() -> tuple[Path, ...]:
-    from stream.clips import real_clip
+    from avfuse.stream.media.sample_clips import real_clip
 
     try:
         return (real_clip("bigbuckbunny"),)
@@ -92,9 +92,9 @@ def _default_sources() -> tuple[Path, ...]:
 
 def _manifest_inputs(csv: Path, spec_decode: dict, labels: tuple[str, ...], tokenizer, limit: int | None):
     """Inputs and label ids of a manifest's segments (evenly subsampled to ``limit``)."""
-    from export.verify import Inputs
-    from models.data import load_manifest
-    from stream.config import configs_from_metadata
+    from avfuse.export.verify import Inputs
+    from avfuse.models.data import load_manifest
+    from avfuse.stream.media.config import configs_from_metadata
 
     decode, segment = configs_from_metadata(spec_decode)
     ds = load_manifest(csv, decode=decode, segment=segment, labels=labels)
@@ -106,7 +106,7 @@ def _manifest_inputs(csv: Path, spec_decode: dict, labels: tuple[str, ...], toke
 
 def _held_out(path: Path, data) -> tuple[float | None, np.ndarray | None]:
     """Accuracy on the held-out segments ``data = (inputs, labels)`` and the predicted classes."""
-    from export.verify import run_onnxruntime
+    from avfuse.export.verify import run_onnxruntime
 
     if data is None:
         return None, None
@@ -119,9 +119,9 @@ def _held_out(path: Path, data) -> tuple[float | None, np.ndarray | None]:
 
 def export(config: ExportConfig) -> ExportResult:
     """The whole export: fp32 (verified), then the int8 and fp16 variants (verified with their tolerances)."""
-    from export import verify as V
-    from export.onnx import atomic_path, check_output_path, export_model, model_info, save
-    from models.checkpoint import load_checkpoint
+    from avfuse.export import verify as V
+    from avfuse.export.onnx import atomic_path, check_output_path, export_model, model_info, save
+    from avfuse.models.checkpoint import load_checkpoint
 
     output = check_output_path(config.output)
     if config.calib is not None and not config.calib.is_file():
@@ -181,8 +181,8 @@ def _finish_variant(precision: str, path: Path, tmp: Path, fp32, rows, reference
     renames it."""
     import onnx
 
-    from export import verify as V
-    from export.onnx import set_precision
+    from avfuse.export import verify as V
+    from avfuse.export.onnx import set_precision
 
     acc, top1 = _held_out(tmp, held_out[:2] if held_out is not None else None)
     agreement = float((top1 == held_out[2]).mean()) if top1 is not None else None
@@ -199,9 +199,9 @@ def _finish_variant(precision: str, path: Path, tmp: Path, fp32, rows, reference
 
 
 def _int8(config, output, proto, rows, reference, held_out, tok, decode, labels) -> Variant:
-    from export.onnx import atomic_path
-    from export.quantize import quantize_int8
-    from export.verify import INT8
+    from avfuse.export.onnx import atomic_path
+    from avfuse.export.quantize import quantize_int8
+    from avfuse.export.verify import INT8
 
     path = variant_path(output, "int8")
     if config.calib is not None:
@@ -217,7 +217,7 @@ def _int8(config, output, proto, rows, reference, held_out, tok, decode, labels)
         variant = _finish_variant("int8", path, tmp, proto, rows, reference, held_out, INT8,
                                   {"calibration_segments": len(calib), "audio_bits": config.int8_audio_bits,
                                    "int8": checks})
-    from stream.inspect_cmd import int8_line
+    from avfuse.stream.cli.inspect_cmd import int8_line
 
     variant = replace(variant, lines=(*variant.lines, int8_line(checks)))
     if variant.held_out_agreement is not None and variant.held_out_agreement < MIN_INT8_AGREEMENT:
@@ -233,9 +233,9 @@ def _int8_checks(fp32: Path, int8: Path, parts: list, *, fail: bool) -> dict:
     MIN_INT8_AGREEMENT of the segments, is refused and not written."""
     import onnx
 
-    from export.int8_check import saturation_report
-    from export.verify import Inputs, run_onnxruntime
-    from stream.cpu import cpu_info
+    from avfuse.export.int8_check import saturation_report
+    from avfuse.export.verify import Inputs, run_onnxruntime
+    from avfuse.stream.infer.cpu import cpu_info
 
     report = saturation_report(onnx.load(str(int8)))
     if not report["saturation_free"]:
@@ -260,9 +260,9 @@ def _int8_checks(fp32: Path, int8: Path, parts: list, *, fail: bool) -> dict:
 
 
 def _fp16(config, output, proto, rows, reference, held_out) -> Variant:
-    from export.fp16 import to_fp16
-    from export.onnx import atomic_path, save
-    from export.verify import FP16
+    from avfuse.export.fp16 import to_fp16
+    from avfuse.export.onnx import atomic_path, save
+    from avfuse.export.verify import FP16
 
     path = variant_path(output, "fp16")
     with atomic_path(path) as tmp:

@@ -20,7 +20,7 @@ import logging
 
 import onnx
 
-from export.quantize import FP32_SCOPES, store_weight_only
+from avfuse.export.quantize import FP32_SCOPES, store_weight_only
 
 log = logging.getLogger(__name__)
 

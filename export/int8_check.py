@@ -11,8 +11,8 @@ The check needs no particular CPU: for each u8s8 product it bounds the worst pai
 alone (the uint8 activation anywhere in 0..255, its raw byte, as the kernel sees it before zero-point
 correction), so a machine with VNNI cannot hide a file that would saturate on one without.
 
-Integer products in an avfuse int8 file: ``MatMulInteger`` (the log-mel DFT, :mod:`export.int8_dft`) and
-the QDQ convolutions that onnxruntime turns into ``QLinearConv`` (the CNNs, :mod:`export.quantize`).
+Integer products in an avfuse int8 file: ``MatMulInteger`` (the log-mel DFT, :mod:`avfuse.export.int8_dft`) and
+the QDQ convolutions that onnxruntime turns into ``QLinearConv`` (the CNNs, :mod:`avfuse.export.quantize`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from export.graph import constant
+from avfuse.export.graph import constant
 
 INT16_MAX = 32767
 UINT8_MAX = 255

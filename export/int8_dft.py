@@ -1,7 +1,7 @@
 """The int8 file's log-mel DFT: an integer matrix product of the frames.
 
 The fp32 model computes the STFT as one ``MatMul`` of the frames [B, frames, n_fft] with the windowed DFT
-rows [n_fft, 2 * n_freq] (:class:`models.audio.LogMel`). In the int8 file the kernel is quantized to
+rows [n_fft, 2 * n_freq] (:class:`avfuse.models.audio.LogMel`). In the int8 file the kernel is quantized to
 8 bits per output column (levels -127..127) and the product becomes ``MatMulInteger`` of uint8 frames and a
 **uint8** kernel (the levels + 128, zero point 128), in one of two ways (``bits``):
 
@@ -26,12 +26,12 @@ levels of 127 gives pairs up to 2 * 255 * 127 = 64,770 > 32,767: measured there,
 1.1-3.0 where the tests allow 0.02-0.35, i.e. the int8 file heard something else on those CPUs. Its u8u8
 kernels widen both operands to 16 bits first (``vpmaddwd``: int32 sums, exact), as do the VNNI and ARM64
 dot-product kernels, so the product is the exact integer on every CPU onnxruntime runs on. Halving the
-kernel to 7 bits (``reduce_range``, what the CNNs use, :mod:`export.quantize`) would also fit int16 but doubles
+kernel to 7 bits (``reduce_range``, what the CNNs use, :mod:`avfuse.export.quantize`) would also fit int16 but doubles
 the kernel's own rounding, the larger of the two errors here. What u8u8 costs: measured on an AVX2 CPU, a
 400 x 402 product took 1.5x the u8s8 time, still 0.8x the fp32 ``MatMul``'s. Frames in 7 bits instead
 (u8s8 at full speed, also exact) doubled the 8-bit mode's error (0.48 against 0.26 below) and tripled the
-16-bit mode's departure from the kernel's own rounding (0.037 against under 0.02). :mod:`export.int8_check` proves
-for every integer product of a file that no such pair can saturate.
+16-bit mode's departure from the kernel's own rounding (0.037 against under 0.02).
+:mod:`avfuse.export.int8_check` proves for every integer product of a file that no such pair can saturate.
 
 Only standard ONNX operators are used, though the int8 file as a whole is for onnxruntime (OpenVINO's CPU
 plugin wants constant GRU weights and ``onnx.reference`` lacks DequantizeLinear-17; TensorRT's parser has
@@ -49,7 +49,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from export.graph import constant, drop_unused
+from avfuse.export.graph import constant, drop_unused
 
 log = logging.getLogger(__name__)
 

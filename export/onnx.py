@@ -32,10 +32,10 @@ import onnx
 import torch
 from torch import nn
 
-import stream
-from stream.errors import ModelError, SourceError
-from stream.modelspec import INPUTS, OUTPUTS
-from stream.tokenize import Tokenizer
+import avfuse
+from avfuse.stream.errors import ModelError, SourceError
+from avfuse.stream.infer.modelspec import INPUTS, OUTPUTS
+from avfuse.stream.infer.tokenize import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,11 @@ class ModelInfo:
     """What goes into the metadata besides the weights: everything the runtime needs."""
 
     labels: tuple[str, ...]
-    decode: dict  # stream.config.decode_metadata output
+    decode: dict  # avfuse.stream.media.config.decode_metadata output
     tokenizer: Tokenizer
     model: dict  # avfuse.model: encoders, fusion, dims, modalities, ...
     metrics: dict
-    version: str = stream.__version__
+    version: str = avfuse.__version__
 
     def metadata(self, *, precision: str = "fp32", opset: int = DEFAULT_OPSET) -> dict[str, str]:
         """The ``metadata_props`` of the exported file: every value a JSON string."""
@@ -152,7 +152,7 @@ def set_metadata(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.Model
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "avfuse"
-    proto.producer_version = stream.__version__
+    proto.producer_version = avfuse.__version__
     return proto
 
 

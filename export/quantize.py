@@ -4,7 +4,7 @@ What runs in int8: the convolutions of the image CNN and the audio CNN (but thei
 activation, pooling and squeeze-excite ops between them (weights int8 per channel in 7 bits so that no CPU's
 kernel saturates, activations uint8 per tensor, MinMax calibration), and the log-mel frontend's DFT as an
 integer matrix product (uint8 x uint8, exact on every CPU) of the frames, each scaled to its peak in 8 bits
-(or held to 16 bits in two 8-bit parts; :mod:`export.int8_dft`). :mod:`export.int8_check` proves that no
+(or held to 16 bits in two 8-bit parts; :mod:`avfuse.export.int8_dft`). :mod:`avfuse.export.int8_check` proves that no
 integer product of the file can saturate on any CPU.
 
 What stays fp32 arithmetic, and why:
@@ -45,10 +45,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from export.graph import constant, consumers, drop_unused
-from export.int8_dft import integer_dft
-from export.verify import Inputs
-from stream.errors import ModelError
+from avfuse.export.graph import constant, consumers, drop_unused
+from avfuse.export.int8_dft import integer_dft
+from avfuse.export.verify import Inputs
+from avfuse.stream.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def nodes_to_quantize(proto: onnx.ModelProto) -> list[str]:
 def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_channel: bool = True,
                   audio_bits: int = 8) -> None:
     """Write the int8 QDQ model for ``fp32_path`` to ``out_path`` (the caller renames it into place);
-    ``audio_bits`` (8 or 16) is how the log-mel DFT quantizes its frames, see :mod:`export.int8_dft`."""
+    ``audio_bits`` (8 or 16) is how the log-mel DFT quantizes its frames, see :mod:`avfuse.export.int8_dft`."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
     if len(calibration) == 0:

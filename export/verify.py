@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import DependencyError, ModelError
-from stream.modelspec import INPUTS, OUTPUTS
-from stream.segment import Segment
-from stream.tokenize import Tokenizer
+from avfuse.stream.errors import DependencyError, ModelError
+from avfuse.stream.infer.modelspec import INPUTS, OUTPUTS
+from avfuse.stream.infer.tokenize import Tokenizer
+from avfuse.stream.media.segment import Segment
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,8 @@ def with_text(inputs: Inputs, tokenizer: Tokenizer, *, seed: int = 0) -> Inputs:
 def decode_sources(sources: Iterable[str | os.PathLike], *, decode: dict, tokenizer: Tokenizer,
                    limit: int = 8) -> Inputs:
     """Up to ``limit`` segments from each source, decoded with the model's own decode config."""
-    from stream.config import configs_from_metadata
-    from stream.segmenter import iter_segments
+    from avfuse.stream.media.config import configs_from_metadata
+    from avfuse.stream.media.segmenter import iter_segments
 
     decode_cfg, segment_cfg = configs_from_metadata(decode)
     parts = []

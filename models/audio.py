@@ -15,7 +15,7 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
-from stream.errors import ConfigError
+from avfuse.stream.errors import ConfigError
 
 LOG_FLOOR = 1e-6
 
@@ -27,7 +27,7 @@ class LogMel(nn.Module):
     unfold: every runtime takes these), the STFT one matrix product of the frames with the windowed DFT
     rows, and the mel matrix is applied on the frames-major power, so only the small log-mel is transposed.
     In onnxruntime this ran 1-3% faster than the same STFT as a strided ``Conv1d``, and its frames-major
-    product is what the int8 file swaps for an integer one (:mod:`export.int8_dft`).
+    product is what the int8 file swaps for an integer one (:mod:`avfuse.export.int8_dft`).
     """
 
     def __init__(self, *, sample_rate: int = 16000, n_fft: int = 400, hop_length: int = 160, n_mels: int = 64,

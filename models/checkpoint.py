@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.net import AvfuseNet, ModelConfig, build_model
-from stream import __version__
-from stream.errors import AvfuseError, ModelError
-from stream.tokenize import Tokenizer
+from avfuse import __version__
+from avfuse.models.net import AvfuseNet, ModelConfig, build_model
+from avfuse.stream.errors import AvfuseError, ModelError
+from avfuse.stream.infer.tokenize import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Checkpoint:
     format_version: int
     version: str  # avfuse version that wrote it
     config: ModelConfig
-    decode: dict  # avfuse.decode metadata (stream.config.decode_metadata)
+    decode: dict  # avfuse.decode metadata (avfuse.stream.media.config.decode_metadata)
     tokenizer: Tokenizer
     metrics: dict
     train_args: dict

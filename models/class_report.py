@@ -1,7 +1,7 @@
 """What a training run learnt, per class: the confusion matrix, precision / recall / F1 and the mean gate of each
 modality, as text for the summary ``avfuse train`` prints; and the warnings about data too thin to trust.
 
-Plain Python over the metrics dicts of :mod:`models.evaluate` (no torch), so the same text can be made again
+Plain Python over the metrics dicts of :mod:`avfuse.models.evaluate` (no torch), so the same text can be made again
 from a run's ``metrics.json``.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from stream.segment import MODALITIES
+from avfuse.stream.media.segment import MODALITIES
 
 MIN_SEGMENTS_PER_CLASS = 5  # fewer training (or validation) segments than this per class: a warning
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from stream import __version__
-from stream.config import DecodeConfig, SegmentConfig
-from stream.errors import AvfuseError, ConfigError, DataError
+from avfuse import __version__
+from avfuse.stream.errors import AvfuseError, ConfigError, DataError
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def _sha256_file(path: Path) -> str:
 
 def cache_key(path: Path, decode: DecodeConfig, segment: SegmentConfig) -> str:
     """What a file's cached segments depend on: its bytes, its sidecar captions, the configs, the code."""
-    from stream import captions  # the segmenter's own rule for which sidecar a file has
+    from avfuse.stream.media import captions  # the segmenter's own rule for which sidecar a file has
 
     config = {k: v for k, v in asdict(decode).items() if k not in ("threads", "queue_size")}
     parts = {"format": CACHE_FORMAT, "version": __version__, "decode": config, "segment": asdict(segment),
@@ -182,7 +182,7 @@ def cache_key(path: Path, decode: DecodeConfig, segment: SegmentConfig) -> str:
 
 
 def _decode(path: Path, decode: DecodeConfig, segment: SegmentConfig) -> dict[str, np.ndarray]:
-    from stream import segmenter  # looked up at call time: the decoder is the runtime's own
+    from avfuse.stream.media import segmenter  # looked up at call time: the decoder is the runtime's own
 
     items = list(segmenter.iter_segments(str(path), decode=decode, segment=segment))
     if not items:

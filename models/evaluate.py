@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from models.net import AvfuseNet
-from models.torchdata import Tensors, to_tensors
-from stream.segment import MODALITIES
+from avfuse.models.net import AvfuseNet
+from avfuse.models.torchdata import Tensors, to_tensors
+from avfuse.stream.media.segment import MODALITIES
 
 __all__ = ["Tensors", "classification_metrics", "evaluate", "gates_per_class", "predict", "to_tensors",
            "without_each_modality"]
@@ -33,7 +33,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Seque
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n), where=(precision + recall) > 0)
     seen = support > 0  # macro average over classes present in y_true
     return {
-        "segments": int(len(y_true)),
+        "segments": len(y_true),
         "accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
         "macro_f1": float(f1[seen].mean()) if seen.any() else 0.0,
         "per_class": {label: {"precision": round(float(precision[i]), 4), "recall": round(float(recall[i]), 4),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from stream.errors import ConfigError
+from avfuse.stream.errors import ConfigError
 
 FUSIONS = ("gated", "concat", "sequential")
 EPS = 1e-6

@@ -5,7 +5,7 @@ normalisation happen inside the model, so the exported graph takes what the deco
 
 Backbones: ``mobilenet_v3_small`` (what ``avfuse train`` uses by default), ``resnet18`` and
 ``efficientnet_b0`` from torchvision, and ``tiny`` (a four-layer plain CNN that trains in seconds on two
-CPU cores: the demo's, and the default of :class:`models.net.ModelConfig`, which the tests build small).
+CPU cores: the demo's, and the default of :class:`avfuse.models.net.ModelConfig`, which the tests build small).
 ``pretrained=True`` loads torchvision's ImageNet weights through its weights API (needs internet the first
 time).
 """
@@ -17,7 +17,7 @@ import logging
 import torch
 from torch import Tensor, nn
 
-from stream.errors import ConfigError, DependencyError
+from avfuse.stream.errors import ConfigError, DependencyError
 
 log = logging.getLogger(__name__)
 

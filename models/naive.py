@@ -16,12 +16,18 @@ import av
 import numpy as np
 import torch
 import torchaudio
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
-from models.net import AvfuseNet, ModelConfig, build_model
-from stream.config import DecodeConfig, SegmentConfig, decode_metadata, frames_per_window, samples_per_window
-from stream.errors import MediaError, ModelError, SourceError
-from stream.tokenize import Tokenizer
+from avfuse.models.net import AvfuseNet, ModelConfig, build_model
+from avfuse.stream.errors import MediaError, ModelError, SourceError
+from avfuse.stream.infer.tokenize import Tokenizer
+from avfuse.stream.media.config import (
+    DecodeConfig,
+    SegmentConfig,
+    decode_metadata,
+    frames_per_window,
+    samples_per_window,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,7 +77,7 @@ def _decoded(container: av.container.InputContainer, streams: list, path: str):
 
 def naive_run(path: str, model: AvfuseNet, *, decode: DecodeConfig, segment: SegmentConfig) -> NaiveResult:
     """Label ``path`` the naive way; returns counts and the wall time."""
-    T, S = frames_per_window(decode, segment), samples_per_window(decode, segment)  # noqa: N806
+    T, S = frames_per_window(decode, segment), samples_per_window(decode, segment)
     window, hop = segment.window_s, segment.hop
     cfg = model.config
     tokens = torch.zeros(1, cfg.max_tokens, dtype=torch.long)

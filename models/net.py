@@ -12,12 +12,12 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import Tensor, nn
 
-from models.audio import AudioEncoder
-from models.fusion import FUSIONS, make_fusion
-from models.image import BACKBONES, POOLINGS, ImageEncoder
-from models.text import TextEncoder
-from stream.errors import ConfigError
-from stream.segment import MODALITIES
+from avfuse.models.audio import AudioEncoder
+from avfuse.models.fusion import FUSIONS, make_fusion
+from avfuse.models.image import BACKBONES, POOLINGS, ImageEncoder
+from avfuse.models.text import TextEncoder
+from avfuse.stream.errors import ConfigError
+from avfuse.stream.media.segment import MODALITIES
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models import suite_render as render
-from stream import tokenize
-from stream.errors import ConfigError
+from avfuse.models import suite_render as render
+from avfuse.stream.errors import ConfigError
+from avfuse.stream.infer import tokenize
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class SuiteData:
 
 def factors_of(s: SuiteSet, c: int) -> tuple[int, int, int]:
     """Class index -> (video, audio, text) factor values."""
-    nv, na, nt = s.levels
+    _nv, na, nt = s.levels
     if s.rule == "pair":
         v, a = divmod(c, na)
         return v, a, (v + a) % nt
@@ -339,7 +339,7 @@ def generate(suite_set: SuiteSet, out_dir: str | Path, *, seed: int = 0) -> Suit
 
 def main(argv: list[str] | None = None) -> int:
     by_name = {s.name: s for s in SUITE}
-    parser = argparse.ArgumentParser(prog="python -m models.suite", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m avfuse.models.suite", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="folder; each set goes to OUT/NAME")
     parser.add_argument("--set", choices=tuple(by_name), action="append", help="one set (repeatable); default all")
     parser.add_argument("--seed", type=int, default=0)

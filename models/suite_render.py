@@ -24,8 +24,8 @@ import av
 import numpy as np
 import pysubs2
 
-from models.synth import embed_subtitles
-from stream.errors import MediaError
+from avfuse.models.synth import embed_subtitles
+from avfuse.stream.errors import MediaError
 
 PHOTO_GROUPS = {
     "cat": ("chelsea",),

@@ -48,7 +48,7 @@ import av
 import numpy as np
 import pysubs2
 
-from stream.errors import ConfigError, MediaError
+from avfuse.stream.errors import ConfigError, MediaError
 
 log = logging.getLogger(__name__)
 

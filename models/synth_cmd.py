@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stream.cli import size_arg
-from stream.errors import ConfigError
+from avfuse.stream.cli.main import size_arg
+from avfuse.stream.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.synth import synthesize
+    from avfuse.models.synth import synthesize
 
     out: Path = args.out
     if (out / "manifest.csv").exists() and not args.overwrite:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from stream.errors import ConfigError
+from avfuse.stream.errors import ConfigError
 
 
 class TextEncoder(nn.Module):

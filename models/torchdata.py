@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from models.data import SegmentSet
-from stream.tokenize import Tokenizer
+from avfuse.models.data import SegmentSet
+from avfuse.stream.infer.tokenize import Tokenizer
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models.evaluate import Tensors, evaluate, to_tensors
-from models.fusion import FUSIONS
-from models.image import BACKBONES, POOLINGS
-from models.net import AvfuseNet, ModelConfig, build_model
-from stream.errors import ConfigError, DataError
-from stream.segment import MODALITIES
-from stream.tokenize import Tokenizer
+from avfuse.models.evaluate import Tensors, evaluate, to_tensors
+from avfuse.models.fusion import FUSIONS
+from avfuse.models.image import BACKBONES, POOLINGS
+from avfuse.models.net import AvfuseNet, ModelConfig, build_model
+from avfuse.stream.errors import ConfigError, DataError
+from avfuse.stream.infer.tokenize import Tokenizer
+from avfuse.stream.media.segment import MODALITIES
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def _check(train_set, val_set) -> None:
 
 
 def train(train_set, val_set=None, *, config: TrainConfig, decode: dict) -> TrainResult:
-    """Train on ``train_set`` (a models.data.SegmentSet), select on ``val_set`` (or the training set if None)."""
+    """Train on ``train_set`` (a avfuse.models.data.SegmentSet), select on ``val_set`` (or the training set if None)."""
     threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)

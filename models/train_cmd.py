@@ -22,14 +22,14 @@ import logging
 import math
 from pathlib import Path
 
-from stream.cli import size_arg
-from stream.errors import ConfigError
-from stream.outputs import write_atomic
-from stream.segment import MODALITIES
+from avfuse.stream.cli.main import size_arg
+from avfuse.stream.errors import ConfigError
+from avfuse.stream.media.segment import MODALITIES
+from avfuse.stream.run.outputs import write_atomic
 
 log = logging.getLogger(__name__)
 
-BACKBONES = ("tiny", "mobilenet_v3_small", "resnet18", "efficientnet_b0")  # models.image.BACKBONES, torch-free
+BACKBONES = ("tiny", "mobilenet_v3_small", "resnet18", "efficientnet_b0")  # avfuse.models.image.BACKBONES, torch-free
 
 
 def _modalities(text: str) -> tuple[str, ...]:
@@ -81,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def train_config(args: argparse.Namespace, **overrides):
-    from models.train import TrainConfig
+    from avfuse.models.train import TrainConfig
 
     fields = dict(fusion=args.fusion, modalities=args.modalities, backbone=args.backbone, pooling=args.pooling,
                   pretrained=args.pretrained, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
@@ -97,9 +97,9 @@ def _summary(metrics: dict) -> dict:
 
 def train_once(ds, train_idx, val_idx, test, *, config, decode: dict, out: Path | None, train_args: dict):
     """Train one model; evaluate on the test set (also with each modality removed); save the checkpoint."""
-    from models.checkpoint import save_checkpoint
-    from models.evaluate import evaluate, without_each_modality
-    from models.train import held_out_tensors, train
+    from avfuse.models.checkpoint import save_checkpoint
+    from avfuse.models.evaluate import evaluate, without_each_modality
+    from avfuse.models.train import held_out_tensors, train
 
     result = train(ds.subset(train_idx), ds.subset(val_idx), config=config, decode=decode)
     metrics = {"val": result.metrics, "best_epoch": result.best_epoch, "seconds": round(result.seconds, 2),
@@ -122,7 +122,7 @@ def cross_validate(ds, folds, *, config, decode: dict) -> dict:
     """Train one model per fold; mean and standard deviation of validation accuracy and macro-F1."""
     import numpy as np
 
-    from models.train import train
+    from avfuse.models.train import train
 
     per_fold = []
     for k, (train_idx, val_idx) in enumerate(folds, start=1):
@@ -180,7 +180,7 @@ def _keeping_the_others(result, test) -> dict:
     """{modality m: which held-out segments have every modality but m, as the model sees them (a caption
     with no words, such as "♪ ♪", is no text)}: removing m leaves these with two modalities. A segment that
     already lacks another one would be left with a single modality."""
-    from models.train import held_out_tensors
+    from avfuse.models.train import held_out_tensors
 
     tensors = held_out_tensors(result, test)
     seen = result.model.present_mask(tensors.tokens, tensors.present).numpy() > 0
@@ -203,8 +203,8 @@ def _comparison_lines(c: dict) -> list[str]:
 
 def _correct_per_segment(result, test, key: str) -> dict:
     """{key/drop: which held-out segments the model gets right}, drop "" (none) or each of its modalities."""
-    from models.evaluate import predict
-    from models.train import held_out_tensors
+    from avfuse.models.evaluate import predict
+    from avfuse.models.train import held_out_tensors
 
     tensors = held_out_tensors(result, test)
     labels = tensors.labels.numpy()
@@ -278,9 +278,9 @@ def comparisons(rows: list[dict], correct: dict | None = None, kept: dict | None
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from models import data
-    from models.class_report import class_table, data_warnings
-    from stream.config import DecodeConfig, SegmentConfig, decode_metadata
+    from avfuse.models import data
+    from avfuse.models.class_report import class_table, data_warnings
+    from avfuse.stream.media.config import DecodeConfig, SegmentConfig, decode_metadata
 
     if args.folds == 1 or args.folds < 0:
         raise ConfigError(f"--folds must be 0 (off) or >= 2, got {args.folds}")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from stream import __version__
-from stream.cpu import cpu_info
-from stream.edge_report import (
+from avfuse import __version__
+from avfuse.stream.infer.cpu import cpu_info
+from avfuse.stream.infer.edge_report import (
     FP32_MAX_DPROBS,
     INT8_TOP1_VS_FP32,
     Check,
@@ -32,7 +32,7 @@ from stream.edge_report import (
     file_sha256,
     write_report,
 )
-from stream.modelspec import read_spec
+from avfuse.stream.infer.modelspec import read_spec
 
 log = logging.getLogger("edge")
 SCRIPTS = Path(__file__).resolve().parent

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from stream.clips import real_clip
+from avfuse.stream.media.sample_clips import real_clip
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,7 @@ def _segment_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory):
     """8 + 2 generated videos (64x64, captions, some without audio) for the quick training tests."""
-    from models.synth import synthesize
+    from avfuse.models.synth import synthesize
 
     return synthesize(tmp_path_factory.mktemp("synth"), videos=8, test_videos=2, seed=3, width=64, height=64)
 

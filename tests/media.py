@@ -39,7 +39,7 @@ def frame_colour(i: int) -> tuple[int, int, int]:
 def frame_index(rgb: np.ndarray) -> int:
     """Read back which frame a decoded flat-colour frame was (inverse of :func:`frame_colour`)."""
     r, g = float(rgb[..., 0].mean()), float(rgb[..., 1].mean())
-    return int(round((r - 8) / STEP)) + 15 * int(round((g - 8) / STEP))
+    return round((r - 8) / STEP) + 15 * round((g - 8) / STEP)
 
 
 def irregular_times(seed: int | tuple[float, ...], frames: int = 40) -> tuple[float, ...]:

@@ -17,8 +17,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from stream.config import DecodeConfig, SegmentConfig, decode_metadata
-from stream.tokenize import Tokenizer
+from avfuse.stream.infer.tokenize import Tokenizer
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig, decode_metadata
 
 LABELS = ("red", "green", "blue")
 SHARPNESS = 20.0

@@ -107,7 +107,7 @@ class AioRtspServer(_Server):
     """aio-rtsp-toolkit's file server on ``port``, serving ``media`` as /cam (played once per session)."""
 
     try:
-        import aio_rtsp_toolkit  # noqa: F401
+        import aio_rtsp_toolkit
         available = True
     except ImportError:
         available = False

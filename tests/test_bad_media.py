@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from media import AudioSpec, VideoSpec, truncate, write_garbage, write_media, write_sidecar
 
-from stream.decode import open_container
-from stream.errors import AvfuseError, CodecError, MediaError, SourceError
-from stream.segmenter import iter_segments
+from avfuse.stream.errors import AvfuseError, CodecError, MediaError, SourceError
+from avfuse.stream.media.decode import open_container
+from avfuse.stream.media.segmenter import iter_segments
 
 
 def segments_error(path) -> AvfuseError:
@@ -84,5 +84,5 @@ def test_unknown_codec(tmp_path):
 
 
 def test_unreachable_url():
-    with pytest.raises(SourceError, match="127.0.0.1:9"):
+    with pytest.raises(SourceError, match=r"127.0.0.1:9"):
         open_container("rtsp://127.0.0.1:9/none", timeout=2)

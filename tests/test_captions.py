@@ -9,12 +9,12 @@ import pytest
 from media import VideoSpec, write_media, write_sidecar
 from onnx_models import colour_model, colour_video
 
-from stream.captions import Captions, embedded_captions, load_captions, read_captions, sidecar_for
-from stream.cli import main
-from stream.decode import open_container
-from stream.errors import CaptionError
-from stream.probe import probe
-from stream.segmenter import iter_segments
+from avfuse.stream.cli.main import main
+from avfuse.stream.errors import CaptionError
+from avfuse.stream.media.captions import Captions, embedded_captions, load_captions, read_captions, sidecar_for
+from avfuse.stream.media.decode import open_container
+from avfuse.stream.media.probe import probe
+from avfuse.stream.media.segmenter import iter_segments
 
 LINES = [(0.5, 1.2, "Hello <b>world</b>"), (2.5, 3.0, "second\nline"), (3.5, 5.0, "{\\i1}third{\\i0}")]
 PLAIN = ["Hello world", "second line", "third"]
@@ -89,7 +89,7 @@ def test_bad_caption_files(tmp_path, caplog):
     with pytest.raises(CaptionError, match="not found"):
         load_captions(tmp_path / "missing.srt")
     (tmp_path / "bad.srt").write_bytes(b"\x00\x01garbage\xff" * 50)
-    with pytest.raises(CaptionError, match="bad.srt: not a readable caption file"):
+    with pytest.raises(CaptionError, match=r"bad.srt: not a readable caption file"):
         read_captions(tmp_path / "bad.srt")
     assert len(load_captions(tmp_path / "bad.srt")) == 0
     assert "bad.srt: not a readable caption file (binary data, not text); used as no captions" in caplog.text

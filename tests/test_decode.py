@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from media import AudioSpec, VideoSpec, frame_colour, frame_index, irregular_times, write_media
 
-from stream.config import DecodeConfig, SegmentConfig
-from stream.decode import DecodeStats, FrameScaler, decode_items, frame_end, open_container
-from stream.segmenter import iter_segments
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig
+from avfuse.stream.media.decode import DecodeStats, FrameScaler, decode_items, frame_end, open_container
+from avfuse.stream.media.segmenter import iter_segments
 
 
 def expected_ids(frame_times: list[float], n_windows: int, fps=4.0, window=2.0, hop=None) -> list[list[int]]:
@@ -227,8 +227,8 @@ TAIL_ONLY = (0.0, 0.5, 5.9, 6.1, 6.6, 7.2)
 def test_skipping_unsampled_frames_changes_nothing(tmp_path, seed, hop):
     """Segments from decode_items (which converts only frames that can be sampled) equal segments built
     from every decoded frame, for irregular frame times with gaps."""
-    from stream.decode import media_start
-    from stream.segmenter import Segmenter
+    from avfuse.stream.media.decode import media_start
+    from avfuse.stream.media.segmenter import Segmenter
 
     path = write_media(tmp_path / "vfr.mkv", video=VideoSpec(times=irregular_times(seed), width=32, height=24))
     dec, seg_cfg = DecodeConfig(height=16, width=16), SegmentConfig(hop_s=hop)
@@ -283,7 +283,7 @@ def test_decode_thread_stops_when_the_consumer_fails_and_keeps_the_error(tmp_pat
 
 
 def test_cover_image_of_a_music_file_is_not_video(tmp_path):
-    from stream.probe import probe
+    from avfuse.stream.media.probe import probe
 
     path = write_media(tmp_path / "song.mp4", audio=AudioSpec(duration=3.9, channels=1, codec="aac"), cover=True)
     with av.open(str(path)) as c:

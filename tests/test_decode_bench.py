@@ -8,9 +8,9 @@ import shutil
 import pytest
 from media import AudioSpec, VideoSpec, frame_index, write_media
 
-from stream.bench_decode import loop_clip
-from stream.cli import main
-from stream.segmenter import iter_segments
+from avfuse.stream.cli.bench_decode import loop_clip
+from avfuse.stream.cli.main import main
+from avfuse.stream.media.segmenter import iter_segments
 
 
 def test_loop_clip_is_continuous(tmp_path):

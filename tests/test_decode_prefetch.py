@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from stream.prefetch import prefetch
+from avfuse.stream.media.prefetch import prefetch
 
 
 def threads_named(name: str) -> list[threading.Thread]:

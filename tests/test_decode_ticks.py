@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from media import AudioSpec, VideoSpec, frame_index, write_media
 
-from stream.config import DecodeConfig, SegmentConfig
-from stream.decode import DecodeStats, decode_items, open_container
-from stream.segmenter import Segmenter
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig
+from avfuse.stream.media.decode import DecodeStats, decode_items, open_container
+from avfuse.stream.media.segmenter import Segmenter
 
 DEC = DecodeConfig(height=16, width=16)
 SEG = SegmentConfig(window_s=1.0)

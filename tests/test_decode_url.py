@@ -11,8 +11,8 @@ import time
 import pytest
 from media import AudioSpec, VideoSpec, frame_index, write_media, write_sidecar
 
-from stream.errors import SourceError
-from stream.segmenter import iter_segments
+from avfuse.stream.errors import SourceError
+from avfuse.stream.media.segmenter import iter_segments
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_segments_over_http(http_dir):
 
 def test_missing_url_is_a_source_error(http_dir):
     _, base = http_dir
-    with pytest.raises(SourceError, match="nothing.mkv"):
+    with pytest.raises(SourceError, match=r"nothing.mkv"):
         list(iter_segments(f"{base}/nothing.mkv", timeout=5))
 
 
@@ -52,7 +52,7 @@ def test_stalled_server_times_out():
     threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
     start = time.monotonic()
     try:
-        with pytest.raises(SourceError, match="127.0.0.1"):
+        with pytest.raises(SourceError, match=r"127.0.0.1"):
             list(iter_segments(f"http://127.0.0.1:{listener.getsockname()[1]}/stall.mkv", timeout=0.5))
     finally:
         listener.close()

@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from models.suite import SuiteSet, generate  # noqa: E402
-from stream.cli import main  # noqa: E402
+from avfuse.models.suite import SuiteSet, generate
+from avfuse.stream.cli.main import main
 
 SMALL = SuiteSet(name="small", width=176, height=144, fps=15, sample_rate=8000, channels=1, classes=4, rule="pair",
                  videos=24, test_videos=6, seconds=8.0, spans="halves", missing_captions=0.25, imbalance=0.0,

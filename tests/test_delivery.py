@@ -17,8 +17,8 @@ import pytest
 from onnx_models import colour_model, colour_video
 from test_sinks import Receiver, _free_port, _mosquitto, _subscriber
 
-from stream.cli import main
-from stream.run_cmd import EXIT_UNDELIVERED
+from avfuse.stream.cli.main import main
+from avfuse.stream.cli.run_cmd import EXIT_UNDELIVERED
 
 FAST = ["--no-cache", "--sink-timeout", "0.5", "--sink-retries", "1", "--sink-backoff", "0.05"]
 COLOURS = ["red", "green", "blue", "red", "green", "blue"]

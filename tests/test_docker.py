@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stream import run_cmd
+from avfuse.stream.cli import run_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -94,7 +94,8 @@ def test_runtime_install_is_small_and_has_no_torch(tmp_path):
                    ("pip-", "setuptools-")))
     assert size < 300 * 2**20, f"runtime install is {size / 2**20:.0f} MB"
     python = venv / "bin" / "python"
-    r = subprocess.run([str(python), "-c", "import stream.engine, stream.pipeline, stream.cli, sys; "
+    r = subprocess.run([str(python), "-c", "import avfuse.stream.infer.engine, avfuse.stream.run.pipeline, "
+                        "avfuse.stream.cli.main, sys; "
                         "print('torch' in sys.modules)"], capture_output=True, text=True, timeout=120,
                        cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr

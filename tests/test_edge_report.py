@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from stream.cli import main
-from stream.edge_report import Check, EdgeReport, Target, file_sha256, read_report, report_path, write_report
+from avfuse.stream.cli.main import main
+from avfuse.stream.infer.edge_report import (
+    Check,
+    EdgeReport,
+    Target,
+    file_sha256,
+    read_report,
+    report_path,
+    write_report,
+)
 from tests.onnx_models import colour_model
 
 A72 = Target(arch="aarch64", cpu="cortex-a72", features=(), emulator="qemu-aarch64 7.2.22", python="3.11.2",
@@ -41,7 +49,7 @@ def test_goals():
     assert "98.0% of segments" in _check(top1_vs_fp32=0.98).failures("int8")[0]
     assert _check(records=0).failures("fp32") == ["fp32 on aarch64 cortex-a72 (no dot product; emulated by "
                                                   "qemu-aarch64 7.2.22): no records"]
-    with pytest.raises(ValueError, match="label_agreement=1.5"):
+    with pytest.raises(ValueError, match=r"label_agreement=1.5"):
         _check(label_agreement=1.5)
 
 

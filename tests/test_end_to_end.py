@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.checkpoint import load_checkpoint
-from stream.cli import main
-from stream.config import configs_from_metadata
-from stream.segmenter import iter_segments
+from avfuse.models.checkpoint import load_checkpoint
+from avfuse.stream.cli.main import main
+from avfuse.stream.media.config import configs_from_metadata
+from avfuse.stream.media.segmenter import iter_segments
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from onnx_models import COLOURS, LABELS, colour_model, expected_probs
 
-from stream.engine import CPU, CUDA, TRT, Engine, EngineConfig, select_providers, trt_profile
-from stream.errors import ConfigError, MediaError, ModelError
-from stream.segment import Present, Segment
+from avfuse.stream.errors import ConfigError, MediaError, ModelError
+from avfuse.stream.infer.engine import CPU, CUDA, TRT, Engine, EngineConfig, select_providers, trt_profile
+from avfuse.stream.media.segment import Present, Segment
 
 ALL = [TRT, CUDA, CPU]
 
@@ -82,7 +82,7 @@ def test_optimised_model_is_cached_and_reused(model, tmp_path, caplog):
     first = Engine(model, EngineConfig(device="cpu", threads=1, cache_dir=cache))
     saved = list(cache.glob("colour.*.onnx"))
     assert len(saved) == 1
-    with caplog.at_level(logging.DEBUG, logger="stream.engine"):
+    with caplog.at_level(logging.DEBUG, logger="avfuse.stream.infer.engine"):
         second = Engine(model, EngineConfig(device="cpu", threads=1, cache_dir=cache))
     assert f"loading the cached optimised model {saved[0]}" in caplog.text
     seg = [_segment(first.spec, COLOURS["green"])]
@@ -94,7 +94,7 @@ def test_a_corrupt_cached_model_is_rebuilt_not_fatal(model, tmp_path, caplog):
     Engine(model, EngineConfig(device="cpu", threads=1, cache_dir=cache))
     (saved,) = cache.glob("colour.*.onnx")
     saved.write_bytes(saved.read_bytes()[:100])  # as a run killed while writing it would leave it
-    with caplog.at_level(logging.WARNING, logger="stream.engine"):
+    with caplog.at_level(logging.WARNING, logger="avfuse.stream.infer.engine"):
         engine = Engine(model, EngineConfig(device="cpu", threads=1, cache_dir=cache))
     assert "cannot be loaded" in caplog.text and saved.stat().st_size > 100  # rebuilt in place
     out = engine.run_segments([_segment(engine.spec, COLOURS["blue"])])
@@ -102,7 +102,7 @@ def test_a_corrupt_cached_model_is_rebuilt_not_fatal(model, tmp_path, caplog):
 
 
 def test_asking_for_cuda_on_this_machine_falls_back_and_logs_it(model, caplog):
-    with caplog.at_level(logging.INFO, logger="stream.engine"):
+    with caplog.at_level(logging.INFO, logger="avfuse.stream.infer.engine"):
         engine = Engine(model, EngineConfig(device="cuda", threads=1), available=[CPU])
     assert engine.providers == [CPU]
     assert any("falling back to cpu" in r.message for r in caplog.records)
@@ -116,7 +116,7 @@ def test_segment_of_the_wrong_size_is_a_media_error(model):
     seg = _segment(engine.spec, COLOURS["red"])
     bad = Segment(source="clip.mp4", index=3, start=0.0, end=1.0, frames=seg.frames[:, :8], audio=seg.audio,
                   text="", present=seg.present)
-    with pytest.raises(MediaError, match="clip.mp4 segment 3"):
+    with pytest.raises(MediaError, match=r"clip.mp4 segment 3"):
         engine.run_segments([bad])
 
 

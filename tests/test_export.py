@@ -21,17 +21,18 @@ import pytest
 import torch
 from media import AudioSpec, VideoSpec, write_media
 
-from export import verify as V
-from export.export_cmd import ExportConfig, export, variant_path
-from export.onnx import atomic_path
-from models.checkpoint import load_checkpoint, save_checkpoint
-from models.net import ModelConfig, build_model
-from stream.cli import main
-from stream.config import DecodeConfig, SegmentConfig, decode_metadata
-from stream.cpu import cpu_info
-from stream.errors import ModelError
-from stream.modelspec import INPUTS, OUTPUTS, read_spec
-from stream.tokenize import Tokenizer
+import avfuse
+from avfuse.export import verify as V
+from avfuse.export.export_cmd import ExportConfig, export, variant_path
+from avfuse.export.onnx import atomic_path
+from avfuse.models.checkpoint import load_checkpoint, save_checkpoint
+from avfuse.models.net import ModelConfig, build_model
+from avfuse.stream.cli.main import main
+from avfuse.stream.errors import ModelError
+from avfuse.stream.infer.cpu import cpu_info
+from avfuse.stream.infer.modelspec import INPUTS, OUTPUTS, read_spec
+from avfuse.stream.infer.tokenize import Tokenizer
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig, decode_metadata
 
 LABELS = ("calm", "busy", "alert")
 CAPTIONS = ["a calm quiet lake", "busy street with cars", "alert siren and alarm", "calm morning"]
@@ -80,7 +81,7 @@ def exported(tmp_path_factory, media, bunny):
 
 @pytest.fixture(scope="session")
 def rows(exported, media, bunny):
-    ckpt, out, _ = exported
+    ckpt, _out, _ = exported
     tok = load_checkpoint(ckpt)[1].tokenizer
     return V.verification_rows(V.decode_sources([media, bunny], decode=DECODE, tokenizer=tok), tok, rows=5)
 
@@ -161,7 +162,7 @@ def test_int8_variant_is_smaller_and_within_its_tolerance(exported, rows):
     ops = {n.op_type for n in proto.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "GRU"} <= ops  # quantized, with the GRU kept float
     gru = next(n for n in proto.graph.node if n.op_type == "GRU")
-    assert not any("DequantizeLinear" == p.op_type for p in proto.graph.node if set(p.output) & set(gru.input))
+    assert not any(p.op_type == "DequantizeLinear" for p in proto.graph.node if set(p.output) & set(gru.input))
     model, _ = load_checkpoint(ckpt)
     ref = V.run_torch(model, rows, batch=5)
     got = V.run_onnxruntime(int8, rows, batch=5)
@@ -181,10 +182,10 @@ def test_int8_variant_is_smaller_and_within_its_tolerance(exported, rows):
 def test_int8_that_disagrees_with_fp32_is_refused_loudly(exported, rows, tmp_path):
     """--verify's agreement gate: a file whose top-1 differs from fp32's on more than 1% of the segments is
     an error (another model's weights stand in for a broken int8 file)."""
-    from export.export_cmd import _int8_checks
-    from export.onnx import export_model, model_info, save
+    from avfuse.export.export_cmd import _int8_checks
+    from avfuse.export.onnx import export_model, model_info, save
 
-    ckpt, out, _ = exported
+    _ckpt, out, _ = exported
     other, saved = load_checkpoint(make_checkpoint(tmp_path / "other.pt", seed=7))
     wrong = tmp_path / "wrong.onnx"
     save(export_model(other, model_info(other, decode=DECODE, tokenizer=saved.tokenizer, metrics={}), wrong), wrong)
@@ -211,7 +212,7 @@ def test_fp16_variant_keeps_the_contract_and_agrees(exported, rows):
 
 
 def test_cli_summary_prints_sizes_and_ratios(exported, capsys):
-    from export.export_cmd import summary
+    from avfuse.export.export_cmd import summary
 
     _, out, result = exported
     text = "\n".join(summary(result))
@@ -288,18 +289,22 @@ def test_calib_without_int8_is_refused(tmp_path, capsys):
     assert code == 1 and "--int8" in err
 
 
-def test_export_json_metadata_is_json(exported):
-    proto = onnx.load(str(exported[1]))
-    meta = {p.key: p.value for p in proto.metadata_props}
-    for key in ("avfuse.labels", "avfuse.decode", "avfuse.tokenizer", "avfuse.model", "avfuse.version",
-                "avfuse.metrics"):
-        json.loads(meta[key])
+def test_export_metadata_is_json_that_describes_the_model(exported):
+    ckpt, out, _ = exported
+    proto = onnx.load(str(out))
+    meta = {p.key: json.loads(p.value) for p in proto.metadata_props if p.key.startswith("avfuse.")}
+    _, saved = load_checkpoint(ckpt)
+    assert meta["avfuse.labels"] == LABELS == list(saved.config.labels)
+    assert {k: meta["avfuse.decode"][k] for k in DECODE} == DECODE
+    assert meta["avfuse.model"]["fusion"] == saved.config.fusion
+    assert meta["avfuse.version"] == avfuse.__version__
+    assert isinstance(meta["avfuse.tokenizer"], dict) and isinstance(meta["avfuse.metrics"], dict)
 
 
 def test_bench_model_module_imports_without_torch():
     code = ("import sys\nclass B:\n    def find_spec(self, name, path=None, target=None):\n"
             "        if name.split('.')[0] == 'torch':\n            raise ImportError('blocked: ' + name)\n"
-            "sys.meta_path.insert(0, B())\nimport export.bench_model\nprint('torch' in sys.modules)\n")
+            "sys.meta_path.insert(0, B())\nimport avfuse.export.bench_model\nprint('torch' in sys.modules)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
 

@@ -14,12 +14,12 @@ from onnx_models import colour_model
 from prometheus_client import generate_latest
 from test_pipeline_live import Collect
 
-from stream.config import DecodeConfig, SegmentConfig
-from stream.engine import Engine, EngineConfig
-from stream.live import LiveSource
-from stream.pipeline import Pipeline, PipelineConfig
-from stream.segment import Present, Segment
-from stream.sources import Source
+from avfuse.stream.infer.engine import Engine, EngineConfig
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig
+from avfuse.stream.media.live import LiveSource
+from avfuse.stream.media.segment import Present, Segment
+from avfuse.stream.run.pipeline import Pipeline, PipelineConfig
+from avfuse.stream.run.sources import Source
 
 pytestmark = pytest.mark.timeout(60)
 

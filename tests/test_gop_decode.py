@@ -1,4 +1,4 @@
-"""H.264 files whose GOPs are short and free of B-frames decode one GOP per thread (stream.gop_decode):
+"""H.264 files whose GOPs are short and free of B-frames decode one GOP per thread (avfuse.stream.media.gop_decode):
 the segments must be exactly those of one thread decoding the file from start to end."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import pytest
 from media import AudioSpec, VideoSpec, frame_index, irregular_times, write_media
 from test_split_decode import assert_same, one_thread_segments
 
-from stream.clips import real_clip
-from stream.config import DecodeConfig, SegmentConfig
-from stream.decode import DecodeStats
-from stream.errors import MediaError
-from stream.gop_decode import gop_workers
-from stream.segmenter import iter_segments
+from avfuse.stream.errors import MediaError
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig
+from avfuse.stream.media.decode import DecodeStats
+from avfuse.stream.media.gop_decode import gop_workers
+from avfuse.stream.media.sample_clips import real_clip
+from avfuse.stream.media.segmenter import iter_segments
 
 TWO = DecodeConfig(height=32, width=32, threads=2)  # two workers whatever the machine has
 
@@ -60,7 +60,7 @@ def test_gops_of_irregular_frames_video_only(tmp_path, seed, gop):
 
 def test_the_real_clip_looped_decodes_by_gop(tmp_path):
     """The bench's input: the 720p clip remuxed three times, an IDR frame at each loop."""
-    from stream.bench_decode import loop_clip
+    from avfuse.stream.cli.bench_decode import loop_clip
 
     path = tmp_path / "looped.mkv"
     loop_clip(real_clip("bigbuckbunny"), path, 12.0)
@@ -91,7 +91,7 @@ def test_a_truncated_file_still_fails_after_its_data(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 2])
     segs = []
-    with pytest.raises(MediaError, match="t.mkv"):
+    with pytest.raises(MediaError, match=r"t.mkv"):
         for seg in iter_segments(path, decode=TWO):
             segs.append(seg)
     assert segs  # what came before the cut was labelled

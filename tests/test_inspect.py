@@ -14,12 +14,12 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from export.onnx import export_model, model_info, save
-from models.net import ModelConfig, build_model
-from stream.cli import main
-from stream.config import DecodeConfig, SegmentConfig, decode_metadata
-from stream.inspect_cmd import read_opsets
-from stream.tokenize import Tokenizer
+from avfuse.export.onnx import export_model, model_info, save
+from avfuse.models.net import ModelConfig, build_model
+from avfuse.stream.cli.inspect_cmd import read_opsets
+from avfuse.stream.cli.main import main
+from avfuse.stream.infer.tokenize import Tokenizer
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig, decode_metadata
 
 DECODE = decode_metadata(DecodeConfig(fps=2, height=24, width=40), SegmentConfig(window_s=2.0, hop_s=1.0))
 LABELS = ("dog", "cat", "bird", "fish")
@@ -93,7 +93,7 @@ def test_opset_reader_agrees_with_onnx_on_a_model_with_several_domains(tmp_path)
 
 
 def test_inspect_runs_without_torch_and_without_onnx(model_file):
-    code = BLOCK + f"from stream.cli import main\nrc = main(['inspect', {str(model_file)!r}])\n"
+    code = BLOCK + f"from avfuse.stream.cli.main import main\nrc = main(['inspect', {str(model_file)!r}])\n"
     code += "assert 'torch' not in sys.modules and 'onnx' not in sys.modules\nsys.exit(rc)\n"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

@@ -12,8 +12,8 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from export.int8_dft import dft_matmul, integer_dft
-from models.audio import LogMel
+from avfuse.export.int8_dft import dft_matmul, integer_dft
+from avfuse.models.audio import LogMel
 
 SCOPE = "/frontend/"
 

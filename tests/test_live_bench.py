@@ -10,9 +10,9 @@ import pytest
 from onnx_models import colour_model
 from rtsp_server import RtspServer, gstreamer_available
 
-from stream.bench import add_arguments
-from stream.bench_live import _trial
-from stream.engine import Engine, EngineConfig
+from avfuse.stream.cli.bench import add_arguments
+from avfuse.stream.cli.bench_live import _trial
+from avfuse.stream.infer.engine import Engine, EngineConfig
 
 pytestmark = [pytest.mark.timeout(90),
               pytest.mark.skipif(not gstreamer_available(), reason="GStreamer RTSP server missing")]
@@ -37,4 +37,4 @@ def test_bench_live_is_registered():
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args(["live", "model.onnx", "--max-streams", "4", "--url", "rtsp://u:p@cam/x"])
-    assert args._bench_module == "stream.bench_live" and args.max_streams == 4
+    assert args._bench_module == "avfuse.stream.cli.bench_live" and args.max_streams == 4

@@ -10,10 +10,10 @@ import time
 import pytest
 from media import AudioSpec, VideoSpec, frame_index, write_media, write_sidecar
 
-from stream.config import DecodeConfig, SegmentConfig
-from stream.errors import SourceError
-from stream.live import Gap, LiveSource
-from stream.segment import Segment
+from avfuse.stream.errors import SourceError
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig
+from avfuse.stream.media.live import Gap, LiveSource
+from avfuse.stream.media.segment import Segment
 
 pytestmark = pytest.mark.timeout(120)
 

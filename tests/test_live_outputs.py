@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.errors import ConfigError
-from stream.live_output import Rotation
+from avfuse.stream.errors import ConfigError
+from avfuse.stream.run.live_output import Rotation
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(120)
@@ -33,7 +33,7 @@ def _run_until(model: Path, clip: Path, out: Path, watch, *extra: str, n: int = 
     before, while it runs; then SIGTERM. Returns the records seen while it ran and when it started."""
     before = sum(1 for p in watch() for r in _records(p) if r["type"] == "segment")
     started = time.time()
-    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "run", str(model), str(clip), "--loop", "-o",
+    proc = subprocess.Popen([sys.executable, "-m", "avfuse", "run", str(model), str(clip), "--loop", "-o",
                              str(out), "--no-cache", *extra], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -3,6 +3,7 @@ restart, a frozen server, a silent TCP server, a wrong path and a wrong password
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -13,11 +14,11 @@ import numpy as np
 import pytest
 from rtsp_server import RtspServer, gstreamer_available
 
-from stream.config import DecodeConfig, SegmentConfig
-from stream.errors import ConfigError, SourceError
-from stream.live import Gap, LiveSource
-from stream.reconnect import Backoff
-from stream.segment import Segment
+from avfuse.stream.errors import ConfigError, SourceError
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig
+from avfuse.stream.media.live import Gap, LiveSource
+from avfuse.stream.media.reconnect import Backoff
+from avfuse.stream.media.segment import Segment
 
 pytestmark = [pytest.mark.timeout(90),
               pytest.mark.skipif(not gstreamer_available(), reason="GStreamer RTSP server missing: "
@@ -88,7 +89,7 @@ def test_iter_segments_reads_an_rtsp_url_from_its_first_frame_without_showing_th
     that times it; it still fills the first window, and nothing names the URL with its password."""
     import av
 
-    from stream.segmenter import iter_segments
+    from avfuse.stream.media.segmenter import iter_segments
 
     with av.open(server.url(), options={"rtsp_transport": "tcp"}, timeout=(5.0, 5.0)) as c:
         first = next(c.demux(c.streams.video[0]))
@@ -139,7 +140,7 @@ def test_server_killed_and_restarted_gives_one_gap_and_the_stream_goes_on(server
         [s for s in segs if s.wallclock >= gap.end_wallclock]
     assert len(before) == 3 and len(after) == 3
     assert after[0].start == pytest.approx(before[-1].end + gap.duration, abs=1e-3)
-    assert all(b.start > a.start for a, b in zip(segs, segs[1:], strict=False))
+    assert all(b.start > a.start for a, b in itertools.pairwise(segs))
     assert source.stats.reconnects == 1 and source.stats.gaps == 1
     assert any("reconnect attempt" in r.getMessage() for r in caplog.records)
     assert_secret_free(PASSWORD, caplog.text, *capfd.readouterr(), repr(gap.as_record()))
@@ -152,7 +153,7 @@ def test_server_that_never_comes_back_ends_with_the_gap_then_a_clear_error(serve
     def kill(item):
         if isinstance(item, Segment) and item.index == 1:
             server.stop()
-    with pytest.raises(SourceError, match="could not connect after 2 attempts.*refused"):
+    with pytest.raises(SourceError, match=r"could not connect after 2 attempts.*refused"):
         take(source, 100, limit_s=30, on_item=lambda item: (items.append(item), kill(item)))
     assert [type(x).__name__ for x in items] == ["Segment", "Segment", "Gap"]
     gap = items[-1]
@@ -162,7 +163,7 @@ def test_server_that_never_comes_back_ends_with_the_gap_then_a_clear_error(serve
 
 @pytest.mark.slow
 def test_frozen_server_trips_the_watchdog_and_the_source_comes_back(server, caplog):
-    caplog.set_level(logging.WARNING, logger="stream.live")
+    caplog.set_level(logging.WARNING, logger="avfuse.stream.media.live")
     source = live(server.url(), read_timeout=1.0, open_timeout=3.0)
     events: dict[str, float] = {}
 

@@ -13,16 +13,16 @@ from media import AudioSpec, VideoSpec, write_media
 from onnx_models import colour_model
 from rtsp_servers import AioRtspServer, PerlRtspServer
 
-from stream.config import DecodeConfig, SegmentConfig
-from stream.engine import Engine, EngineConfig
-from stream.errors import SourceError
-from stream.live import LiveSource
-from stream.opener import open_source
-from stream.pipeline import Pipeline, PipelineConfig
-from stream.reconnect import Backoff
-from stream.segment import Segment
-from stream.sinks.base import Sink
-from stream.sources import Source
+from avfuse.stream.errors import SourceError
+from avfuse.stream.infer.engine import Engine, EngineConfig
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig
+from avfuse.stream.media.live import LiveSource
+from avfuse.stream.media.reconnect import Backoff
+from avfuse.stream.media.segment import Segment
+from avfuse.stream.run.opener import open_source
+from avfuse.stream.run.pipeline import Pipeline, PipelineConfig
+from avfuse.stream.run.sinks.base import Sink
+from avfuse.stream.run.sources import Source
 
 pytestmark = pytest.mark.timeout(120)
 FAST = Backoff(initial=0.1, factor=2.0, cap=0.4, jitter=0.5)

@@ -40,7 +40,7 @@ def test_live_view_follows_an_rtsp_stream(tmp_path, browser):  # noqa: F811
     server = RtspServer(pattern="red").start()
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    run = subprocess.Popen([sys.executable, "-m", "stream.cli", "run", str(model), server.url(), "-o",
+    run = subprocess.Popen([sys.executable, "-m", "avfuse", "run", str(model), server.url(), "-o",
                             str(tmp_path / "out"), "--ui-port", str(port), "--no-cache", "--live-timeout", "2",
                             "--live-attempts", "0", "--live-backoff", "0.2", "--live-backoff-max", "0.5"],
                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -15,7 +15,7 @@ import pytest
 from onnx_models import colour_model, colour_video
 from rtsp_server import free_port
 
-from stream.cli import main
+from avfuse.stream.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def media(tmp_path_factory):
 def test_the_listener_binds_where_asked(tmp_path, media, argv, served, not_served):
     model, clip = media
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "run", str(model), str(clip), "--loop",
+    proc = subprocess.Popen([sys.executable, "-m", "avfuse", "run", str(model), str(clip), "--loop",
                              "-o", str(tmp_path / "out"), "--no-cache", "--metrics-port", str(port), *argv],
                             cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)

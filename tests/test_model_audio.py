@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 torchaudio = pytest.importorskip("torchaudio")
 
-from models.audio import LOG_FLOOR, AudioEncoder, LogMel  # noqa: E402
+from avfuse.models.audio import LOG_FLOOR, AudioEncoder, LogMel  # noqa: E402
 
 
 @pytest.mark.parametrize("n_fft,hop,n_mels,samples", [

@@ -8,11 +8,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint  # noqa: E402
-from models.net import ModelConfig, build_model  # noqa: E402
-from stream.config import DecodeConfig, SegmentConfig, decode_metadata  # noqa: E402
-from stream.errors import ModelError  # noqa: E402
-from stream.tokenize import Tokenizer  # noqa: E402
+from avfuse.models.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint  # noqa: E402
+from avfuse.models.net import ModelConfig, build_model  # noqa: E402
+from avfuse.stream.errors import ModelError  # noqa: E402
+from avfuse.stream.infer.tokenize import Tokenizer  # noqa: E402
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig, decode_metadata  # noqa: E402
 
 TOKENIZER = Tokenizer.build(["a dog barks", "rain falls on the roof", "a car passes"], max_len=6)
 DECODE = decode_metadata(DecodeConfig(fps=2, height=32, width=32), SegmentConfig(window_s=1.0))
@@ -68,7 +68,7 @@ def test_truncated_checkpoint(tmp_path):
 def test_foreign_files(tmp_path):
     text = tmp_path / "notes.pt"
     text.write_text("hello")
-    with pytest.raises(ModelError, match="notes.pt"):
+    with pytest.raises(ModelError, match=r"notes.pt"):
         load_checkpoint(text)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
@@ -100,7 +100,7 @@ def test_state_dict_not_matching_config_names_the_keys(tmp_path):
 
 
 def test_a_failed_save_keeps_the_previous_checkpoint_and_leaves_no_temporary(tmp_path, monkeypatch):
-    model, path = save(tmp_path)
+    _model, path = save(tmp_path)
     before = path.read_bytes()
 
     def disk_full(obj, f):

@@ -10,9 +10,9 @@ import sys
 import pytest
 from onnx_models import colour_model, colour_video
 
-from stream.cli import main
-from stream.config import DecodeConfig, SegmentConfig, decode_metadata
-from stream.engine import Engine, EngineConfig
+from avfuse.stream.cli.main import main
+from avfuse.stream.infer.engine import Engine, EngineConfig
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig, decode_metadata
 
 GOOD = decode_metadata(DecodeConfig(fps=2.0, height=32, width=32, sample_rate=8000), SegmentConfig(window_s=1.0))
 HUGE = decode_metadata(DecodeConfig(fps=120, height=4096, width=4096), SegmentConfig(window_s=600))
@@ -124,7 +124,7 @@ def test_the_avfuse_command_exits_non_zero_with_one_line(tmp_path, video, case):
     metadata, message = CASES[case]
     path = colour_model(tmp_path / "hostile.onnx", metadata=metadata)
     for argv in (["inspect", str(path)], ["run", str(path), str(video), "-o", str(tmp_path / "out"), "--no-cache"]):
-        r = subprocess.run([sys.executable, "-m", "stream.cli", *argv], capture_output=True, text=True, timeout=120)
+        r = subprocess.run([sys.executable, "-m", "avfuse", *argv], capture_output=True, text=True, timeout=120)
         assert r.returncode == 1 and r.stdout == ""
         assert "Traceback" not in r.stderr
         _one_error_line(r.stderr, path, message)

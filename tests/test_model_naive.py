@@ -9,9 +9,9 @@ torch = pytest.importorskip("torch")
 
 from media import AudioSpec, VideoSpec, frame_index, write_media  # noqa: E402
 
-from models.naive import default_model, naive_run  # noqa: E402
-from stream.config import DecodeConfig, SegmentConfig  # noqa: E402
-from stream.segmenter import iter_segments  # noqa: E402
+from avfuse.models.naive import default_model, naive_run  # noqa: E402
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig  # noqa: E402
+from avfuse.stream.media.segmenter import iter_segments  # noqa: E402
 
 DECODE = DecodeConfig(fps=2, height=32, width=32)
 SEGMENT = SegmentConfig(window_s=1.0)

@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.net import ModelConfig, build_model  # noqa: E402
-from stream.errors import ConfigError  # noqa: E402
+from avfuse.models.net import ModelConfig, build_model  # noqa: E402
+from avfuse.stream.errors import ConfigError  # noqa: E402
 
 B, T, H, W, S, L = 3, 2, 32, 32, 8000, 6
 
@@ -152,12 +152,12 @@ def test_torchvision_backbones_with_random_init(backbone):
 
 
 def test_train_command_offers_exactly_the_model_choices():
-    """models.train_cmd keeps torch-free copies of these names (its parser builds without torch)."""
+    """avfuse.models.train_cmd keeps torch-free copies of these names (its parser builds without torch)."""
     import argparse
 
-    from models import train_cmd
-    from models.fusion import FUSIONS
-    from models.image import BACKBONES, POOLINGS
+    from avfuse.models import train_cmd
+    from avfuse.models.fusion import FUSIONS
+    from avfuse.models.image import BACKBONES, POOLINGS
 
     parser = argparse.ArgumentParser()
     train_cmd.add_arguments(parser)

@@ -19,7 +19,7 @@ from pathlib import Path
 import av
 import pytest
 
-from stream.sources import Source
+from avfuse.stream.run.sources import Source
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def _cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "stream.cli", *args], cwd=ROOT, env=ENV,
+    return subprocess.Popen([sys.executable, "-m", "avfuse", *args], cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -6,9 +6,8 @@ import json
 import pkgutil
 import subprocess
 import sys
-from pathlib import Path
 
-import stream
+import avfuse.stream
 
 BLOCK_TORCH = """
 import sys
@@ -27,8 +26,8 @@ def run_without_torch(code: str) -> subprocess.CompletedProcess:
 
 
 def test_every_stream_module_imports_without_torch():
-    names = [m.name for m in pkgutil.walk_packages([str(Path(stream.__file__).parent)], "stream.")]
-    assert "stream.cli" in names
+    names = [m.name for m in pkgutil.walk_packages(avfuse.stream.__path__, "avfuse.stream.")]
+    assert "avfuse.stream.cli.main" in names
     code = "import importlib\n" + "".join(f"importlib.import_module({n!r})\n" for n in names)
     code += "print('torch' in sys.modules)"
     r = run_without_torch(code)
@@ -46,7 +45,7 @@ def test_avfuse_run_labels_a_video_without_torch(tmp_path):
 
     model = colour_model(tmp_path / "colour.onnx")
     clip = colour_video(tmp_path / "clip.mp4", ["blue", "red"])
-    code = ("import sys\nfrom stream.cli import main\n"
+    code = ("import sys\nfrom avfuse.stream.cli.main import main\n"
             f"rc = main(['run', {str(model)!r}, {str(clip)!r}, '-o', {str(tmp_path / 'out')!r}, '--no-cache'])\n"
             "print('torch' in sys.modules, rc)")
     r = run_without_torch(code)

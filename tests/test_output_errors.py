@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from onnx_models import colour_model, colour_video
 
-from stream.outputs import OutputDir
+from avfuse.stream.run.outputs import OutputDir
 
 ROOT = Path(__file__).resolve().parents[1]
 COLOURS = ["red", "green", "blue", "red", "green", "blue"]
@@ -33,7 +33,7 @@ def media(tmp_path_factory):
 
 
 def _run(*args: object, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stream.cli", "run", *map(str, args), "--no-cache"], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "avfuse", "run", *map(str, args), "--no-cache"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, input=stdin,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
@@ -72,7 +72,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_its_summary_and_marks_nothi
             f.write(b"\0" * 4096)
     r = _run(model, a, b, "-o", out)
     assert r.returncode == 1
-    assert _errors(r.stderr) == [f"ERROR stream.sink_guard: {out}/a.mp4.jsonl.partial: cannot write "
+    assert _errors(r.stderr) == [f"ERROR avfuse.stream.run.sink_guard: {out}/a.mp4.jsonl.partial: cannot write "
                                  "(No space left on device)"]
     assert ", 0 ok, 1 failed" in r.stderr and "failed: " in r.stderr
     assert "stopped: " in r.stderr and "the sources after it were not labelled" in r.stderr
@@ -86,7 +86,7 @@ def test_one_source_whose_output_cannot_be_written_fails_alone(media, tmp_path):
     (out / "a.mp4.jsonl.partial").mkdir(parents=True)  # something in the way of a's output
     r = _run(model, a, b, "-o", out)
     assert r.returncode == 1
-    assert _errors(r.stderr) == [f"ERROR stream.sink_guard: {out}/a.mp4.jsonl.partial: cannot write "
+    assert _errors(r.stderr) == [f"ERROR avfuse.stream.run.sink_guard: {out}/a.mp4.jsonl.partial: cannot write "
                                  "(Is a directory)"]
     assert "summary: 2 source(s), 1 ok, 1 failed" in r.stderr
     assert _segments(out / "b.mp4.jsonl") == COLOURS[:2] and (out / ".done" / "b.mp4.json").exists()
@@ -136,13 +136,13 @@ def test_csv_of_file_names_that_are_not_utf8_even_sharing_a_base_name(media, tmp
 
 def test_a_closed_pipe_is_one_line_and_the_summary(media, tmp_path):
     model, a, b = media
-    cmd = (f"{sys.executable} -m stream.cli run {model} {a} {b} {a} {b} --no-cache --batch 1 2>{tmp_path}/err"
+    cmd = (f"{sys.executable} -m avfuse run {model} {a} {b} {a} {b} --no-cache --batch 1 2>{tmp_path}/err"
            " | head -1")
     r = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True, timeout=120,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert json.loads(r.stdout)["type"] == "segment"
     err = (tmp_path / "err").read_text()
-    assert _errors(err) == ["ERROR stream.sink_guard: stdout: cannot write (Broken pipe)"]
+    assert _errors(err) == ["ERROR avfuse.stream.run.sink_guard: stdout: cannot write (Broken pipe)"]
     assert "summary: " in err and "stopped: stdout: cannot write (Broken pipe)" in err
 
 

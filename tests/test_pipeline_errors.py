@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from onnx_models import COLOURS, colour_model, colour_video
 
-from stream.engine import Engine, EngineConfig
-from stream.pipeline import Pipeline, PipelineConfig
-from stream.segment import Present, Segment
-from stream.sinks.base import Sink
-from stream.sources import Source
+from avfuse.stream.infer.engine import Engine, EngineConfig
+from avfuse.stream.media.segment import Present, Segment
+from avfuse.stream.run.pipeline import Pipeline, PipelineConfig
+from avfuse.stream.run.sinks.base import Sink
+from avfuse.stream.run.sources import Source
 
 
 class ListSink(Sink):

@@ -18,11 +18,11 @@ import pytest
 from onnx_models import colour_model
 from rtsp_server import RtspServer, gstreamer_available
 
-from stream.engine import Engine, EngineConfig
-from stream.pipeline import Pipeline, PipelineConfig
-from stream.segment import Present, Segment
-from stream.sinks.base import Sink
-from stream.sources import Source
+from avfuse.stream.infer.engine import Engine, EngineConfig
+from avfuse.stream.media.segment import Present, Segment
+from avfuse.stream.run.pipeline import Pipeline, PipelineConfig
+from avfuse.stream.run.sinks.base import Sink
+from avfuse.stream.run.sources import Source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,7 +96,7 @@ class Collect(Sink):
 
 
 def test_a_drop_is_counted_once_per_segment_however_many_readers_put():
-    from stream.batching import Channel
+    from avfuse.stream.run.batching import Channel
 
     dropped: list[int] = []
     ch = Channel(4, policy="drop_oldest", on_drop=dropped.append)
@@ -151,7 +151,7 @@ def test_run_tails_a_real_rtsp_stream_until_sigterm(tmp_path):
     out = tmp_path / "out"
     password = "s3cret-pw"
     with RtspServer(user="alice", password=password, width=160, height=120) as server:
-        proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "run", str(model), server.url(), "-o", str(out),
+        proc = subprocess.Popen([sys.executable, "-m", "avfuse", "run", str(model), server.url(), "-o", str(out),
                                  "--no-cache"], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         partial = out / "cam.jsonl"  # a live output: under its final name from the first record

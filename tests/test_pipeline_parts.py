@@ -9,11 +9,11 @@ import time
 import numpy as np
 import pytest
 
-from stream.batching import Channel, Closed, micro_batches
-from stream.errors import ConfigError, MediaError
-from stream.events import EventConfig, EventTracker
-from stream.pipeline import PipelineConfig
-from stream.postprocess import PostprocessConfig, Smoother, parse_smoothing, top_k
+from avfuse.stream.errors import ConfigError, MediaError
+from avfuse.stream.infer.events import EventConfig, EventTracker
+from avfuse.stream.infer.postprocess import PostprocessConfig, Smoother, parse_smoothing, top_k
+from avfuse.stream.run.batching import Channel, Closed, micro_batches
+from avfuse.stream.run.pipeline import PipelineConfig
 
 
 def test_block_policy_makes_the_producer_wait_and_loses_nothing():
@@ -163,10 +163,27 @@ def test_pipeline_config_names_the_bad_value(field, value, message):
         PipelineConfig(**{field: value})
 
 
+def _batches_of_two_items_apart(wait_s: float, apart_s: float = 0.4) -> list[tuple[list, float]]:
+    """Batches (with the seconds from the first put to each batch) of two items put ``apart_s`` apart."""
+    ch = Channel(8, name="t")
+    t0 = time.monotonic()
+
+    def produce():
+        ch.put(1)
+        time.sleep(apart_s)
+        ch.put(2)
+        ch.close()
+
+    threading.Thread(target=produce).start()
+    return [(b, time.monotonic() - t0) for b in micro_batches(ch, size=8, max_wait_s=wait_s)]
+
+
 def test_a_run_with_live_sources_does_not_wait_to_fill_a_batch_unless_told():
-    assert PipelineConfig().batch_wait_s(live=False) == 0.05  # files: a short wait for fuller batches
-    assert PipelineConfig().batch_wait_s(live=True) == 0.0  # live: each segment as soon as it is ready
-    assert PipelineConfig(max_wait_ms=20).batch_wait_s(live=True) == 0.02
+    live = _batches_of_two_items_apart(PipelineConfig().batch_wait_s(live=True))
+    assert [b for b, _ in live] == [[1], [2]]
+    assert live[0][1] < 0.3  # the first segment went on before the second came
+    told = _batches_of_two_items_apart(PipelineConfig(max_wait_ms=1000).batch_wait_s(live=True))
+    assert [b for b, _ in told] == [[1, 2]]  # with --max-wait-ms the run waits for a fuller batch
 
 
 def test_greedy_batches_still_take_everything_already_queued():

@@ -7,10 +7,10 @@ import json
 import pytest
 from media import AudioSpec, VideoSpec, write_media, write_sidecar
 
-from stream.cli import main
-from stream.config import SegmentConfig
-from stream.probe import probe
-from stream.segmenter import iter_segments
+from avfuse.stream.cli.main import main
+from avfuse.stream.media.config import SegmentConfig
+from avfuse.stream.media.probe import probe
+from avfuse.stream.media.segmenter import iter_segments
 
 CASES = {
     "av.mkv": dict(video=VideoSpec(frames=10, width=175, height=143), audio=AudioSpec(duration=2.5)),

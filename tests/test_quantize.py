@@ -11,14 +11,14 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from export import verify as V
-from export.int8_check import INT16_MAX, integer_products, saturation_report
-from export.int8_dft import dft_matmul
-from export.onnx import export_model, model_info, save
-from export.quantize import FP32_SCOPES, quantize_int8, store_weight_only
-from models.net import ModelConfig, build_model
-from stream.config import DecodeConfig, SegmentConfig, decode_metadata
-from stream.tokenize import Tokenizer
+from avfuse.export import verify as V
+from avfuse.export.int8_check import INT16_MAX, integer_products, saturation_report
+from avfuse.export.int8_dft import dft_matmul
+from avfuse.export.onnx import export_model, model_info, save
+from avfuse.export.quantize import FP32_SCOPES, quantize_int8, store_weight_only
+from avfuse.models.net import ModelConfig, build_model
+from avfuse.stream.infer.tokenize import Tokenizer
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig, decode_metadata
 
 DECODE = decode_metadata(DecodeConfig(fps=2, height=32, width=32), SegmentConfig(window_s=1.0))
 
@@ -205,7 +205,7 @@ def test_the_check_flags_8_bit_kernels_that_would_saturate(models, tmp_path):
     """The same model quantized as onnxruntime does by default (8-bit weights) is caught, on any CPU."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from export.quantize import _Reader, nodes_to_quantize
+    from avfuse.export.quantize import _Reader, nodes_to_quantize
 
     fp32, _, rows = models
     full = tmp_path / "full-range.onnx"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.config import DecodeConfig, SegmentConfig
-from stream.decode import DecodeStats
-from stream.probe import probe
-from stream.segmenter import iter_segments
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig
+from avfuse.stream.media.decode import DecodeStats
+from avfuse.stream.media.probe import probe
+from avfuse.stream.media.segmenter import iter_segments
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ import random
 
 import pytest
 
-from stream.errors import ConfigError
-from stream.live import Gap, is_live
-from stream.reconnect import Backoff
-from stream.redact import RedactFilter, credentials, redact, redact_text, scrub, secrets_of
-from stream.sources import Source, output_stems
+from avfuse.stream.errors import ConfigError
+from avfuse.stream.media.live import Gap, is_live
+from avfuse.stream.media.reconnect import Backoff
+from avfuse.stream.media.redact import RedactFilter, credentials, redact, redact_text, scrub, secrets_of
+from avfuse.stream.run.sources import Source, output_stems
 
 FORMS = [  # (url, as shown, the secrets it holds)
     ("rtsp://user:pass@host/path", "rtsp://***@host/path", ["user:pass"]),

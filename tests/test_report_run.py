@@ -13,7 +13,7 @@ from browser import browser, needs_chromium, wait_until  # noqa: F401
 from onnx_models import colour_model, colour_video
 from selenium.webdriver.common.action_chains import ActionChains
 
-from stream.cli import main
+from avfuse.stream.cli.main import main
 
 pytestmark = [needs_chromium, pytest.mark.timeout(180)]
 HOSTILE = '<img src=x onerror="document.title=\'pwned\'">'  # a file name is user data
@@ -61,7 +61,7 @@ def point_at(browser, section: str, t: float, span: float) -> dict:  # noqa: F81
                                  " r.height]", svg)
     x, y = box[0] + box[2] * t / span, box[1] + 28  # the labels row
     actions = ActionChains(browser)
-    actions.w3c_actions.pointer_action.move_to_location(int(round(x)), int(round(y)))
+    actions.w3c_actions.pointer_action.move_to_location(round(x), round(y))
     actions.perform()
     return browser.execute_script(THE_TIP)
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from browser import browser, needs_chromium  # noqa: F401
 
-from stream.cli import main
+from avfuse.stream.cli.main import main
 
 pytestmark = [needs_chromium, pytest.mark.slow, pytest.mark.timeout(300)]
 FAST = ["--epochs", "3", "--threads", "1", "--fps", "1", "--size", "32x32", "--batch-size", "8", "--backbone", "tiny",

@@ -29,7 +29,7 @@ def media(tmp_path_factory):
 
 
 def _run(*args: object) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "stream.cli", "run", *map(str, args), "--no-cache"], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "avfuse", "run", *map(str, args), "--no-cache"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.returncode == 0, r.stderr
     return r
@@ -52,7 +52,7 @@ def test_unchanged_is_skipped_and_a_deleted_output_is_labelled_again(media, tmp_
     (out / "clip.mp4.jsonl").unlink()
     r = _run(model, clip, "-o", out, "--resume")
     assert "1 ok" in r.stderr and "skipped (already complete)" not in r.stderr
-    assert _warnings(r.stderr) == [f"WARNING stream.outputs: {clip}: labelled again (--resume): "
+    assert _warnings(r.stderr) == [f"WARNING avfuse.stream.run.outputs: {clip}: labelled again (--resume): "
                                    f"{out}/clip.mp4.jsonl is missing"]
     assert _labels(out / "clip.mp4.jsonl") == A
 

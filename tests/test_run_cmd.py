@@ -14,8 +14,8 @@ import onnxruntime
 import pytest
 from onnx_models import colour_model, colour_video
 
-from stream.cli import main
-from stream.sources import expand
+from avfuse.stream.cli.main import main
+from avfuse.stream.run.sources import expand
 
 A = ["red", "red", "green", "green", "blue"]
 B = ["blue", "green"]
@@ -151,7 +151,7 @@ class _Tty(io.StringIO):
 
 
 def test_progress_line_only_on_a_terminal():
-    from stream.summary import Progress, RunStats
+    from avfuse.stream.run.summary import Progress, RunStats
 
     stats = RunStats(sources_ok=1, segments=5, media_s=10.0)
     tty, pipe = _Tty(), io.StringIO()
@@ -162,7 +162,7 @@ def test_progress_line_only_on_a_terminal():
 
 
 def test_resume_redoes_a_source_that_changed_since(media, tmp_path, capsys):
-    d, model = media
+    _d, model = media
     clips = tmp_path / "clips"
     clips.mkdir()
     for name, colours in (("one.mp4", ["red"]), ("two.mp4", ["green"])):
@@ -180,7 +180,7 @@ def test_resume_redoes_a_source_that_changed_since(media, tmp_path, capsys):
 
 
 def test_sources_with_the_same_file_name_get_distinct_outputs():
-    from stream.sources import Source, output_stems
+    from avfuse.stream.run.sources import Source, output_stems
 
     stems = output_stems([Source(name="a/clip.mp4"), Source(name="b/clip.mp4"), Source(name="c/other.mp4")])
     assert stems["c/other.mp4"] == "other.mp4"

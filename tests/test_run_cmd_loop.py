@@ -34,7 +34,7 @@ def test_loop_plays_a_file_as_if_live_until_sigterm(tmp_path):
     model = colour_model(tmp_path / "colour.onnx")  # 1 s windows
     clip = colour_video(tmp_path / "clip.mp4", COLOURS)  # 3 s: three windows
     out, port = tmp_path / "out", free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "run", str(model), str(clip), "--loop", "-o", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "avfuse", "run", str(model), str(clip), "--loop", "-o", str(out),
                              "--no-cache", "--metrics-port", str(port)], cwd=ROOT,
                             env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

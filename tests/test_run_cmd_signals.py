@@ -32,7 +32,7 @@ def media(tmp_path_factory):
 
 def _start(args: list[str]) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "stream.cli", "run", *args], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "avfuse", "run", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -69,7 +69,7 @@ def test_sigkill_mid_run_then_resume(media, tmp_path):
     assert not (out / "c.mp4.jsonl").exists()
     a_before = (out / "a.mp4.jsonl").stat().st_mtime_ns
 
-    r = subprocess.run([sys.executable, "-m", "stream.cli", "run", str(model), *map(str, clips), "-o", str(out),
+    r = subprocess.run([sys.executable, "-m", "avfuse", "run", str(model), *map(str, clips), "-o", str(out),
                         "--resume", "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.returncode == 0, r.stderr

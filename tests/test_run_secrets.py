@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from onnx_models import colour_model, colour_video
 
-from stream.cli import main
+from avfuse.stream.cli.main import main
 
 PASSWORD, TOKEN = "S3cr3tPW", "T0K3N-77"
 SECRETS = (PASSWORD, TOKEN, "pa/ss#w?rd")
@@ -33,13 +33,13 @@ class _Server(http.server.SimpleHTTPRequestHandler):
     seen: list[tuple[str, str | None]]
     posted: list[dict]
 
-    def do_POST(self):  # noqa: N802 (http.server's naming)
+    def do_POST(self):
         self.seen.append((self.path, self.headers.get("Authorization")))
         self.posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
         self.send_response(200)
         self.end_headers()
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self.seen.append((self.path, self.headers.get("Authorization")))
         super().do_GET()
 
@@ -81,7 +81,7 @@ def _assert_clean(text: str) -> None:
 
 def test_no_secret_of_any_source_url_form_reaches_files_output_or_logs(media, server, tmp_path, capfd, caplog):
     model, _ = media
-    handler, port = server
+    _handler, port = server
     dead = _closed_port()
     caplog.set_level(logging.DEBUG)
     sources = [f"rtsp://admin:{PASSWORD}@127.0.0.1:{dead}", f"rtsp://admin:{PASSWORD}@127.0.0.1:{dead}/",

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from media import AudioSpec, VideoSpec, write_media
 
-from stream.config import DecodeConfig, SegmentConfig, configs_from_metadata, decode_metadata
-from stream.decode import DecodeStats, decode_items, media_streams, open_container
-from stream.errors import ConfigError
-from stream.live import LiveSource
-from stream.probe import probe
-from stream.segmenter import Segmenter, iter_segments
+from avfuse.stream.errors import ConfigError
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig, configs_from_metadata, decode_metadata
+from avfuse.stream.media.decode import DecodeStats, decode_items, media_streams, open_container
+from avfuse.stream.media.live import LiveSource
+from avfuse.stream.media.probe import probe
+from avfuse.stream.media.segmenter import Segmenter, iter_segments
 
 FPS = 25
 FRAME_S = 1 / FPS
@@ -192,13 +192,13 @@ def test_min_coverage_is_saved_in_the_model_metadata_and_read_back():
     assert configs_from_metadata(meta) == (decode, segment)
     older = {k: v for k, v in meta.items() if k != "min_coverage"}  # a model exported before the key
     assert configs_from_metadata(older)[1].min_coverage == SegmentConfig().min_coverage == 0.5
-    with pytest.raises(ConfigError, match="avfuse.decode metadata") as e:
+    with pytest.raises(ConfigError, match=r"avfuse.decode metadata") as e:
         configs_from_metadata(meta | {"min_coverage": 3})
     assert "min_coverage" in str(e.value.__cause__) and "got 3.0" in str(e.value.__cause__)
 
 
 def test_training_data_follows_the_same_rule(tmp_path):
-    from models.data import file_segments
+    from avfuse.models.data import file_segments
 
     path = write_media(tmp_path / "six.mp4", video=h264(6.0), audio=aac(6.0))
     arrays = file_segments(path, decode=DECODE, segment=SegmentConfig(), cache_dir=None)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.captions import Captions
-from stream.config import DecodeConfig, SegmentConfig
-from stream.errors import MediaError
-from stream.segmenter import Segmenter
+from avfuse.stream.errors import MediaError
+from avfuse.stream.media.captions import Captions
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig
+from avfuse.stream.media.segmenter import Segmenter
 
 DEC = DecodeConfig(height=8, width=8, sample_rate=1000)
 

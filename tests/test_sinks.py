@@ -17,12 +17,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from onnx_models import colour_model, colour_video
 
-from stream.cli import main
-from stream.errors import ConfigError, SourceError
-from stream.sinks import make_sinks
-from stream.sinks.mqtt import MqttSink, parse_url
-from stream.sinks.spool import DeliveryConfig
-from stream.sinks.webhook import WebhookSink
+from avfuse.stream.cli.main import main
+from avfuse.stream.errors import ConfigError, SourceError
+from avfuse.stream.run.sinks import make_sinks
+from avfuse.stream.run.sinks.mqtt import MqttSink, parse_url
+from avfuse.stream.run.sinks.spool import DeliveryConfig
+from avfuse.stream.run.sinks.webhook import WebhookSink
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
@@ -37,7 +37,7 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.attempts += 1
                 time.sleep(delay)
@@ -75,8 +75,8 @@ def test_csv_on_stdout_has_one_header_for_all_sources_and_files_commit_only_when
     import csv
     import io
 
-    from stream.outputs import OutputDir
-    from stream.sinks.csv import CsvSink
+    from avfuse.stream.run.outputs import OutputDir
+    from avfuse.stream.run.sinks.csv import CsvSink
 
     buf = io.StringIO()
     sink = CsvSink(None, stream=buf)

@@ -1,4 +1,4 @@
-"""Files with video and audio are decoded on two threads (stream.split_decode): the segments must be
+"""Files with video and audio are decoded on two threads (avfuse.stream.media.split_decode): the segments must be
 exactly those of one thread decoding both streams from one demuxer."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from media import AudioSpec, VideoSpec, write_media
 
-from stream.clips import real_clip
-from stream.config import DecodeConfig, SegmentConfig
-from stream.decode import DecodeStats, decode_items, media_streams, open_container
-from stream.segmenter import Segmenter, iter_segments
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig
+from avfuse.stream.media.decode import DecodeStats, decode_items, media_streams, open_container
+from avfuse.stream.media.sample_clips import real_clip
+from avfuse.stream.media.segmenter import Segmenter, iter_segments
 
 
 def one_thread_segments(path, decode: DecodeConfig, segment: SegmentConfig) -> tuple[list, DecodeStats]:
@@ -72,7 +72,7 @@ def test_decoder_threads_default_to_the_usable_cores():
     """FFmpeg's own auto picks a thread more than there are cores, which only contends on two."""
     import os
 
-    from stream.decode import decoder_threads
+    from avfuse.stream.media.decode import decoder_threads
 
     assert decoder_threads(DecodeConfig()) == min(16, len(os.sched_getaffinity(0)))
     assert decoder_threads(DecodeConfig(threads=3)) == 3

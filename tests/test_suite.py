@@ -13,12 +13,12 @@ import av
 import numpy as np
 import pytest
 
-from models import suite
-from models.suite import SUITE, SuiteSet, generate
-from models.suite_render import PHOTO_GROUPS, photo
-from stream import tokenize
-from stream.captions import embedded_captions, load_captions, sidecar_for
-from stream.errors import ConfigError
+from avfuse.models import suite
+from avfuse.models.suite import SUITE, SuiteSet, generate
+from avfuse.models.suite_render import PHOTO_GROUPS, photo
+from avfuse.stream.errors import ConfigError
+from avfuse.stream.infer import tokenize
+from avfuse.stream.media.captions import embedded_captions, load_captions, sidecar_for
 
 PHOTOS = SuiteSet(name="tiny-photos", width=176, height=144, fps=15, sample_rate=8000, channels=1, classes=9,
                   rule="pair", videos=4, test_videos=3, spans="quarters", missing_captions=0.5, imbalance=0.5,

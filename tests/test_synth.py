@@ -15,7 +15,7 @@ import numpy as np
 import pysubs2
 import pytest
 
-from models.synth import (
+from avfuse.models.synth import (
     LEVELS,
     PAIR_LABELS,
     WORDS,
@@ -24,8 +24,8 @@ from models.synth import (
     label_of,
     synthesize,
 )
-from stream.cli import main
-from stream.errors import ConfigError
+from avfuse.stream.cli.main import main
+from avfuse.stream.errors import ConfigError
 
 FACTORS = ("shape", "tone", "mood")
 
@@ -198,7 +198,7 @@ def test_bad_settings_are_refused():
 
 def test_cli_writes_a_data_set_without_torch_and_refuses_to_overwrite(tmp_path):
     out = tmp_path / "set"
-    code = ("import sys; from stream.cli import main; rc = main(sys.argv[1:]); "
+    code = ("import sys; from avfuse.stream.cli.main import main; rc = main(sys.argv[1:]); "
             "sys.exit(rc if 'torch' not in sys.modules else 99)")
     args = [sys.executable, "-c", code, "synth", str(out), "--videos", "2", "--test-videos", "1", "--seconds", "2",
             "--size", "64x48"]

@@ -1,6 +1,6 @@
 """Training on in-memory segment sets: it learns, it is repeatable with a seed, it rejects bad setups.
 
-The sets are shaped like models.data.SegmentSet. Each class is marked in every modality (frame colour, a
+The sets are shaped like avfuse.models.data.SegmentSet. Each class is marked in every modality (frame colour, a
 tone, a caption word) plus noise; ``informative`` picks which modalities carry the mark.
 """
 
@@ -13,9 +13,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.evaluate import classification_metrics  # noqa: E402
-from models.train import TrainConfig, held_out_tensors, train  # noqa: E402
-from stream.errors import ConfigError, DataError  # noqa: E402
+from avfuse.models.evaluate import classification_metrics  # noqa: E402
+from avfuse.models.train import TrainConfig, held_out_tensors, train  # noqa: E402
+from avfuse.stream.errors import ConfigError, DataError  # noqa: E402
 
 
 @dataclass
@@ -130,7 +130,7 @@ def test_classification_metrics_by_hand():
 def test_ablation_counts_the_modalities_the_model_sees():
     """A caption with no words ("♪ ♪") is no text to the model: the ablation's 'keeps the other two' check
     must not count it as text (nor a segment whose file has no audio as audio)."""
-    from models.train_cmd import _keeping_the_others
+    from avfuse.models.train_cmd import _keeping_the_others
 
     ds, val = make_segments(24, classes=3, seed=6), make_segments(12, classes=3, seed=7)
     result = train(ds, val, config=TrainConfig(**{**FAST, "epochs": 1}), decode=DECODE)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import socket
+import statistics
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.checkpoint import load_checkpoint  # noqa: E402
-from stream.cli import main  # noqa: E402
-from stream.errors import DependencyError  # noqa: E402
+from avfuse.models.checkpoint import load_checkpoint  # noqa: E402
+from avfuse.stream.cli.main import main  # noqa: E402
+from avfuse.stream.errors import DependencyError  # noqa: E402
 
 FAST = ["--epochs", "2", "--threads", "1", "--fps", "1", "--size", "32x32", "--batch-size", "8", "--backbone", "tiny"]
 
@@ -29,7 +30,7 @@ def test_train_writes_checkpoint_and_metrics(synth, tmp_path, capsys):
     assert set(metrics["test"]["without"]) == {"video", "audio", "text"}
     assert metrics["test"]["segments"] == len(synth.test)
     assert len(metrics["history"]) == 2 and sorted(metrics["val"]["confusion"]["labels"]) == sorted(synth.labels)
-    model, ckpt = load_checkpoint(run / "model.pt")
+    _model, ckpt = load_checkpoint(run / "model.pt")
     assert ckpt.config.fusion == "concat" and sorted(ckpt.config.labels) == sorted(synth.labels)
     assert ckpt.config.image_backbone == "tiny"
     assert ckpt.decode["width"] == 32 and ckpt.decode["frames"] == 2 and ckpt.config.frames == 2
@@ -42,7 +43,10 @@ def test_folds_and_ablation(synth, tmp_path, capsys):
     assert main(["train", "--manifest", str(synth.manifest), "-o", str(tmp_path / "cv"), "--folds", "2",
                  "--epochs", "1", *FAST[2:]]) == 0
     folds = json.loads((tmp_path / "cv" / "metrics.json").read_text())["folds"]
-    assert folds["k"] == 2 and len(folds["per_fold"]) == 2 and 0 <= folds["accuracy_std"] <= 1
+    assert folds["k"] == 2 and [f["fold"] for f in folds["per_fold"]] == [1, 2]
+    accuracies = [f["accuracy"] for f in folds["per_fold"]]
+    assert folds["accuracy_mean"] == pytest.approx(statistics.fmean(accuracies))
+    assert folds["accuracy_std"] == pytest.approx(statistics.pstdev(accuracies))
     assert "2-fold cross-validation: accuracy" in capsys.readouterr().out
     assert main(["train", "--manifest", str(synth.manifest), "--test-manifest", str(synth.test_manifest),
                  "-o", str(tmp_path / "ab"), "--ablate", "--epochs", "1", *FAST[2:]]) == 0
@@ -76,7 +80,7 @@ def test_folds_and_ablation(synth, tmp_path, capsys):
 def test_paired_comparison_counts_the_segments_one_side_gets_right():
     import numpy as np
 
-    from models.train_cmd import comparisons, sign_test
+    from avfuse.models.train_cmd import comparisons, sign_test
 
     three = [{"modalities": ["video", "audio", "text"], "fusion": "gated", "accuracy": 1.0,
               "without": {"video": 0.5}},
@@ -126,8 +130,8 @@ def _online() -> bool:
 def test_pretrained_offline_is_a_clear_error(monkeypatch, tmp_path):
     if _online():
         pytest.skip("the machine can reach download.pytorch.org; the offline message cannot be shown")
-    from models.image import make_backbone
+    from avfuse.models.image import make_backbone
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty weights cache
-    with pytest.raises(DependencyError, match="could not download.*without --pretrained"):
+    with pytest.raises(DependencyError, match=r"could not download.*without --pretrained"):
         make_backbone("mobilenet_v3_small", pretrained=True)

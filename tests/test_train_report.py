@@ -10,8 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.class_report import class_table, data_warnings  # noqa: E402
-from stream.cli import main  # noqa: E402
+from avfuse.models.class_report import class_table, data_warnings  # noqa: E402
+from avfuse.stream.cli.main import main  # noqa: E402
 
 FAST = ["--threads", "1", "--fps", "1", "--size", "32x32", "--batch-size", "8", "--backbone", "tiny"]
 
@@ -60,7 +60,7 @@ def test_thin_data_and_missing_validation_classes_are_warned_about():
 
 @pytest.mark.slow
 def test_train_warns_on_a_run_too_small_to_trust(synth, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="models.train_cmd"):
+    with caplog.at_level(logging.WARNING, logger="avfuse.models.train_cmd"):
         assert main(["train", "--manifest", str(synth.manifest), "-o", str(tmp_path / "tiny"), "--epochs", "1",
                      "--stage-epochs", "1", "--val-split", "0.5", *FAST]) == 0
     assert any("fewer than 5 per class" in r.getMessage() for r in caplog.records)

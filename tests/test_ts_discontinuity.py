@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from onnx_models import COLOURS, colour_model, colour_video
 
-from stream.config import DecodeConfig, SegmentConfig
-from stream.segmenter import iter_segments
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig
+from avfuse.stream.media.segmenter import iter_segments
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST = ["red"] * 3 + ["green"] * 3
@@ -42,7 +42,7 @@ def media(tmp_path_factory):
 def test_concatenated_ts_is_labelled_to_its_end_with_a_warning_record(media, tmp_path):
     model, joined, _ = media
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "stream.cli", "run", str(model), str(joined), "-o", str(out),
+    r = subprocess.run([sys.executable, "-m", "avfuse", "run", str(model), str(joined), "-o", str(out),
                         "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.returncode == 0, r.stderr

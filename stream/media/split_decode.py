@@ -1,0 +1,76 @@
+"""Decode a local file's video and its audio on two threads, each from its own demuxer.
+
+On one thread, every audio packet decoded and resampled between two video packets stalls FFmpeg's
+frame threads, which wait for their next packet: on two cores the real 720p clip decodes about 15%
+faster split. Each stream's items come in time order, so the two are merged by time, which also
+bounds how far one runs ahead of the other (each waits behind its own bounded queue).
+Only for files: a live URL opened twice would be two connections (see :mod:`avfuse.stream.media.live`).
+
+One difference from one thread: when a stream outlasts the other by more than the segmenter's
+``MAX_LAG_S``, one thread hands on the shorter stream's held last frame (or last audio chunk) only
+at the end of the file, after the windows that needed it were closed without it; here it comes in
+time order, so those windows get it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections.abc import Iterator
+from operator import itemgetter
+from pathlib import Path
+
+import av
+
+from avfuse.stream.media.config import DecodeConfig, SegmentConfig
+from avfuse.stream.media.decode import DecodeStats, Item, completeness_check, decode_items, open_container
+from avfuse.stream.media.gop_decode import gop_video_items, gop_workers
+from avfuse.stream.media.prefetch import prefetch
+
+
+def split_items(source: str | os.PathLike, container: av.container.InputContainer, decode: DecodeConfig,
+                segment: SegmentConfig, stats: DecodeStats, *, name: str) -> Iterator[Item]:
+    """The items of :func:`~avfuse.stream.media.decode.decode_items` for ``container`` (an open local file with video
+    and audio, closed here), decoded as two streams on two threads, merged by time. A truncated file
+    raises MediaError after its last item, as with one thread; ``stats`` gets both threads' counts."""
+    check = completeness_check(container)
+    try:
+        second = open_container(source)
+    except BaseException:
+        container.close()
+        raise
+    ends: dict[str, float] = {}
+    counts = {"video": DecodeStats(), "audio": DecodeStats()}
+    containers = {"video": container, "audio": second}
+
+    def produce(c: av.container.InputContainer, only: str) -> Iterator[Item]:
+        if containers.pop(only, None) is None:
+            return  # closed already: the consumer stopped before this thread began
+        try:
+            ends[only] = yield from decode_items(c, decode, counts[only], segment, only=only)
+        finally:
+            c.close()
+
+    def produce_gops(workers: int) -> Iterator[Item]:
+        ends["video"] = yield from gop_video_items(source, workers, decode, segment, counts["video"], has_audio=True)
+
+    short = Path(name).name
+    workers = gop_workers(source, decode)
+    if workers:  # the GOP workers open the file themselves
+        containers.pop("video").close()
+        video = prefetch(produce_gops(workers), decode.queue_size, name=f"decode-video:{short}")
+    else:
+        video = prefetch(produce(container, "video"), decode.queue_size, name=f"decode-video:{short}")
+    audio = prefetch(produce(second, "audio"), decode.queue_size, name=f"decode-audio:{short}")
+    try:
+        yield from heapq.merge(video, audio, key=itemgetter(1))  # by time
+        check(max(ends.values()))
+    finally:
+        video.close()  # stops both threads now, which close their files
+        audio.close()
+        for only in ("video", "audio"):  # whoever takes a container out of the dict closes it
+            c = containers.pop(only, None)
+            if c is not None:  # its thread never began
+                c.close()
+        stats.add(counts["video"])
+        stats.add(counts["audio"])

@@ -1,0 +1,79 @@
+"""How a run turns a Source into Segments: files through ``iter_segments``; live streams and files
+played as if live (``loop``) through a :class:`LiveFeed` of a ``LiveSource``, whose counters
+(reconnects, gaps, lost seconds, stalls) the run reports as they grow (:class:`LiveCounts`)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from avfuse.stream.infer.engine import Engine
+from avfuse.stream.run.sources import Source
+
+if TYPE_CHECKING:
+    from avfuse.stream.run.pipeline import PipelineConfig
+
+Opener = Callable[[Source, threading.Event], Iterable]
+
+
+@dataclass
+class LiveFeed:
+    """A LiveSource's segments (and gaps) until ``stop``, with its ``stats`` to report."""
+
+    source: object  # avfuse.stream.media.live.LiveSource, imported when first needed
+    stop: threading.Event
+
+    def __iter__(self) -> Iterator:
+        return self.source.segments(self.stop)
+
+    @property
+    def stats(self):
+        return self.source.stats
+
+
+@dataclass
+class LiveCounts:
+    """A live source's counters as last reported."""
+
+    reconnects: int = 0
+    gaps: int = 0
+    lost_s: float = 0.0
+    stalls: int = 0
+
+    def update(self, now) -> LiveCounts | None:
+        """Take the counters ``now`` (a LiveStats, or None for a file) and return what they gained, or
+        None when nothing changed."""
+        if now is None:
+            return None
+        gained = LiveCounts(reconnects=now.reconnects - self.reconnects, gaps=now.gaps - self.gaps,
+                            lost_s=now.lost_s - self.lost_s, stalls=now.stalls - self.stalls)
+        if gained == LiveCounts():
+            return None
+        self.reconnects, self.gaps, self.lost_s, self.stalls = now.reconnects, now.gaps, now.lost_s, now.stalls
+        return gained
+
+
+def open_source(engine: Engine, config: PipelineConfig) -> Opener:
+    """The default opener of a run with ``config``."""
+    spec, cfg = engine.spec, config
+
+    def opener(source: Source, stop: threading.Event) -> Iterable:
+        if cfg.is_live(source):
+            from avfuse.stream.media.live import LiveSource
+            live = LiveSource(source.name, decode=spec.decode, segment=spec.segment, transport=cfg.live_transport,
+                              open_timeout=cfg.live_timeout_s, read_timeout=cfg.live_timeout_s,
+                              backoff=cfg.live_backoff, max_attempts=cfg.live_attempts or None,
+                              loop_file=not source.live)
+            return LiveFeed(live, stop)
+        from avfuse.stream.media.segmenter import iter_segments
+        if source.path is not None:
+            return iter_segments(source.name, decode=spec.decode, segment=spec.segment)
+        from avfuse.stream.media.netsource import network_options, until_stopped  # a finite URL: bounded, and stoppable
+        t = cfg.live_timeout_s
+        return until_stopped(iter_segments(source.name, decode=spec.decode, segment=spec.segment,
+                                           options=network_options(source.name, t), timeout=(t, t)),
+                             stop, name=source.shown)
+
+    return opener
