@@ -72,9 +72,14 @@ def is_idr(packet: av.Packet, nal_size: int) -> bool:
     return False
 
 
+def worker_budget(decode: DecodeConfig) -> int:
+    """The most GOP workers a file may get with ``decode``; under 2 means none."""
+    return min(decoder_threads(decode), MAX_WORKERS)
+
+
 def gop_workers(source: str, decode: DecodeConfig) -> int:
     """How many GOP workers ``source`` gets: 0 when it must decode as before (see the module text)."""
-    workers = min(decoder_threads(decode), MAX_WORKERS)
+    workers = worker_budget(decode)
     if workers < 2:
         return 0
     try:

@@ -36,8 +36,9 @@ from avfuse.stream.media.decode import (
     media_streams,
     open_container,
 )
+from avfuse.stream.media.decode_plan import plan_decode
 from avfuse.stream.media.discontinuity import Discontinuity
-from avfuse.stream.media.gop_decode import gop_video_items, gop_workers
+from avfuse.stream.media.gop_decode import gop_video_items
 from avfuse.stream.media.prefetch import prefetch
 from avfuse.stream.media.redact import redact
 from avfuse.stream.media.segment import Present, Segment
@@ -258,6 +259,7 @@ def iter_segments(source: str | os.PathLike, *, decode: DecodeConfig = DecodeCon
     container = open_container(source, options=options, timeout=timeout)
     try:
         caps = _captions_for(str(source), container, captions, options, timeout)
+        plan = plan_decode(source, container, decode)  # the one choice of how to decode it
     except BaseException:
         container.close()
         raise
@@ -265,12 +267,11 @@ def iter_segments(source: str | os.PathLike, *, decode: DecodeConfig = DecodeCon
     seg = Segmenter(source=name, decode=decode, segment=segment, captions=caps,
                     has_video=vstream is not None, has_audio=astream is not None)
 
-    gops = gop_workers(source, decode) if vstream is not None and astream is None and not is_url(source) else 0
-
     def produce() -> Iterator[tuple[str, float, np.ndarray]]:
         try:
-            if gops:  # a video-only H.264 file: its GOPs on several threads
-                end = yield from gop_video_items(str(source), gops, decode, segment, stats, has_audio=False)
+            if plan.gop_workers:  # a video-only H.264 file: its GOPs on several threads (each opens the file)
+                end = yield from gop_video_items(str(source), plan.gop_workers, decode, segment, stats,
+                                                 has_audio=False)
             else:
                 end = yield from decode_items(container, decode, stats, segment)
             if not is_url(source):
@@ -278,8 +279,8 @@ def iter_segments(source: str | os.PathLike, *, decode: DecodeConfig = DecodeCon
         finally:
             container.close()
 
-    if vstream is not None and astream is not None and not is_url(source):
-        items = split_items(source, container, decode, segment, stats, name=name)
+    if plan.split:
+        items = split_items(source, container, decode, segment, stats, name=name, gop_workers=plan.gop_workers)
     else:
         items = prefetch(produce(), decode.queue_size, name=f"decode:{Path(name).name}")
     try:

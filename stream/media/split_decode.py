@@ -24,24 +24,28 @@ import av
 
 from avfuse.stream.media.config import DecodeConfig, SegmentConfig
 from avfuse.stream.media.decode import DecodeStats, Item, completeness_check, decode_items, open_container
-from avfuse.stream.media.gop_decode import gop_video_items, gop_workers
+from avfuse.stream.media.gop_decode import gop_video_items
 from avfuse.stream.media.prefetch import prefetch
 
 
 def split_items(source: str | os.PathLike, container: av.container.InputContainer, decode: DecodeConfig,
-                segment: SegmentConfig, stats: DecodeStats, *, name: str) -> Iterator[Item]:
+                segment: SegmentConfig, stats: DecodeStats, *, name: str, gop_workers: int = 0) -> Iterator[Item]:
     """The items of :func:`~avfuse.stream.media.decode.decode_items` for ``container`` (an open local file with video
     and audio, closed here), decoded as two streams on two threads, merged by time. A truncated file
-    raises MediaError after its last item, as with one thread; ``stats`` gets both threads' counts."""
+    raises MediaError after its last item, as with one thread; ``stats`` gets both threads' counts.
+    ``gop_workers`` (the plan's, :mod:`~avfuse.stream.media.decode_plan`): when > 0 the video goes to that many
+    GOP workers, which open the file themselves, and ``container`` decodes the audio."""
     check = completeness_check(container)
-    try:
-        second = open_container(source)
-    except BaseException:
-        container.close()
-        raise
+    if gop_workers:
+        containers = {"audio": container}
+    else:
+        try:
+            containers = {"video": container, "audio": open_container(source)}
+        except BaseException:
+            container.close()
+            raise
     ends: dict[str, float] = {}
     counts = {"video": DecodeStats(), "audio": DecodeStats()}
-    containers = {"video": container, "audio": second}
 
     def produce(c: av.container.InputContainer, only: str) -> Iterator[Item]:
         if containers.pop(only, None) is None:
@@ -55,13 +59,11 @@ def split_items(source: str | os.PathLike, container: av.container.InputContaine
         ends["video"] = yield from gop_video_items(source, workers, decode, segment, counts["video"], has_audio=True)
 
     short = Path(name).name
-    workers = gop_workers(source, decode)
-    if workers:  # the GOP workers open the file themselves
-        containers.pop("video").close()
-        video = prefetch(produce_gops(workers), decode.queue_size, name=f"decode-video:{short}")
+    if gop_workers:
+        video = prefetch(produce_gops(gop_workers), decode.queue_size, name=f"decode-video:{short}")
     else:
-        video = prefetch(produce(container, "video"), decode.queue_size, name=f"decode-video:{short}")
-    audio = prefetch(produce(second, "audio"), decode.queue_size, name=f"decode-audio:{short}")
+        video = prefetch(produce(containers["video"], "video"), decode.queue_size, name=f"decode-video:{short}")
+    audio = prefetch(produce(containers["audio"], "audio"), decode.queue_size, name=f"decode-audio:{short}")
     try:
         yield from heapq.merge(video, audio, key=itemgetter(1))  # by time
         check(max(ends.values()))
