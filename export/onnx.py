@@ -34,7 +34,8 @@ from torch import nn
 
 import avfuse
 from avfuse.stream.errors import ModelError, SourceError
-from avfuse.stream.infer.modelspec import INPUTS, OUTPUTS
+from avfuse.stream.infer import contract
+from avfuse.stream.infer.contract import INPUTS, OUTPUTS
 from avfuse.stream.infer.tokenize import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,10 @@ class ModelInfo:
         """The ``metadata_props`` of the exported file: every value a JSON string."""
         model = {**self.model, "precision": precision, "opset": opset, "exporter": "torch.onnx (torchscript)",
                  "torch": torch.__version__}
-        values = {"labels": list(self.labels), "decode": self.decode, "model": model, "version": self.version,
-                  "metrics": self.metrics}
-        meta = {f"avfuse.{k}": json.dumps(v) for k, v in values.items()}
-        meta["avfuse.tokenizer"] = self.tokenizer.to_json()
+        values = {contract.LABELS: list(self.labels), contract.DECODE: self.decode, contract.MODEL: model,
+                  contract.VERSION: self.version, contract.METRICS: self.metrics}
+        meta = {k: json.dumps(v) for k, v in values.items()}
+        meta[contract.TOKENIZER] = self.tokenizer.to_json()
         return meta
 
 
@@ -146,7 +147,7 @@ def restore_unused_inputs(proto: onnx.ModelProto, config) -> None:
 
 def set_metadata(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.ModelProto:
     """Replace any avfuse.* metadata with ``metadata`` (other keys are kept)."""
-    kept = [(p.key, p.value) for p in proto.metadata_props if not p.key.startswith("avfuse.")]
+    kept = [(p.key, p.value) for p in proto.metadata_props if not p.key.startswith(contract.KEY_PREFIX)]
     del proto.metadata_props[:]
     for key, value in [*kept, *sorted(metadata.items())]:
         entry = proto.metadata_props.add()
@@ -159,7 +160,7 @@ def set_metadata(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.Model
 def set_precision(proto: onnx.ModelProto, precision: str, extra: dict | None = None) -> None:
     """Record a variant's precision (and figures such as its held-out accuracy) in ``avfuse.model``."""
     for entry in proto.metadata_props:
-        if entry.key == "avfuse.model":
+        if entry.key == contract.MODEL:
             model = json.loads(entry.value)
             model["precision"] = precision
             model.update(extra or {})

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from avfuse.stream.errors import ConfigError
+from avfuse.stream.records import EventRecord, as_dict
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,8 +49,8 @@ class EventTracker:
         run, self._open = self._open, None
         if run is None or run.end - run.start < self.config.min_duration_s - 1e-9:
             return []
-        return [{"type": "event", "source": run.source, "label": run.label, "start": round(run.start, 6),
-                 "end": round(run.end, 6), "score": round(run.total / run.n, 6)}]
+        return [as_dict(EventRecord(source=run.source, label=run.label, start=round(run.start, 6),
+                                    end=round(run.end, 6), score=round(run.total / run.n, 6)))]
 
     def update(self, record: dict) -> list[dict]:
         label, score, start, end = record["label"], record["score"], record["start"], record["end"]

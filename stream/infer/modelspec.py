@@ -13,6 +13,18 @@ from pathlib import Path
 import onnxruntime as ort
 
 from avfuse.stream.errors import ConfigError, ModelError, SourceError
+from avfuse.stream.infer.contract import (
+    DECODE,
+    INPUTS,
+    KEY_PREFIX,
+    LABELS,
+    METRICS,
+    MODEL,
+    OUTPUTS,
+    REQUIRED_KEYS,
+    TOKENIZER,
+    VERSION,
+)
 from avfuse.stream.infer.tokenize import Tokenizer
 from avfuse.stream.media.config import (
     DecodeConfig,
@@ -23,10 +35,6 @@ from avfuse.stream.media.config import (
 )
 from avfuse.stream.media.segment import MODALITIES
 
-INPUTS = ("frames", "audio", "tokens", "present")
-OUTPUTS = ("probs", "gates", "embedding")
-REQUIRED_KEYS = ("avfuse.labels", "avfuse.decode", "avfuse.tokenizer")
-KEY_PREFIX = "avfuse."
 MAX_SEGMENT_BYTES = 1 << 30  # one segment's model inputs; a batch of them is allocated at warm-up
 
 
@@ -107,7 +115,7 @@ _MODEL_KEYS = {
 
 def _labels(value: object, path: Path) -> tuple[str, ...]:
     if not _is_strings(value) or not value or not all(value) or len(set(value)) != len(value):
-        raise _bad(path, "avfuse.labels", value, "a non-empty JSON list of distinct, non-empty strings")
+        raise _bad(path, LABELS, value, "a non-empty JSON list of distinct, non-empty strings")
     return tuple(value)
 
 
@@ -115,7 +123,7 @@ def _configs(dec: object, path: Path) -> tuple[DecodeConfig, SegmentConfig, int,
     """avfuse.decode checked key by key, then the configs it rebuilds, T and S: nothing is sized from it
     before this returns."""
     if not isinstance(dec, dict):
-        raise _bad(path, "avfuse.decode", dec, "a JSON object")
+        raise _bad(path, DECODE, dec, "a JSON object")
     missing = [key for key in _DECODE_KEYS if key not in dec]
     if missing:
         raise ModelError(f"{path}: avfuse.decode lacks {', '.join(missing)} (it needs {', '.join(_DECODE_KEYS)})")
@@ -140,7 +148,7 @@ def _configs(dec: object, path: Path) -> tuple[DecodeConfig, SegmentConfig, int,
 
 def _model(value: object, labels: tuple[str, ...], path: Path) -> dict:
     if not isinstance(value, dict):
-        raise _bad(path, "avfuse.model", value, "a JSON object")
+        raise _bad(path, MODEL, value, "a JSON object")
     for key, (ok, allowed) in _MODEL_KEYS.items():
         if key in value and not ok(value[key]):
             raise _bad(path, f"avfuse.model {key}", value[key], allowed)
@@ -165,17 +173,17 @@ def spec_from_metadata(meta: dict[str, str], path: Path) -> ModelSpec:
         raise ModelError(f"{path}: not an avfuse model (metadata lacks {', '.join(missing)}); "
                          "export it with 'avfuse export'")
     decoded = {k: _json(meta, k, path) for k in meta if k.startswith(KEY_PREFIX)}
-    labels = _labels(decoded["avfuse.labels"], path)
-    decode, segment, frames, samples = _configs(decoded["avfuse.decode"], path)
-    metrics, version = decoded.get("avfuse.metrics", {}), decoded.get("avfuse.version", "")
+    labels = _labels(decoded[LABELS], path)
+    decode, segment, frames, samples = _configs(decoded[DECODE], path)
+    metrics, version = decoded.get(METRICS, {}), decoded.get(VERSION, "")
     if not isinstance(metrics, dict):
-        raise _bad(path, "avfuse.metrics", metrics, "a JSON object")
+        raise _bad(path, METRICS, metrics, "a JSON object")
     if not isinstance(version, str):
-        raise _bad(path, "avfuse.version", version, "a string")
+        raise _bad(path, VERSION, version, "a string")
     return ModelSpec(
         path=path, labels=labels, decode=decode, segment=segment, frames=frames, samples=samples,
-        tokenizer=_tokenizer(meta["avfuse.tokenizer"], path),
-        model=_model(decoded.get("avfuse.model", {}), labels, path), metrics=metrics, version=version,
+        tokenizer=_tokenizer(meta[TOKENIZER], path),
+        model=_model(decoded.get(MODEL, {}), labels, path), metrics=metrics, version=version,
         metadata=decoded,
     )
 

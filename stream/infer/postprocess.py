@@ -10,6 +10,7 @@ import numpy as np
 
 from avfuse.stream.errors import ConfigError
 from avfuse.stream.media.segment import MODALITIES, Segment
+from avfuse.stream.records import ErrorRecord, SegmentRecord, as_dict
 
 SMOOTHING = ("none", "mean", "ema")
 
@@ -79,14 +80,12 @@ def top_k(probs: np.ndarray, labels: tuple[str, ...], k: int) -> list[tuple[str,
 def segment_record(segment: Segment, probs: np.ndarray, gates: np.ndarray, labels: tuple[str, ...],
                    k: int) -> dict:
     top = top_k(probs, labels, k)
-    return {
-        "type": "segment", "source": segment.source, "index": segment.index,
-        "start": round(segment.start, 6), "end": round(segment.end, 6),
-        "label": top[0][0], "score": top[0][1], "top": [list(t) for t in top],
-        "gates": {m: round(float(g), 6) for m, g in zip(MODALITIES, gates, strict=True)},
-        "present": segment.present.as_dict(), "wallclock": segment.wallclock,
-    }
+    return as_dict(SegmentRecord(
+        source=segment.source, index=segment.index, start=round(segment.start, 6), end=round(segment.end, 6),
+        label=top[0][0], score=top[0][1], top=tuple(top),
+        gates={m: round(float(g), 6) for m, g in zip(MODALITIES, gates, strict=True)},
+        present=segment.present.as_dict(), wallclock=segment.wallclock))
 
 
 def error_record(source: str, error: BaseException) -> dict:
-    return {"type": "error", "source": source, "error": type(error).__name__, "detail": str(error)}
+    return as_dict(ErrorRecord(source=source, error=type(error).__name__, detail=str(error)))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from avfuse.stream.records import WarningRecord, as_dict
+
 JUMP_BACK_S = 1.0  # a timestamp this far before the previous one is a discontinuity, not a frame out of order
 
 
@@ -24,6 +26,6 @@ class Discontinuity:
                 "media time (concatenated files or wrapped pts); followed: what comes after is labelled from there on")
 
     def as_record(self) -> dict:
-        return {"type": "warning", "source": self.source, "warning": "discontinuity", "stream": self.stream,
-                "start": round(self.at, 6), "end": round(self.at, 6), "back_s": round(self.back_s, 6),
-                "detail": self.text}
+        return as_dict(WarningRecord(source=self.source, warning="discontinuity", stream=self.stream,
+                                     start=round(self.at, 6), end=round(self.at, 6), back_s=round(self.back_s, 6),
+                                     detail=self.text))

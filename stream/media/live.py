@@ -37,6 +37,7 @@ from avfuse.stream.media.reconnect import Backoff
 from avfuse.stream.media.redact import redact, scrub
 from avfuse.stream.media.segment import Segment
 from avfuse.stream.media.transport import TransportChoice, is_refusal
+from avfuse.stream.records import GapRecord, as_dict
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,8 @@ class Gap:
         return self.end_wallclock - self.start_wallclock
 
     def as_record(self) -> dict:
-        return {"type": "gap", "source": self.source, "start_wallclock": self.start_wallclock,
-                "end_wallclock": self.end_wallclock, "reason": self.reason}
+        return as_dict(GapRecord(source=self.source, start_wallclock=self.start_wallclock,
+                                 end_wallclock=self.end_wallclock, reason=self.reason))
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""CSV: one file per source (``STEM.csv``) or one stream on stdout; segment, event and error rows share
-one set of columns, ``top`` is JSON.
+"""CSV: one file per source (``STEM.csv``) or one stream on stdout; every record type shares one set of
+columns, made from the record fields (:data:`avfuse.stream.records.CSV_COLUMNS`): ``top`` is JSON, gates and
+present one column per modality, and a key no record declares goes into ``extra`` as JSON, never dropped.
 
 A text cell a spreadsheet would run as a formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a
 carriage return: a label, a file name, an error message) gets a leading single quote, OWASP's rule
@@ -8,14 +9,13 @@ against CSV injection; numbers, and text that is only a number, are written as t
 from __future__ import annotations
 
 import csv
-import json
 import re
 from typing import TextIO
 
+from avfuse.stream.records import CSV_COLUMNS, flat
 from avfuse.stream.run.sinks.files import FileSink
 
-COLUMNS = ("type", "source", "index", "start", "end", "label", "score", "top", "gate_video", "gate_audio",
-           "gate_text", "error", "detail")
+COLUMNS = CSV_COLUMNS
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
@@ -28,12 +28,7 @@ def cell(value: object) -> object:
 
 
 def row(record: dict) -> dict:
-    out = {k: record.get(k, "") for k in COLUMNS}
-    if "top" in record:
-        out["top"] = json.dumps(record["top"])
-    for m, g in record.get("gates", {}).items():
-        out[f"gate_{m}"] = g
-    return {k: cell(v) for k, v in out.items()}
+    return {k: cell(v) for k, v in flat(record).items()}
 
 
 def _writer(f: TextIO, *, quote_all: bool = False) -> csv.DictWriter:
