@@ -26,13 +26,13 @@ _PUBLIC = {
     "PipelineConfig": "avfuse.stream.run.pipeline",
     **{name: "avfuse.stream.errors" for name in (
         "AvfuseError", "ConfigError", "SourceError", "MediaError", "CodecError", "CaptionError", "ModelError",
-        "DataError", "DependencyError", "OutputError")},
+        "DataError", "DependencyError", "OutputError", "SinkError")},
 }
 
 __all__ = [  # noqa: RUF022 (grouped as in _PUBLIC)
     "__version__", "iter_segments", "Segment", "SegmentConfig", "DecodeConfig", "ModelSpec", "read_spec", "Engine",
     "Pipeline", "PipelineConfig", "AvfuseError", "ConfigError", "SourceError", "MediaError", "CodecError",
-    "CaptionError", "ModelError", "DataError", "DependencyError", "OutputError",
+    "CaptionError", "ModelError", "DataError", "DependencyError", "OutputError", "SinkError",
 ]
 
 if TYPE_CHECKING:

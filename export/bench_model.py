@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avfuse.stream.errors import ModelError, SourceError
+from avfuse.stream.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,11 @@ def run(args: argparse.Namespace) -> int:
     from avfuse.stream.media.sample_clips import real_clip
 
     if args.rounds < 3:
-        raise SourceError(f"--rounds must be >= 3, got {args.rounds}")
+        raise ConfigError(f"--rounds must be >= 3, got {args.rounds}")
     if args.threads < 0:
-        raise SourceError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
+        raise ConfigError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
     if args.int8 is not None and not args.int8.is_file():
-        raise SourceError(f"{args.int8}: int8 model not found (leave out --int8 to quantize one now)")
+        raise ModelError(f"{args.int8}: int8 model not found (leave out --int8 to quantize one now)")
     spec = read_spec(args.model)
     source = args.source or real_clip("bigbuckbunny")
     segments = V.decode_sources([source], decode=spec.metadata["avfuse.decode"], tokenizer=spec.tokenizer, limit=8)

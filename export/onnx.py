@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 import avfuse
-from avfuse.stream.errors import ModelError, SourceError
+from avfuse.stream.errors import ModelError, OutputError
 from avfuse.stream.infer import contract
 from avfuse.stream.infer.contract import INPUTS, OUTPUTS
 from avfuse.stream.infer.tokenize import Tokenizer
@@ -173,9 +173,9 @@ def check_output_path(path: Path) -> Path:
     """The destination's folder must exist; the file is created there (never in another folder)."""
     path = Path(path)
     if not path.parent.is_dir():
-        raise SourceError(f"{path}: output folder {path.parent} does not exist")
+        raise OutputError(f"{path}: output folder {path.parent} does not exist")
     if path.is_dir():
-        raise SourceError(f"{path}: is a folder; give a file name such as {path / 'model.onnx'}")
+        raise OutputError(f"{path}: is a folder; give a file name such as {path / 'model.onnx'}")
     return path
 
 

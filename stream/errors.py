@@ -40,6 +40,11 @@ class DependencyError(AvfuseError, ImportError):
     """An optional dependency (an extra) is not installed."""
 
 
+class SinkError(AvfuseError, OSError):
+    """A sink refuses the run: a broker or endpoint that rejects the connection (bad credentials, not
+    authorised). Unlike a sink that is only unreachable, retrying will not help."""
+
+
 class OutputError(AvfuseError, OSError):
     """An output (a file in OUT, a marker, the summary, stdout) cannot be written: disk full, name too
     long, read-only, broken pipe, or the output folder is in use by another run."""

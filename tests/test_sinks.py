@@ -18,7 +18,7 @@ import pytest
 from onnx_models import colour_model, colour_video
 
 from avfuse.stream.cli.main import main
-from avfuse.stream.errors import ConfigError, SourceError
+from avfuse.stream.errors import ConfigError, SinkError
 from avfuse.stream.run.sinks import make_sinks
 from avfuse.stream.run.sinks.mqtt import MqttSink, parse_url
 from avfuse.stream.run.sinks.spool import DeliveryConfig
@@ -282,7 +282,7 @@ def test_credentials_in_the_url_log_in_and_a_refusal_says_why(password_broker):
     finally:
         sink.close()
     t0 = time.monotonic()
-    with pytest.raises(SourceError, match="refused the connection") as info:
+    with pytest.raises(SinkError, match="refused the connection") as info:
         MqttSink(f"mqtt://alice:wrong@127.0.0.1:{port}/avfuse/auth", config=DeliveryConfig(timeout_s=20))
     assert time.monotonic() - t0 < 15 and "wrong" not in str(info.value)  # told at once, not after the timeout
 

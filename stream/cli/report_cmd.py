@@ -7,7 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from avfuse.stream.errors import SourceError
+from avfuse.stream.errors import ConfigError, OutputError
 from avfuse.stream.run.outputs import write_atomic
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def render(path: Path) -> str:
     if path.is_file() and path.name == METRICS:
         path = path.parent
     if not path.is_dir():
-        raise SourceError(f"{path}: not a folder (give a run's output folder or a training run)")
+        raise ConfigError(f"{path}: not a folder (give a run's output folder or a training run)")
     if (path / METRICS).is_file():
         from avfuse.stream.run.report.train_report import train_report
         return train_report(path / METRICS)
@@ -39,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         write_atomic(out, html)
     except OSError as e:
-        raise SourceError(f"{out}: cannot write the report ({e.strerror})") from e
+        raise OutputError(f"{out}: cannot write the report ({e.strerror})") from e
     print(f"wrote {out} ({len(html.encode('utf-8')) / 1e6:.2f} MB)")
     return 0

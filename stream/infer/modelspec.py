@@ -12,7 +12,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from avfuse.stream.errors import ConfigError, ModelError, SourceError
+from avfuse.stream.errors import ConfigError, ModelError
 from avfuse.stream.infer.contract import (
     DECODE,
     INPUTS,
@@ -233,7 +233,7 @@ def read_spec(path: str | Path) -> ModelSpec:
     """Open ``path`` with onnxruntime (CPU) just to read its metadata and check its inputs/outputs."""
     path = Path(path)
     if not path.is_file():
-        raise SourceError(f"{path}: model file not found")
+        raise ModelError(f"{path}: model file not found")
     session = metadata_session(path)
     check_io(session, path)
     spec = spec_from_metadata(dict(session.get_modelmeta().custom_metadata_map), path)

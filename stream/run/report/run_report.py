@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
-from avfuse.stream.errors import SourceError
+from avfuse.stream.errors import DataError
 from avfuse.stream.media.segment import MODALITIES
 from avfuse.stream.run.outputs import PARTIAL
 from avfuse.stream.run.report.page import embed_json, fill
@@ -58,7 +58,7 @@ def read_records(path: Path, stem: str, finished: bool) -> SourceRecords:
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as e:
-        raise SourceError(f"{path}: cannot read ({e.strerror})") from e
+        raise DataError(f"{path}: cannot read ({e.strerror})") from e
     for line in lines:
         if not line.strip():
             continue
@@ -175,7 +175,7 @@ def run_report(folder: Path) -> str:
     """The HTML report of the run whose output folder is ``folder``."""
     files = output_files(folder)
     if not files:
-        raise SourceError(f"{folder}: no .jsonl outputs here (a run writes them with -o {folder} --sink jsonl)")
+        raise DataError(f"{folder}: no .jsonl outputs here (a run writes them with -o {folder} --sink jsonl)")
     sources = [read_records(*f) for f in files]
     bad = sum(s.unreadable for s in sources)
     if bad:

@@ -13,7 +13,7 @@ import math
 from html import escape
 from pathlib import Path
 
-from avfuse.stream.errors import SourceError
+from avfuse.stream.errors import DataError
 from avfuse.stream.media.segment import MODALITIES
 from avfuse.stream.run.report.page import fill
 
@@ -129,9 +129,9 @@ def train_report(path: Path) -> str:
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
-        raise SourceError(f"{path}: cannot read the training metrics ({e})") from e
+        raise DataError(f"{path}: cannot read the training metrics ({e})") from e
     if not isinstance(metrics, dict):
-        raise SourceError(f"{path}: not an avfuse training run's metrics (expected a JSON object)")
+        raise DataError(f"{path}: not an avfuse training run's metrics (expected a JSON object)")
     history = [r for r in metrics.get("history") or [] if isinstance(r, dict)]
     stage = [r for r in metrics.get("unimodal_stage") or [] if isinstance(r, dict)]
     curves = (_chart("loss per epoch", history, CURVES[:1], unit_max=None)

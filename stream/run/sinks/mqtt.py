@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 
-from avfuse.stream.errors import ConfigError, SourceError
+from avfuse.stream.errors import ConfigError, SinkError
 from avfuse.stream.media.redact import credentials, redact
 from avfuse.stream.run.sinks.spool import DeliveryConfig, DeliverySink, Entry, Spool
 
@@ -60,7 +60,7 @@ class MqttSink(DeliverySink):
         timeout = self.config.timeout_s
         if self._answered.wait(timeout) and self._refused:
             self._stop()
-            raise SourceError(f"MQTT broker {self.host}:{self.port} refused the connection ({self._refused})")
+            raise SinkError(f"MQTT broker {self.host}:{self.port} refused the connection ({self._refused})")
         if not self.client.is_connected():
             self.reason = f"not connected within {timeout:g} s"
             log.warning("MQTT broker %s:%d did not accept a connection within %g s; its records are retried "
