@@ -6,13 +6,12 @@ timeout; a playlist that cannot be fetched counts as live, so the live source's 
 
 from __future__ import annotations
 
-import base64
 import functools
 import logging
 import urllib.request
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
-from avfuse.stream.media.netsource import DEFAULT_TIMEOUT_S
+from avfuse.stream.media.netsource import DEFAULT_TIMEOUT_S, http_request
 from avfuse.stream.media.redact import redact
 
 log = logging.getLogger(__name__)
@@ -27,15 +26,8 @@ def is_playlist(url: str) -> bool:
 
 
 def _fetch(url: str, timeout_s: float) -> str:
-    """The playlist's text; credentials in the URL go as HTTP basic auth, never into the request line."""
-    parts = urlsplit(url)
-    headers = {}
-    if parts.username is not None:
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        host = parts.hostname + (f":{parts.port}" if parts.port else "")
-        url = urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s) as r:
+    """The playlist's text."""
+    with urllib.request.urlopen(http_request(url), timeout=timeout_s) as r:
         return r.read(MAX_PLAYLIST_BYTES).decode("utf-8", "replace")
 
 

@@ -12,9 +12,10 @@ lost, and media time goes on past the last segment by exactly the gap's length (
 and in step with the wall clock). ``Segment.wallclock`` is when the window closed: the wall-clock time
 the stream delivered the end of that window (see ``_CloseClock``): latency is measured from there.
 
-What counts as live (:func:`is_live`): URLs whose scheme is one of :data:`LIVE_SCHEMES`, and HTTP(S)
-URLs of HLS playlists (``.m3u8``) without ``#EXT-X-ENDLIST`` (:mod:`avfuse.stream.media.hls`). Other HTTP(S) URLs, VOD
-playlists among them, are read as finite files.
+What counts as live (:func:`is_live`): URLs whose scheme is one of :data:`LIVE_SCHEMES`, HTTP(S) URLs of
+HLS playlists (``.m3u8``) without ``#EXT-X-ENDLIST`` (:mod:`avfuse.stream.media.hls`), and HTTP(S) URLs that
+answer with MJPEG (:mod:`avfuse.stream.media.mjpeg`). Other HTTP(S) URLs, VOD playlists among them, are read
+as finite files.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from urllib.parse import urlsplit
 
 from avfuse.stream.errors import AvfuseError, ConfigError, SourceError
 from avfuse.stream.media.config import DecodeConfig, SegmentConfig
+from avfuse.stream.media.hls import is_playlist
+from avfuse.stream.media.mjpeg import OPTIONS as MJPEG_OPTIONS
+from avfuse.stream.media.mjpeg import is_http
 from avfuse.stream.media.reconnect import Backoff
 from avfuse.stream.media.redact import redact, scrub
 from avfuse.stream.media.segment import Segment
@@ -55,8 +59,11 @@ def is_live(source: str | Path) -> bool:
     if scheme in LIVE_SCHEMES:
         return True
     from avfuse.stream.media.hls import is_playlist, is_vod
+    from avfuse.stream.media.mjpeg import is_mjpeg
 
-    return is_playlist(text) and not is_vod(text)  # a VOD playlist (#EXT-X-ENDLIST) is a finite file
+    if is_playlist(text):
+        return not is_vod(text)  # a VOD playlist (#EXT-X-ENDLIST) is a finite file
+    return is_mjpeg(text)  # an IP camera's MJPEG over HTTP
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -282,6 +289,8 @@ class LiveSource:
         micro = str(int(self.read_timeout * 1_000_000))
         if self._rtsp:
             return {"rtsp_transport": self.choice.current, "timeout": micro}
+        if is_http(self.url) and not is_playlist(self.url):  # MJPEG: frames stamped as they arrive
+            return {"rw_timeout": micro, **MJPEG_OPTIONS}
         return {"rw_timeout": micro}
 
     # ---- the consumer: reconnects, gaps, index and media time across connections ----

@@ -9,12 +9,14 @@ blocked in an open or a read; the abandoned thread ends when its timeout fires.
 
 from __future__ import annotations
 
+import base64
 import logging
 import queue
 import threading
+import urllib.request
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from avfuse.stream.errors import ConfigError
 from avfuse.stream.media.prefetch import offer
@@ -30,6 +32,18 @@ def readers_left() -> int:
     """Reader threads still inside their source (abandoned by a stop, waiting for FFmpeg's timeout). A process
     must not finalize the interpreter under them: FFmpeg would return into freed state (a segfault)."""
     return sum(t.is_alive() for t in _READERS)
+
+
+def http_request(url: str) -> urllib.request.Request:
+    """A GET of ``url`` whose credentials go as HTTP basic auth, never into the request line."""
+    parts = urlsplit(url)
+    headers = {}
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+        url = urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+    return urllib.request.Request(url, headers=headers)
 
 
 def network_options(url: str, timeout_s: float) -> dict[str, str]:
