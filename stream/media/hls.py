@@ -31,6 +31,8 @@ def _fetch(url: str, timeout_s: float) -> str:
     parts = urlsplit(url)
     headers = {}
     if parts.username is not None:
+        if parts.hostname is None:
+            raise ValueError(f"{redact(url)}: the URL names no host")
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         host = parts.hostname + (f":{parts.port}" if parts.port else "")
