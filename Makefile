@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench edge lint system-deps clean
+.PHONY: demo test test-fast bench edge lint system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,12 @@ demo: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+# the tests not marked slow, without the linters: for a quick check while working
+test-fast: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q -m "not slow"
 
 DEMO_MODEL := demo-out/model.onnx
 
@@ -47,8 +52,10 @@ demo-out/model.int8.onnx: | $(DEMO_MODEL)
 edge: $(STAMP) $(EDGE_MODEL) $(EDGE_INT8)
 	bash scripts/edge.sh $(EDGE_MODEL) $(EDGE_INT8)
 
+# ruff over the tree, mypy over avfuse.stream (its settings: [tool.mypy] in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

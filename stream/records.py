@@ -106,7 +106,7 @@ def flat(record: dict[str, Any]) -> dict[str, Any]:
     import json
 
     out: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
-    extra = {}
+    extra: dict[str, Any] = {}
     for key, value in record.items():
         if key in _NESTED and isinstance(value, dict):
             for m, v in value.items():

@@ -51,14 +51,14 @@ def loop_clip(src: str | Path, dst: str | Path, seconds: float) -> float:
         streams = [s for s in inp.streams if s.type in ("video", "audio")]
         ends: dict[int, float] = {}
         starts: dict[int, float] = {}
-        packets = []
+        packets: list[tuple[av.Packet, int, int]] = []  # with its pts and dts
         for p in inp.demux(*streams):
             if p.dts is None or p.pts is None:
                 continue
             tb = p.time_base
             starts[p.stream.index] = min(starts.get(p.stream.index, 1e18), float(p.pts * tb))
             ends[p.stream.index] = max(ends.get(p.stream.index, -1e18), float((p.pts + (p.duration or 0)) * tb))
-            packets.append(p)
+            packets.append((p, p.pts, p.dts))
         if not packets:
             raise MediaError(f"{src}: no packets to loop")
         length = max(ends.values()) - min(starts.values())  # loops never overlap, whatever the stream
@@ -66,10 +66,10 @@ def loop_clip(src: str | Path, dst: str | Path, seconds: float) -> float:
         with av.open(str(dst), "w") as out:
             mapping = {s.index: out.add_stream_from_template(s) for s in streams}
             for i in range(loops):
-                for p in packets:
+                for p, pts, dts in packets:
                     shift = round(i * length / p.time_base)
                     q = av.Packet(bytes(p))
-                    q.pts, q.dts, q.duration, q.time_base = p.pts + shift, p.dts + shift, p.duration, p.time_base
+                    q.pts, q.dts, q.duration, q.time_base = pts + shift, dts + shift, p.duration, p.time_base
                     q.is_keyframe = p.is_keyframe
                     q.stream = mapping[p.stream.index]
                     out.mux(q)

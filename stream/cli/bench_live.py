@@ -146,6 +146,8 @@ def _server(args: argparse.Namespace):
         raise DependencyError(f"{SERVER_SCRIPT}: the RTSP test server comes with a checkout of avfuse; "
                               "or pass --url rtsp://... to bench a camera")
     spec = importlib.util.spec_from_file_location("avfuse_rtsp_server", SERVER_SCRIPT)
+    if spec is None or spec.loader is None:
+        raise DependencyError(f"{SERVER_SCRIPT}: cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     if not module.gstreamer_available():
@@ -199,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if server is not None:
                 server.stop()
+    if one is None:  # --max-streams >= 1: the ladder's first rung always runs
+        raise RuntimeError("no trial with the model ran")
     p95 = one.pct(95)
     print(f"  p95 latency, one stream: {p95 * 1000:.0f} ms (goal <= {GOALS['p95_latency_s'] * 1000:.0f} ms); "
           f"{p95 / base.pct(95):.2f}x the decode-only p95 ({base.pct(95) * 1000:.0f} ms)")

@@ -49,6 +49,7 @@ def _fields(buf, start: int = 0, end: int | None = None):
     """Yield (field number, wire type, value) of one protobuf message; LEN values as (offset, length)."""
     pos, end = start, len(buf) if end is None else end
     while pos < end:
+        value: int | tuple[int, int] | None
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
         if wire == 0:

@@ -39,7 +39,7 @@ from avfuse.stream.run.sources import expand
 from avfuse.stream.run.summary import Progress
 
 log = logging.getLogger(__name__)
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_SIGNAL: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 EXIT_FAILED = 1
 EXIT_UNDELIVERED = 3
 EPILOG = (f"exit status: 0 all labelled and delivered; {EXIT_FAILED} a source failed; {EXIT_UNDELIVERED} records "

@@ -7,8 +7,10 @@ inputs/outputs are the contract in ARCHITECTURE.md.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import onnxruntime as ort
 
@@ -74,32 +76,36 @@ def _bad(path: Path, key: str, value: object, allowed: str) -> ModelError:
     return ModelError(f"{path}: {key} must be {allowed}, got {_show(value)}")
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, float) or (_is_int(value) and abs(value) < 2**63)  # a float() that cannot overflow
 
 
-def _is_str(value: object) -> bool:
+def _is_str(value: object) -> TypeGuard[str]:
     return isinstance(value, str)
 
 
-def _is_strings(value: object) -> bool:
+def _is_strings(value: object) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(x, str) for x in value)
 
 
+_Check = tuple[Callable[[object], bool], str]  # a value's test, and what it must be (for the error)
+
 # avfuse.decode: what each key must be, checked before any value is used; its ranges are DecodeConfig's
 # and SegmentConfig's (and frames / samples must be what the segmenter cuts from them).
-_DECODE_KEYS = {"fps": (_is_number, "a number"), "height": (_is_int, "an integer"),
-                "width": (_is_int, "an integer"), "sample_rate": (_is_int, "an integer"),
-                "window_s": (_is_number, "a number"), "hop_s": (_is_number, "a number"),
-                "frames": (_is_int, "an integer")}
-_DECODE_OPTIONAL = {"samples": (_is_int, "an integer"), "resize": (_is_str, "a string"),
-                    "min_coverage": (_is_number, "a number")}
+_DECODE_KEYS: dict[str, _Check] = {
+    "fps": (_is_number, "a number"), "height": (_is_int, "an integer"),
+    "width": (_is_int, "an integer"), "sample_rate": (_is_int, "an integer"),
+    "window_s": (_is_number, "a number"), "hop_s": (_is_number, "a number"),
+    "frames": (_is_int, "an integer")}
+_DECODE_OPTIONAL: dict[str, _Check] = {
+    "samples": (_is_int, "an integer"), "resize": (_is_str, "a string"),
+    "min_coverage": (_is_number, "a number")}
 # avfuse.model describes the network (shown by inspect); the keys avfuse writes have these types, others are free.
-_MODEL_KEYS = {
+_MODEL_KEYS: dict[str, _Check] = {
     "encoders": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
                  "a JSON object of modality: encoder description (strings)"),
     "modalities": (lambda v: _is_strings(v) and set(v) <= set(MODALITIES), f"a JSON list of {list(MODALITIES)}"),

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.codec.context import ThreadType
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from avfuse.stream.errors import CodecError, MediaError, SourceError
@@ -101,7 +102,8 @@ def without_secrets(e: BaseException, url: str) -> BaseException:
     if not secrets_of(url) or not isinstance(e, av.error.FFmpegError | OSError):
         return e
     try:
-        return type(e)(e.errno, e.strerror)
+        # PyAV's stub wants an int and a str; an OSError's errno and strerror may be None, which both take
+        return type(e)(e.errno, e.strerror)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return RuntimeError(_reason(e, url))
 
@@ -287,8 +289,8 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
         astream = None
     streams = [s for s in (vstream, astream) if s is not None]
     for s in streams:
-        s.thread_type = "AUTO"
-        s.thread_count = decoder_threads(decode)
+        s.codec_context.thread_type = ThreadType.AUTO
+        s.codec_context.thread_count = decoder_threads(decode)
     t0 = media_start(container)
     scale = FrameScaler(decode)
     audio = (AudioChunker(decode.sample_rate, t0, 0.0 if ticks else AUDIO_CHUNK_S, declared_end(astream, t0))
@@ -315,7 +317,7 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
         if packet.size:
             stats.packets += 1
         for frame in frames(packet):
-            if packet.stream is astream:
+            if audio is not None and packet.stream is astream:
                 stats.audio_frames += 1
                 for t, samples in audio.push(frame):
                     yield "audio", t, samples

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import av
+from av.codec.context import ThreadType
 
 from avfuse.stream.errors import MediaError
 from avfuse.stream.media.config import DecodeConfig, SegmentConfig
@@ -77,7 +79,7 @@ def worker_budget(decode: DecodeConfig) -> int:
     return min(decoder_threads(decode), MAX_WORKERS)
 
 
-def gop_workers(source: str, decode: DecodeConfig) -> int:
+def gop_workers(source: str | os.PathLike, decode: DecodeConfig) -> int:
     """How many GOP workers ``source`` gets: 0 when it must decode as before (see the module text)."""
     workers = worker_budget(decode)
     if workers < 2:
@@ -120,7 +122,8 @@ class _Worker:
 
     ``stats`` holds its counts so far."""
 
-    def __init__(self, source: str, index: int, workers: int, decode: DecodeConfig, segment: SegmentConfig):
+    def __init__(self, source: str | os.PathLike, index: int, workers: int, decode: DecodeConfig,
+                 segment: SegmentConfig):
         self.source, self.index, self.workers = source, index, workers
         self.clock, self.scale = SampleClock(decode, segment), FrameScaler(decode)
         self.stats = DecodeStats()
@@ -133,12 +136,14 @@ class _Worker:
             container.close()
 
     def _run(self, container: av.container.InputContainer) -> Iterator[tuple]:
-        video = media_streams(container)[0]
-        video.thread_type, video.thread_count = "SLICE", 1
-        self.ctx, self.name = video.codec_context, str(self.source)
-        self.vtb, self.t0 = float(video.time_base), media_start(container)
+        video, self.name = media_streams(container)[0], str(self.source)
+        nal = None if video is None else _nal_length_size(video)
+        if video is None or nal is None:  # gop_workers gives no workers to such a file
+            raise MediaError(f"{self.name}: no H.264 video stream with length-prefixed NAL units to split by GOP")
+        video.thread_type, video.thread_count = ThreadType.SLICE, 1
+        self.ctx = video.codec_context
+        self.vtb, self.t0 = float(video.time_base) if video.time_base else 0.0, media_start(container)
         self.step = 1.0 / float(video.average_rate) if video.average_rate else 0.04
-        nal = _nal_length_size(video)
         gop, mine = -1, False
         self.pending: tuple[float, av.VideoFrame] | None = None
         self.last_t = -math.inf
@@ -196,8 +201,8 @@ class _Worker:
         self.pending, self.last_t = None, -math.inf
 
 
-def gop_video_items(source: str, workers: int, decode: DecodeConfig, segment: SegmentConfig, stats: DecodeStats,
-                    *, has_audio: bool) -> Generator[Item, None, float]:
+def gop_video_items(source: str | os.PathLike, workers: int, decode: DecodeConfig, segment: SegmentConfig,
+                    stats: DecodeStats, *, has_audio: bool) -> Generator[Item, None, float]:
     """The video items of :func:`~avfuse.stream.media.decode.decode_items` (``only="video"``) for ``source``, decoded
     by ``workers`` GOP workers (see :func:`gop_workers`), the video's end tick included. Returns the
     video's end (the last frame's time plus its duration)."""

@@ -27,9 +27,10 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
 from avfuse.stream.errors import AvfuseError, ConfigError, SourceError
@@ -42,6 +43,11 @@ from avfuse.stream.media.redact import redact, scrub
 from avfuse.stream.media.segment import Segment
 from avfuse.stream.media.transport import TransportChoice, is_refusal
 from avfuse.stream.records import GapRecord, as_dict
+
+if TYPE_CHECKING:
+    import av
+
+    from avfuse.stream.media.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +133,8 @@ def _clean(e: BaseException) -> BaseException:
     import av
 
     if isinstance(e, av.error.FFmpegError):
-        try:
-            return type(e)(e.errno, e.strerror)
+        try:  # PyAV's stub wants an int and a str; its errors take the None they may carry
+            return type(e)(e.errno, e.strerror)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             return RuntimeError(e.strerror)
     return e
@@ -219,8 +225,8 @@ class _Reader(threading.Thread):
             video, audio = media_streams(container)  # the streams decode_items reads: cover art is not video
             if not self._put(("open", (video is not None, audio is not None, duration))):
                 return
-            for kind, t, data in decode_items(_Timed(container), self.decode, DecodeStats(), self.segment,
-                                              ticks=True):
+            timed = cast("av.container.InputContainer", _Timed(container))  # forwards every attribute
+            for kind, t, data in decode_items(timed, self.decode, DecodeStats(), self.segment, ticks=True):
                 if not self._put((kind, (t, data))):
                     return
             self._put(("end", None))
@@ -311,6 +317,8 @@ class LiveSource:
             try:
                 for kind, value in connection:
                     if kind == "first":
+                        if not isinstance(value, float):
+                            raise TypeError(f"a connection's first item is a wall-clock time, got {value!r}")
                         self.stats.connects += 1
                         failures = 0
                         self.choice.worked()
@@ -324,6 +332,8 @@ class LiveSource:
                         elif last_close is None:
                             last_close = value
                         continue
+                    if not isinstance(value, Segment):
+                        raise TypeError(f"a connection yields segments after its first item, got {value!r}")
                     seg = dataclasses.replace(value, index=index, start=round(value.start + offset, 6),
                                               end=round(value.end + offset, 6))
                     index, media_end, last_close = index + 1, seg.end, seg.wallclock
@@ -369,7 +379,7 @@ class LiveSource:
 
     # ---- one connection: reader thread, stall watchdog, segmenter, pacing of a looped file ----
 
-    def _connection(self, stop: threading.Event) -> Iterator[tuple[str, object]]:
+    def _connection(self, stop: threading.Event) -> Generator[tuple[str, float | Segment], None, None]:
         """Yields ("first", wall clock of its media time 0) before its first segment, then ("segment",
         Segment) with media time counted from this connection's start; raises _Lost or _Fatal. A looped file is one
         connection: each pass gets a fresh Segmenter (windows and captions aligned with the file) and
@@ -406,6 +416,8 @@ class LiveSource:
                         continue
                     if kind == "error":
                         raise self._failure(value, first_sent)
+                    if segmenter is None:  # the reader puts "open" first
+                        raise RuntimeError(f"{self.name}: the reader sent {kind!r} before 'open'")
                     if kind == "end":
                         if not self.loop_file:
                             raise _Lost("the stream ended", media=first_sent)
@@ -445,7 +457,7 @@ class LiveSource:
                     (log.debug if stop.is_set() else log.warning)("%s: reader did not stop in time; left to "
                                                                   "time out on its own", self.name)
 
-    def _segmenter(self, has_video: bool, has_audio: bool):
+    def _segmenter(self, has_video: bool, has_audio: bool) -> Segmenter:
         from avfuse.stream.media.captions import load_captions, sidecar_for
         from avfuse.stream.media.segmenter import Segmenter
 

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from avfuse.stream.errors import ConfigError
 from avfuse.stream.media.prefetch import offer
+from avfuse.stream.media.redact import redact
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,9 +40,11 @@ def http_request(url: str) -> urllib.request.Request:
     parts = urlsplit(url)
     headers = {}
     if parts.username is not None:
+        if parts.hostname is None:
+            raise ValueError(f"{redact(url)}: the URL names no host")
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+        host = parts.hostname + (f":{parts.port}" if parts.port else "")
         url = urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
     return urllib.request.Request(url, headers=headers)
 

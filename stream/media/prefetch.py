@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import TypeVar
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def offer(q: queue.Queue, item: object, gone: threading.Event) -> bool:
     return False
 
 
-def prefetch(upstream: Iterable[T], size: int, *, name: str = "prefetch") -> Iterator[T]:
+def prefetch(upstream: Iterable[T], size: int, *, name: str = "prefetch") -> Generator[T, None, None]:
     """Iterate ``upstream`` on a daemon thread, at most ``size`` items ahead of the consumer."""
     if size < 1:
         raise ValueError(f"prefetch size must be >= 1, got {size}")
@@ -76,7 +76,7 @@ def prefetch(upstream: Iterable[T], size: int, *, name: str = "prefetch") -> Ite
                 if not thread.is_alive() and q.empty():
                     raise RuntimeError(f"{name}: the producer thread ended without a result") from None
 
-    def consume() -> Iterator[T]:
+    def consume() -> Generator[T, None, None]:
         thread.start()
         try:
             while True:

@@ -76,10 +76,10 @@ def _data_times(container: av.container.InputContainer, t0: float) -> tuple[floa
             continue
         t = float(packet.pts * packet.time_base) - t0
         length = float((packet.duration or 0) * packet.time_base)
-        if packet.stream.type == "audio":
-            sr = packet.stream.codec_context.sample_rate or 1
+        if audio is not None and packet.stream is audio:
+            sr = audio.codec_context.sample_rate or 1
             last = max(last, t + length - 1 / sr)
-        else:
+        elif video is not None:
             last = max(last, t)
             length = length or (1 / float(video.average_rate) if video.average_rate else 0.0)
         end = max(end, t + length)

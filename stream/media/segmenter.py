@@ -30,6 +30,7 @@ from avfuse.stream.media.config import DecodeConfig, SegmentConfig, frames_per_w
 from avfuse.stream.media.decode import (
     EPS,
     DecodeStats,
+    Item,
     check_complete,
     decode_items,
     is_url,
@@ -96,11 +97,13 @@ class Segmenter:
     def push(self, kind: str, t: float, data: np.ndarray | Discontinuity | None) -> list[Segment]:
         """One item of :func:`~avfuse.stream.media.decode.decode_items`: "video", "audio", "tick" or "jump" (a
         :class:`Discontinuity`, handed on with the next window as one of its ``notices``)."""
-        if kind == "video":
-            return self.push_video(t, data)
-        if kind == "audio":
-            return self.push_audio(t, data)
+        if kind in ("video", "audio"):
+            if not isinstance(data, np.ndarray):
+                raise TypeError(f"a {kind} item carries a numpy array, got {type(data).__name__}")
+            return self.push_video(t, data) if kind == "video" else self.push_audio(t, data)
         if kind == "jump":
+            if not isinstance(data, Discontinuity):
+                raise TypeError(f"a jump item carries a Discontinuity, got {type(data).__name__}")
             self._notices.append(data)
             return []
         return self.tick(t)
@@ -267,7 +270,7 @@ def iter_segments(source: str | os.PathLike, *, decode: DecodeConfig = DecodeCon
     seg = Segmenter(source=name, decode=decode, segment=segment, captions=caps,
                     has_video=vstream is not None, has_audio=astream is not None)
 
-    def produce() -> Iterator[tuple[str, float, np.ndarray]]:
+    def produce() -> Iterator[Item]:
         try:
             if plan.gop_workers:  # a video-only H.264 file: its GOPs on several threads (each opens the file)
                 end = yield from gop_video_items(str(source), plan.gop_workers, decode, segment, stats,

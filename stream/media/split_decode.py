@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from operator import itemgetter
 from pathlib import Path
 
@@ -29,7 +29,8 @@ from avfuse.stream.media.prefetch import prefetch
 
 
 def split_items(source: str | os.PathLike, container: av.container.InputContainer, decode: DecodeConfig,
-                segment: SegmentConfig, stats: DecodeStats, *, name: str, gop_workers: int = 0) -> Iterator[Item]:
+                segment: SegmentConfig, stats: DecodeStats, *, name: str, gop_workers: int = 0
+                ) -> Generator[Item, None, None]:
     """The items of :func:`~avfuse.stream.media.decode.decode_items` for ``container`` (an open local file with video
     and audio, closed here), decoded as two streams on two threads, merged by time. A truncated file
     raises MediaError after its last item, as with one thread; ``stats`` gets both threads' counts.

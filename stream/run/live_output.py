@@ -107,7 +107,7 @@ class LiveFile:
             return False
         if r.seconds is not None:
             return self._period_start(time.time()) > period
-        return path.exists() and path.stat().st_size >= r.size
+        return r.size is not None and path.exists() and path.stat().st_size >= r.size  # one of the two is set
 
     def _open(self, path: Path, *, period: float | None = None) -> None:
         if self.file is not None:
@@ -128,6 +128,8 @@ class LiveFile:
         """Where the next record goes: a new file first when the current one's period or size is up."""
         if self.path is not None and self._period is not None and self._due(self.path, self._period):
             self._rotate()
+        if self.file is None:  # __init__ opens one
+            raise RuntimeError(f"{self.stem}.{self.ext}: no live output file open")
         return self.file
 
     def flush(self) -> None:

@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from avfuse.stream.errors import ConfigError
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"  # metrics have no authentication: other machines reach them only when asked
@@ -48,7 +52,7 @@ class Metrics:
                                          registry=r)
         self.live_stalls = Counter("avfuse_live_stalls", "Live connections abandoned by the stall watchdog",
                                    registry=r)
-        self._server = None
+        self._server: WSGIServer | None = None
 
     def serve(self, port: int, addr: str = DEFAULT_HOST) -> None:
         """Serve /metrics on ``addr:port`` (localhost by default; ``0.0.0.0`` or ``::`` for every interface)

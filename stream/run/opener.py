@@ -7,29 +7,53 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from avfuse.stream.infer.engine import Engine
 from avfuse.stream.run.sources import Source
 
 if TYPE_CHECKING:
+    from avfuse.stream.media.live import Gap
+    from avfuse.stream.media.segment import Segment
     from avfuse.stream.run.pipeline import PipelineConfig
 
 Opener = Callable[[Source, threading.Event], Iterable]
+
+
+class LiveCounters(Protocol):
+    """The counters of a live source a run reports (``avfuse.stream.media.live.LiveStats``)."""
+
+    @property
+    def reconnects(self) -> int: ...
+    @property
+    def gaps(self) -> int: ...
+    @property
+    def lost_s(self) -> float: ...
+    @property
+    def stalls(self) -> int: ...
+
+
+class LiveSegments(Protocol):
+    """What a run needs of a live source (``avfuse.stream.media.live.LiveSource``, imported when first needed)."""
+
+    @property
+    def stats(self) -> LiveCounters: ...
+
+    def segments(self, stop: threading.Event) -> Iterator[Segment | Gap]: ...
 
 
 @dataclass
 class LiveFeed:
     """A LiveSource's segments (and gaps) until ``stop``, with its ``stats`` to report."""
 
-    source: object  # avfuse.stream.media.live.LiveSource, imported when first needed
+    source: LiveSegments
     stop: threading.Event
 
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> Iterator[Segment | Gap]:
         return self.source.segments(self.stop)
 
     @property
-    def stats(self):
+    def stats(self) -> LiveCounters:
         return self.source.stats
 
 
@@ -42,7 +66,7 @@ class LiveCounts:
     lost_s: float = 0.0
     stalls: int = 0
 
-    def update(self, now) -> LiveCounts | None:
+    def update(self, now: LiveCounters | None) -> LiveCounts | None:
         """Take the counters ``now`` (a LiveStats, or None for a file) and return what they gained, or
         None when nothing changed."""
         if now is None:

@@ -20,11 +20,13 @@ ends with it; nothing waits forever.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import methodcaller
 
 from avfuse.stream.errors import AvfuseError, ConfigError, SourceError
 from avfuse.stream.infer.engine import Engine
@@ -164,7 +166,7 @@ class Pipeline:
     def _read(self, sources: list[Source], stems: dict[str, str]) -> None:
         """Files one after another on this thread; each live source on a thread of its own, started
         as it comes up in the list. The segment channel closes once every reader is done."""
-        seg_ch = self._segments
+        seg_ch = _running(self._segments)
         live: list[threading.Thread] = []
         try:
             for source in sources:
@@ -197,8 +199,9 @@ class Pipeline:
         with self._lock:
             self.stats.live_sources += 1
         try:
-            if self._segments.put(_Start(key, source)):
-                self._segments.put(self._read_one(source, key))
+            seg_ch = _running(self._segments)
+            if seg_ch.put(_Start(key, source)):
+                seg_ch.put(self._read_one(source, key))
         except BaseException as e:
             self._abort(e)
 
@@ -206,7 +209,7 @@ class Pipeline:
         """Put one source's segments on the queue; return its end marker (with the error, if any)."""
         if source.error:
             return _End(key, source, SourceError(f"{source.shown}: {source.error}"))
-        seg_ch = self._segments
+        seg_ch = _running(self._segments)
         live = self.config.is_live(source)
         feed: Iterable | None = None
         it: Iterator | None = None
@@ -276,11 +279,11 @@ class Pipeline:
         failed: dict[str, BaseException] = {}
         cut: set[str] = set()  # sources whose queued segments were dropped on stop
         last_end: dict[str, float] = {}
-        out = self._records
+        out, seg_ch = _running(self._records), _running(self._segments)
         try:
-            for batch in micro_batches(self._segments, size=cfg.batch, max_wait_s=self._wait_s,
+            for batch in micro_batches(seg_ch, size=cfg.batch, max_wait_s=self._wait_s,
                                        is_item=lambda x: isinstance(x, _Item)):
-                self.metrics.queue_depth.set(len(self._segments))
+                self.metrics.queue_depth.set(len(seg_ch))
                 first = batch[0]
                 if isinstance(first, _Start):
                     smoothers[first.key] = Smoother(cfg.post)
@@ -357,7 +360,7 @@ class Pipeline:
         open_keys: dict[str, Source] = {}
         cut: set[str] = set()  # sources some of whose records were discarded after stop
         try:
-            for msg in self._records:
+            for msg in _running(self._records):
                 t0 = time.perf_counter()
                 if self._stop.is_set():
                     # Stopping: what the sinks have not written yet is discarded; those sources stay unfinished.
@@ -377,10 +380,10 @@ class Pipeline:
                             self.out.clear_pending(msg.key)
                     self._guard.failed.pop(msg.key, None)
                     live = self.config.is_live(msg.source)  # a live source's files are appended to
-                    self._guard.each(msg.key, lambda s, k=msg.key, v=live: s.open_live(k) if v else s.open_source(k))
+                    self._guard.each(msg.key, methodcaller("open_live" if live else "open_source", msg.key))
                     open_keys[msg.key] = msg.source
                 elif isinstance(msg, _Records):
-                    self._guard.each(msg.key, lambda s, m=msg: _write_records(s, m))
+                    self._guard.each(msg.key, functools.partial(_write_records, records=msg))
                     if msg.times:
                         self._latency(msg.times)
                     self._count_undelivered()
@@ -392,7 +395,7 @@ class Pipeline:
             self._abort(e)
         finally:
             for key in open_keys:  # a failure elsewhere: flush what there is, finish nothing
-                self._guard.each(key, lambda s, key=key: s.close_source(key, finished=False))
+                self._guard.each(key, methodcaller("close_source", key, finished=False))
 
     def _latency(self, times: list[tuple[float, float | None]]) -> None:
         now, wall = time.perf_counter(), time.time()
@@ -417,9 +420,10 @@ class Pipeline:
             guard.each(key, lambda s: s.write(key, rec))
         guard.each(key, lambda s: s.close_source(key, finished=not end.interrupted))
         undelivered = sum(s.pending(key) for s in self.sinks)
-        if end.error is None and not end.interrupted and self.out is not None:
-            guard.attempt(key, lambda: self.out.mark_done(end.source, key, {"device": self.engine.device},
-                                                          pending=undelivered > 0))
+        out = self.out
+        if end.error is None and not end.interrupted and out is not None:
+            guard.attempt(key, lambda: out.mark_done(end.source, key, {"device": self.engine.device},
+                                                     pending=undelivered > 0))
         failed = guard.failed.pop(key, None)  # an output of it could not be written
         end.error = end.error or failed
         if end.error is not None:
@@ -492,6 +496,13 @@ class Pipeline:
         if self._errors:
             raise self._errors[0]
         return self.stats
+
+
+def _running(channel: Channel | None) -> Channel:
+    """A channel of the run in progress (``run`` makes them before it starts the stages)."""
+    if channel is None:
+        raise RuntimeError("the pipeline's channels exist only once run() has begun")
+    return channel
 
 
 def _write_records(sink: Sink, records: _Records) -> None:

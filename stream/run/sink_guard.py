@@ -12,6 +12,7 @@ its summary.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import sys
@@ -69,7 +70,7 @@ class SinkGuard:
 
     def each(self, key: str, call: Callable[[Sink], object]) -> bool:
         """``call(sink)`` for every sink, for source ``key``, until one fails."""
-        return all(self.attempt(key, lambda s=s: call(s), sink=s) for s in self.sinks)
+        return all(self.attempt(key, functools.partial(call, s), sink=s) for s in self.sinks)
 
     def _fail(self, key: str, error: OutputError) -> None:
         if error.errno == errno.EPIPE:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from avfuse.stream.errors import ConfigError
 from avfuse.stream.run.metrics import DEFAULT_HOST
@@ -22,10 +23,18 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
                        help="address the live view binds (0.0.0.0: every interface); default %(default)s")
 
 
+class LiveViewer(Protocol):
+    """What the run calls on the live view (``avfuse.stream.run.report.live.LiveView``, imported when asked for)."""
+
+    def attach(self, stats: object) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class RunViews:
     taps: list = field(default_factory=list)
-    live: object | None = None  # avfuse.stream.run.report.live.LiveView
+    live: LiveViewer | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, out: OutputDir | None) -> RunViews:

@@ -57,7 +57,7 @@ class LiveView:
         self._lock = threading.Lock()
         self._sources: dict[str, _Source] = {}
         self._version = 0
-        self._stats = None  # the run's RunStats, for drops and reconnects (attach)
+        self._stats: object | None = None  # the run's RunStats, for drops and reconnects (attach)
         self._closed = threading.Event()
         try:
             self._server = ThreadingHTTPServer((host, port), _handler(self))

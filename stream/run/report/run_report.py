@@ -136,7 +136,8 @@ def source_data(folder: Path, src: SourceRecords, labels: dict[str, int]) -> dic
         return _num(gates.get(m)) if isinstance(gates, dict) else 0.0
 
     def present(r: dict) -> int:
-        p = r.get("present") if isinstance(r.get("present"), dict) else {}
+        p = r.get("present")
+        p = p if isinstance(p, dict) else {}
         return sum(1 << i for i, m in enumerate(MODALITIES) if p.get(m, True))
 
     return {

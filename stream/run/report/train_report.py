@@ -30,8 +30,8 @@ def _num(v: object) -> float | None:
 
 def _chart(title: str, rows: list[dict], keys: tuple[tuple[str, str], ...], *, unit_max: float | None) -> str:
     """One line chart of ``keys`` over the epochs of ``rows``; y from 0 to ``unit_max`` (None: the data's max)."""
-    series = [(k, c, [(_num(r.get("epoch")), _num(r.get(k))) for r in rows]) for k, c in keys]
-    series = [(k, c, [(x, y) for x, y in pts if x is not None and y is not None]) for k, c, pts in series]
+    raw = [(k, c, [(_num(r.get("epoch")), _num(r.get(k))) for r in rows]) for k, c in keys]
+    series = [(k, c, [(x, y) for x, y in pts if x is not None and y is not None]) for k, c, pts in raw]
     series = [s for s in series if s[2]]
     if not series:
         return ""

@@ -47,7 +47,8 @@ class FileSink(Sink):
                                    begin=self.begin)
 
     def flush(self) -> None:
-        for f in [*self._files.values(), *self._live.values()]:
+        files: list[AtomicFile | LiveFile] = [*self._files.values(), *self._live.values()]
+        for f in files:
             f.flush()
         if self.out is None:
             self.stream.flush()
