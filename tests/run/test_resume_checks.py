@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from onnx_models import colour_model, colour_video
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 A = ["red", "green", "blue"]
 B = ["blue", "blue"]
 

@@ -20,7 +20,7 @@ from onnx_models import COLOURS, colour_model, colour_video
 from avfuse.stream.media.config import DecodeConfig, SegmentConfig
 from avfuse.stream.media.segmenter import iter_segments
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIRST = ["red"] * 3 + ["green"] * 3
 SECOND = ["blue"] * 3 + ["red"] * 3
 

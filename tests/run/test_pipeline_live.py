@@ -24,7 +24,7 @@ from avfuse.stream.run.pipeline import Pipeline, PipelineConfig
 from avfuse.stream.run.sinks.base import Sink
 from avfuse.stream.run.sources import Source
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class SlowSink(Sink):

@@ -20,7 +20,7 @@ import pytest
 from avfuse.stream.errors import ConfigError
 from avfuse.stream.run.live_output import Rotation
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(120)
 
 

@@ -16,7 +16,7 @@ import pytest
 from onnx_models import colour_model, colour_video
 from rtsp_server import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COLOURS = ["red", "green", "blue"]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -21,7 +21,7 @@ import pytest
 
 from avfuse.stream.run.sources import Source
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 pytestmark = pytest.mark.timeout(90)
 

@@ -25,7 +25,7 @@ from avfuse.stream.media.live import Gap, LiveSource, is_live
 from avfuse.stream.media.reconnect import Backoff
 from avfuse.stream.media.segment import Segment
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FPS = 10
 SECONDS_EACH = 3  # whole 1 s windows of one colour, whatever the phase
 
@@ -38,8 +38,8 @@ def jpeg(rgb: tuple[int, int, int]) -> bytes:
 
 
 class Camera:
-    """An HTTP server: /video.mjpg is an endless multipart stream of JPEGs, one colour for SECONDS_EACH seconds in
-    turn (``colours``), at FPS frames a second; /clip.mp4 is a plain file. Stops and starts on the same port."""
+    """An HTTP server: any path but /clip.mp4 (a plain file) is an endless multipart stream of JPEGs, one colour
+    for SECONDS_EACH seconds in turn (``colours``), at FPS frames a second. Stops and starts on the same port."""
 
     def __init__(self, colours: list[str], clip: Path):
         self.frames = [jpeg(COLOURS[c]) for c in colours]
@@ -100,11 +100,12 @@ def camera(tmp_path):
 
 
 def test_an_mjpeg_url_is_live_and_a_file_url_is_not(camera):
-    assert is_live(camera.url()) is True
-    assert is_live(camera.url("clip.mp4")) is False
+    assert is_live(camera.url()) is True  # .mjpg says so
+    assert is_live(camera.url("axis-cgi/mjpg/video.cgi?resolution=640x480")) is True  # the server says so
+    assert is_live(camera.url("clip.mp4")) is False  # a media file's name: not even asked
     with socket.socket() as s:  # nothing listens: read as a file, whose open reports the error
         s.bind(("127.0.0.1", 0))
-        assert is_live(f"http://127.0.0.1:{s.getsockname()[1]}/video.mjpg") is False
+        assert is_live(f"http://127.0.0.1:{s.getsockname()[1]}/videostream.cgi") is False
 
 
 def test_avfuse_run_labels_the_camera_as_it_changes(camera, tmp_path):

@@ -17,7 +17,7 @@ from rtsp_server import free_port
 
 from avfuse.stream.cli.main import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _scrape(host: str, port: int) -> str | None:

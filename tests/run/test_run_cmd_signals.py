@@ -18,7 +18,7 @@ import pytest
 from onnx_models import colour_model, colour_video
 from test_sinks import Receiver
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COLOURS = ["red", "green", "blue", "red", "green", "blue"]
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from onnx_models import colour_model, colour_video
 
 from avfuse.stream.run.outputs import OutputDir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COLOURS = ["red", "green", "blue", "red", "green", "blue"]
 
 

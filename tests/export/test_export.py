@@ -294,7 +294,7 @@ def test_export_metadata_is_json_that_describes_the_model(exported):
     proto = onnx.load(str(out))
     meta = {p.key: json.loads(p.value) for p in proto.metadata_props if p.key.startswith("avfuse.")}
     _, saved = load_checkpoint(ckpt)
-    assert meta["avfuse.labels"] == LABELS == list(saved.config.labels)
+    assert meta["avfuse.labels"] == list(LABELS) == list(saved.config.labels)
     assert {k: meta["avfuse.decode"][k] for k in DECODE} == DECODE
     assert meta["avfuse.model"]["fusion"] == saved.config.fusion
     assert meta["avfuse.version"] == avfuse.__version__

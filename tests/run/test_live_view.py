@@ -15,7 +15,7 @@ from browser import browser, needs_chromium, wait_until  # noqa: F401
 from onnx_models import colour_model
 from rtsp_server import RtspServer, free_port, gstreamer_available
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [needs_chromium, pytest.mark.slow, pytest.mark.timeout(180),
               pytest.mark.skipif(not gstreamer_available(), reason="GStreamer RTSP server missing")]
 CARD = """const c = document.querySelector('.card'); if (!c) return null;
