@@ -8,11 +8,11 @@ import math
 
 import pytest
 from onnx_models import colour_model
-from rtsp_server import RtspServer, gstreamer_available
 
 from stream.bench import add_arguments
 from stream.bench_live import _trial
 from stream.engine import Engine, EngineConfig
+from stream.rtsp_test_server import RtspServer, gstreamer_available
 
 pytestmark = [pytest.mark.timeout(90),
               pytest.mark.skipif(not gstreamer_available(), reason="GStreamer RTSP server missing")]

@@ -11,12 +11,12 @@ import time
 
 import numpy as np
 import pytest
-from rtsp_server import RtspServer, gstreamer_available
 
 from stream.config import DecodeConfig, SegmentConfig
 from stream.errors import ConfigError, SourceError
 from stream.live import Gap, LiveSource
 from stream.reconnect import Backoff
+from stream.rtsp_test_server import RtspServer, gstreamer_available
 from stream.segment import Segment
 
 pytestmark = [pytest.mark.timeout(90),

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from onnx_models import colour_model
-from rtsp_server import RtspServer, gstreamer_available
 
 from stream.engine import Engine, EngineConfig
 from stream.pipeline import Pipeline, PipelineConfig
+from stream.rtsp_test_server import RtspServer, gstreamer_available
 from stream.segment import Present, Segment
 from stream.sinks.base import Sink
 from stream.sources import Source
