@@ -1,0 +1,146 @@
+"""One measurement of ``avfuse bench live``: the real :class:`stream.pipeline.Pipeline`, as ``avfuse run`` builds it
+(live readers, the drop-oldest queue, micro-batches, the engine, postprocess, a JSONL file per source), on N live
+streams at once, for a fixed time after every stream delivered its first segment and a warm-up.
+
+A count of streams is *held* when, over the measured time, every stream delivered at least :data:`ON_TIME` of the
+windows that time holds, nothing was dropped, no stream lost its connection or had a gap, no source failed, and
+the p95 latency (window close, wall clock, to its record leaving the sinks: ``RunStats.live_latencies``) is at
+most the target.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stream.engine import Engine
+from stream.outputs import OutputDir
+from stream.pipeline import Pipeline, PipelineConfig
+from stream.segment import Segment
+from stream.sinks import make_sinks
+from stream.sources import Source
+from stream.summary import RunStats
+
+ON_TIME = 0.9  # share of a stream's windows that must be delivered in the measured time
+WARMUP_S = 2.0  # after every stream delivered its first segment: connection start-up is not steady state
+FIRST_SEGMENT_S = 60.0  # every stream must deliver a segment within this long of the run starting
+_POLL_S = 0.05
+
+
+@dataclass
+class Trial:
+    streams: int
+    seconds: float
+    hop: float
+    target_s: float
+    segments: list[int] = field(default_factory=list)  # per stream, delivered in the measured time
+    latencies: list[float] = field(default_factory=list)  # window close to sinks, measured time only
+    worst_stream_p95: float = float("nan")  # the slowest stream's p95 (window close to inference done)
+    dropped: int = 0
+    gaps: int = 0
+    reconnects: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def pct(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q)) if self.latencies else float("nan")
+
+    @property
+    def expected(self) -> float:
+        """Windows each stream closes in the measured time."""
+        return self.seconds / self.hop
+
+    @property
+    def on_time(self) -> bool:
+        return len(self.segments) == self.streams and min(self.segments) >= ON_TIME * self.expected - 1
+
+    @property
+    def held(self) -> bool:
+        return (not (self.dropped or self.gaps or self.reconnects or self.errors) and self.on_time
+                and self.pct(95) <= self.target_s)
+
+
+class _Tally:
+    """A pipeline tap: segments labelled per source, and each one's latency from its window's close."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.latencies: dict[str, list[float]] = {}
+
+    def __call__(self, key: str, segment: Segment, records: list[dict]) -> None:
+        self.counts[key] += 1
+        if segment.wallclock is not None:
+            self.latencies.setdefault(key, []).append(time.time() - segment.wallclock)
+
+
+@dataclass(frozen=True)
+class _Mark:
+    counts: dict[str, int]
+    lat_n: dict[str, int]
+    live_n: int
+    dropped: int
+    gaps: int
+    reconnects: int
+
+
+def _mark(stats: RunStats, tally: _Tally) -> _Mark:
+    return _Mark(dict(tally.counts), {k: len(v) for k, v in tally.latencies.items()}, len(stats.live_latencies),
+                 stats.dropped, stats.gaps, stats.reconnects)
+
+
+def run_trial(urls: list[str], engine: Engine, config: PipelineConfig, *, seconds: float, target_s: float,
+              out: Path, taps: list[Callable] = (), attach: Callable[[RunStats], None] | None = None) -> Trial:
+    """Run the pipeline on ``urls`` (one live source each) and measure ``seconds`` of steady state.
+    ``taps`` and ``attach``: more pipeline taps (the live view) and what gets the run's stats."""
+    n = len(urls)
+    trial = Trial(streams=n, seconds=seconds, hop=engine.spec.segment.hop, target_s=target_s)
+    tally = _Tally()
+    sinks = make_sinks(["jsonl"], OutputDir(out))
+    pipeline = Pipeline(engine, sinks, config=config, out=OutputDir(out), taps=[tally, *taps])
+    if attach is not None:
+        attach(pipeline.stats)
+    marks: list[_Mark] = []
+
+    def control() -> None:
+        deadline = time.monotonic() + FIRST_SEGMENT_S
+        while len(tally.counts) < n:
+            if time.monotonic() > deadline:
+                trial.errors.append(f"only {len(tally.counts)} of {n} streams delivered a segment "
+                                    f"within {FIRST_SEGMENT_S:g} s")
+                pipeline.stop()
+                return
+            time.sleep(_POLL_S)
+        time.sleep(WARMUP_S)
+        marks.append(_mark(pipeline.stats, tally))
+        time.sleep(seconds)
+        marks.append(_mark(pipeline.stats, tally))
+        pipeline.stop()
+
+    quiet = logging.getLogger("stream.pipeline")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the stop at the end of each trial is no news
+    controller = threading.Thread(target=control, name="bench-live-control", daemon=True)
+    try:
+        controller.start()
+        stats = pipeline.run([Source(name=u) for u in urls])
+    finally:
+        pipeline.stop()
+        controller.join(seconds + FIRST_SEGMENT_S + WARMUP_S)
+        quiet.setLevel(level)
+    trial.errors += [f"{name}: {why}" for name, why in stats.sources_failed]
+    if len(marks) == 2:
+        a, b = marks
+        keys = sorted(b.counts)
+        trial.segments = [b.counts[k] - a.counts.get(k, 0) for k in keys]
+        trial.latencies = list(stats.live_latencies)[a.live_n:b.live_n]
+        per = [tally.latencies[k][a.lat_n.get(k, 0):b.lat_n[k]] for k in keys]
+        trial.worst_stream_p95 = max(float(np.percentile(p, 95)) if p else float("inf") for p in per)
+        trial.dropped, trial.gaps = b.dropped - a.dropped, b.gaps - a.gaps
+        trial.reconnects = b.reconnects - a.reconnects
+    return trial
