@@ -144,3 +144,19 @@ def run_trial(urls: list[str], engine: Engine, config: PipelineConfig, *, second
         trial.dropped, trial.gaps = b.dropped - a.dropped, b.gaps - a.gaps
         trial.reconnects = b.reconnects - a.reconnects
     return trial
+
+
+def merge(trials: list[Trial]) -> Trial:
+    """Trials of the same streams run one after another, as one longer measurement."""
+    first = trials[0]
+    out = Trial(streams=first.streams, seconds=sum(t.seconds for t in trials), hop=first.hop, target_s=first.target_s)
+    if all(len(t.segments) == first.streams for t in trials):
+        out.segments = [sum(column) for column in zip(*(t.segments for t in trials), strict=True)]
+    for t in trials:
+        out.latencies += t.latencies
+        out.dropped += t.dropped
+        out.gaps += t.gaps
+        out.reconnects += t.reconnects
+        out.errors += t.errors
+    out.worst_stream_p95 = max(t.worst_stream_p95 for t in trials)
+    return out

@@ -1,6 +1,7 @@
-"""A client of the live view (``avfuse run --ui-port``) for ``avfuse bench live --ui``: it does what the open page
-does (``stream/report/live.html``): reads the Server-Sent Events of ``/events`` and, for each source whose frame
-changed, fetches ``/frame/N.jpg`` at most once a second."""
+"""``avfuse bench live --ui``: the same streams measured with the live view (``avfuse run --ui-port``) closed and
+open, in rounds ordered off-on, on-off, ... so that a load that drifts over the run weighs on both alike. The page
+is :class:`PageClient`, which does what the open page does (``stream/report/live.html``): reads the Server-Sent
+Events of ``/events`` and, for each source whose frame changed, fetches ``/frame/N.jpg`` at most once a second."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from stream.bench_live_trial import Trial, merge
 
 log = logging.getLogger(__name__)
 FRAME_EVERY_S = 1.0  # as the page: a source's picture is loaded at most once a second
@@ -48,3 +53,29 @@ class PageClient(threading.Thread):
             self.error = str(e)
         finally:
             self.connected.set()
+
+
+def compare_view(urls: list[str], trial: Callable[..., Trial], out: Path, *,
+                 rounds: int) -> tuple[Trial, Trial, list[PageClient]]:
+    """(view closed, view open, the pages) over ``rounds`` pairs of trials; ``trial(urls, out, taps=, attach=)``."""
+    from stream.report.live import LiveView
+
+    closed: list[Trial] = []
+    opened: list[Trial] = []
+    pages: list[PageClient] = []
+    for r in range(rounds):
+        for with_view in (False, True) if r % 2 == 0 else (True, False):
+            folder = out / f"ui-{r}-{'on' if with_view else 'off'}"
+            if not with_view:
+                closed.append(trial(urls, folder))
+                continue
+            view = LiveView(0, "127.0.0.1")
+            page = PageClient(view.port)
+            page.start()
+            try:
+                opened.append(trial(urls, folder, taps=[view], attach=view.attach))
+            finally:
+                view.close()
+                page.join(10)
+            pages.append(page)
+    return merge(closed), merge(opened), pages
