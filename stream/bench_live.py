@@ -31,6 +31,7 @@ from stream.redact import redact
 
 GOALS = {"p95_latency_s": 0.25, "streams": 12, "ui_ratio": 1.10}
 LADDER = (1, 2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 32)
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # ours to use
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +86,8 @@ def _row(name: str, t: Trial) -> str:
     share = min(t.segments or [0]) / t.expected
     return (f"  {name:<12} {t.streams:>7} {sum(t.segments):>8} {share:>8.0%} {t.pct(50) * 1000:>7.0f} "
             f"{t.pct(95) * 1000:>7.0f} {t.worst_stream_p95 * 1000:>10.0f} {t.dropped:>7} {t.gaps:>5} "
-            f"{t.reconnects:>6}  {'held' if t.held else 'NOT held'}{': ' + t.errors[0] if t.errors else ''}")
+            f"{t.reconnects:>6} {t.cores_per_stream:>7.2f}  {'held' if t.held else 'NOT held'}"
+            + (f": {t.errors[0]}" if t.errors else ""))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,12 +111,12 @@ def run(args: argparse.Namespace) -> int:
                 what = (f"local RTSP test server: {args.width}x{args.height} @ {args.fps} fps H.264 encoded once, "
                         "looped, one camera per stream")
             spec = engine.spec
-            print(f"avfuse bench live: {Path(model).name} on {what}\n  {engine.device}, {os.cpu_count()} cores, batch "
+            print(f"avfuse bench live: {Path(model).name} on {what}\n  {engine.device}, {CORES} cores, batch "
                   f"{args.batch}, window {spec.segment.window_s:g} s, hop {spec.segment.hop:g} s, {args.seconds:g} s "
                   f"each; held: >= {ON_TIME:.0%} of each stream's windows, no drops, gaps or reconnects, p95 <= "
                   f"{args.target_ms:g} ms")
             print(f"  {'':<12} {'streams':>7} {'segments':>8} {'on time':>8} {'p50 ms':>7} {'p95 ms':>7} "
-                  f"{'worst p95':>10} {'dropped':>7} {'gaps':>5} {'reconn':>6}")
+                  f"{'worst p95':>10} {'dropped':>7} {'gaps':>5} {'reconn':>6} {'cores/s':>7}")
 
             def trial(urls_: list[str], out: Path, **kw) -> Trial:
                 return run_trial(urls_, engine, config, seconds=args.seconds, target_s=args.target_ms / 1000,
@@ -144,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  largest count held: {best.streams} stream(s) (goal >= {GOALS['streams']}), p95 "
               f"{best.pct(95) * 1000:.0f} ms (goal <= {GOALS['p95_latency_s'] * 1000:.0f} ms); "
               f"{best.pct(95) / one.pct(95):.2f}x the one-stream p95 ({one.pct(95) * 1000:.0f} ms)")
+        print(f"  CPU: {best.cores_per_stream:.2f} cores per stream at {best.streams} stream(s) (cores/s: this "
+              f"process, every thread); at that rate {CORES} free cores would carry about "
+              f"{int(CORES / best.cores_per_stream)} streams")
     missed = [] if best is not None and best.streams >= GOALS["streams"] else ["streams"]
     if pair is not None:
         off, on, pages = pair

