@@ -79,7 +79,8 @@ def _server(args: argparse.Namespace, tmp: Path):
     clip = encode_clip(tmp / "clip.h264", width=args.width, height=args.height, fps=args.fps,
                        seconds=args.clip_seconds)
     mounts = max(args.max_streams, args.ui_streams if args.ui else 1, 2)  # 2: paths end in their number
-    return RtspServer(clip=clip, mounts=mounts, fps=args.fps).start()
+    mbps = clip.stat().st_size * 8 / args.clip_seconds / 1e6
+    return RtspServer(clip=clip, mounts=mounts, fps=args.fps).start(), mbps
 
 
 def _row(name: str, t: Trial) -> str:
@@ -106,10 +107,10 @@ def run(args: argparse.Namespace) -> int:
             if args.url:
                 urls, what = args.url, ", ".join(redact(u) for u in args.url)
             else:
-                server = _server(args, tmp)
+                server, mbps = _server(args, tmp)
                 urls = server.urls()
-                what = (f"local RTSP test server: {args.width}x{args.height} @ {args.fps} fps H.264 encoded once, "
-                        "looped, one camera per stream")
+                what = (f"local RTSP test server: {args.width}x{args.height} @ {args.fps} fps H.264 High at "
+                        f"{mbps:.1f} Mbit/s, encoded once, looped, one camera per stream")
             spec = engine.spec
             print(f"avfuse bench live: {Path(model).name} on {what}\n  {engine.device}, {CORES} cores, batch "
                   f"{args.batch}, window {spec.segment.window_s:g} s, hop {spec.segment.hop:g} s, {args.seconds:g} s "

@@ -4,7 +4,8 @@ ones reading the streams, not an encoder's.
 
 An Annex B elementary stream with a key frame every second and no B-frames (the server stamps the frames in
 order from the frame rate), parameter sets repeated at every key frame, and a loop that starts on a key frame.
-A bar sweeps across a colour ramp that changes per frame, so every frame differs, as a camera's would.
+A bar sweeps across a textured colour ramp that drifts and changes colour per frame, so every frame differs and
+carries detail, as a camera's would; High profile (CABAC, deblocking) at about a camera's bit rate.
 """
 
 from __future__ import annotations
@@ -30,15 +31,19 @@ def encode_clip(path: Path, *, width: int, height: int, fps: int, seconds: float
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.bit_rate = BITRATE
-        stream.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(fps), "keyint_min": str(fps),
-                          "sc_threshold": "0", "bf": "0", "x264-params": "repeat-headers=1:pic-struct=1:aud=1"}
+        stream.options = {"preset": "veryfast", "tune": "zerolatency", "profile": "high", "g": str(fps),
+                          "keyint_min": str(fps), "sc_threshold": "0", "bf": "0",
+                          "x264-params": "repeat-headers=1:aud=1"}  # SPS/PPS at every key frame, frame delimiters
         ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :]
+        scene = np.random.default_rng(0).integers(0, 48, (height + fps, width + fps), dtype=np.uint8)  # texture
         bar = max(width // 12, 2)
         for i in range(frames):
+            pan = i % fps  # the scene drifts a pixel a frame, as under a camera that sways
+            texture = scene[pan:pan + height, pan:pan + width]
             img = np.empty((height, width, 3), np.uint8)
-            img[..., 0] = (ramp + 9 * i) % 256
-            img[..., 1] = (255 - ramp) % 256
-            img[..., 2] = (37 * i) % 256
+            img[..., 0] = (ramp + 9 * i) % 208 + texture
+            img[..., 1] = (255 - ramp) % 208 + texture
+            img[..., 2] = (37 * i) % 208 + texture
             x = (i * width // (2 * fps)) % (width - bar)
             img[height // 3: 2 * height // 3, x:x + bar] = 255
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
