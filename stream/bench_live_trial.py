@@ -4,9 +4,10 @@ streams at once, for a fixed time after every stream delivered its first segment
 
 A count of streams is *held* when, over the measured time, every stream delivered at least :data:`ON_TIME` of the
 windows that time holds, nothing was dropped, no stream lost its connection or had a gap, no source failed, and
-the p95 latency (window close, wall clock, to its record leaving the sinks: ``RunStats.live_latencies``) is at
-most the target. The CPU time the process spent meanwhile is measured too: on a machine shared with other work,
-cores per stream tell what the pipeline itself costs, where the held count also tells what the others left it.
+the p95 latency (window close, wall clock, to its record leaving the sinks: ``RunStats.live_latencies``), and each
+stream's own p95 (window close to its label), are at most the target. The CPU time the process spent meanwhile is
+measured too: on a machine shared with other work, cores per stream tell what the pipeline itself costs, where the
+held count also tells what the others left it.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class Trial:
     @property
     def held(self) -> bool:
         return (not (self.dropped or self.gaps or self.reconnects or self.errors) and self.on_time
-                and self.pct(95) <= self.target_s)
+                and max(self.pct(95), self.worst_stream_p95) <= self.target_s)
 
 
 class _Tally:
