@@ -159,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  live view on {on.streams} stream(s), {len(pages)} round(s): p95 {on.pct(95) * 1000:.0f} ms with the "
               f"page open, {off.pct(95) * 1000:.0f} ms without: {ratio:.2f}x (goal <= {GOALS['ui_ratio']:.2f}x); the "
               f"page got {messages} event(s) and {frames} frame(s)" + (f"; its error: {errors[0]}" if errors else ""))
+        print(f"  CPU with the page open: {on.cores_per_stream / off.cores_per_stream:.2f}x the CPU without "
+              f"({on.cores_per_stream:.3f} against {off.cores_per_stream:.3f} cores per stream)")
         if not ratio <= GOALS["ui_ratio"] or errors or not messages:
             missed.append("ui_ratio")
     if missed:
