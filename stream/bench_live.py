@@ -26,7 +26,7 @@ from stream.bench_live_trial import ON_TIME, Trial, run_trial
 from stream.bench_run import export_default_model
 from stream.engine import Engine, EngineConfig
 from stream.errors import ConfigError, DependencyError
-from stream.pipeline import PipelineConfig
+from stream.pipeline import LIVE_TRANSPORTS, PipelineConfig
 from stream.redact import redact
 
 GOALS = {"p95_latency_s": 0.25, "streams": 12, "ui_ratio": 1.10}
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--max-wait-ms", type=float, default=None,
                         help="longest wait to fill a batch (default: as avfuse run with live sources)")
-    parser.add_argument("--live-transport", default="tcp", help="RTSP transport: tcp, udp or auto")
+    parser.add_argument("--live-transport", choices=LIVE_TRANSPORTS, default="tcp", help="RTSP transport")
     parser.add_argument("--device", default="cpu", help="onnxruntime device: cpu, cuda, tensorrt, auto")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: onnxruntime decides)")
     parser.add_argument("--ui", action="store_true", help="also compare the p95 with the live view open and not")
