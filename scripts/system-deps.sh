@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks use (ffmpeg for the baseline,
-# mosquitto for the MQTT sink tests, GStreamer's RTSP server for the live tests, headless Chromium and its
-# WebDriver for the report and live-view page tests).
+# mosquitto and its clients for the MQTT sink tests, GStreamer's RTSP server for the live tests and avfuse bench
+# live, headless Chromium and its WebDriver for the report and live-view page tests, promtool for the metrics tests).
 # Does nothing when they are already there.
 set -euo pipefail
 need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v mosquitto >/dev/null && [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)  # a real subscriber (MQTT sink tests)
+command -v promtool >/dev/null || need+=(prometheus)  # promtool check metrics (the --metrics-port page)
 /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null \
   || need+=(python3-gi gir1.2-gst-rtsp-server-1.0)
 command -v gst-inspect-1.0 >/dev/null || need+=(gstreamer1.0-tools)

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from rtsp_server import free_port
+from avfuse.stream.cli.rtsp_test_server import free_port
 
 
 def _describe_ok(port: int, path: str) -> bool:

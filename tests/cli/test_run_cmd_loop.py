@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 from onnx_models import colour_model, colour_video
-from rtsp_server import free_port
+from prometheus_text import checked_values
+
+from avfuse.stream.cli.rtsp_test_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COLOURS = ["red", "green", "blue"]
@@ -62,7 +64,6 @@ def test_loop_plays_a_file_as_if_live_until_sigterm(tmp_path):
     assert not (out / ".done" / "clip.mp4.json").exists()  # never finished: not done, for --resume to skip
     assert not (out / "clip.mp4.jsonl.partial").exists()  # a live output has its final name all along
     assert "summary:" in err and "1 interrupted" in err and "live: 1 source(s), latency from window close" in err
-    values = {line.split()[0]: float(line.split()[-1]) for line in metrics.splitlines()
-              if line and not line.startswith("#")}
+    values = checked_values(metrics)  # a page Prometheus itself parses, lint-free
     assert values["avfuse_live_latency_seconds_count"] >= 5
     assert 0 < values["avfuse_live_latency_p95_seconds"] < 2.0

@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 import pytest
-from rtsp_server import RtspServer, gstreamer_available
 
+from avfuse.stream.cli.rtsp_test_server import RtspServer, gstreamer_available
 from avfuse.stream.errors import ConfigError, SourceError
 from avfuse.stream.media.config import DecodeConfig, SegmentConfig
 from avfuse.stream.media.live import Gap, LiveSource

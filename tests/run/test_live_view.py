@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from browser import browser, needs_chromium, wait_until  # noqa: F401
 from onnx_models import colour_model
-from rtsp_server import RtspServer, free_port, gstreamer_available
+
+from avfuse.stream.cli.rtsp_test_server import RtspServer, free_port, gstreamer_available
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [needs_chromium, pytest.mark.slow, pytest.mark.timeout(180),

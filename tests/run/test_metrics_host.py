@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from onnx_models import colour_model, colour_video
-from rtsp_server import free_port
 
 from avfuse.stream.cli.main import main
+from avfuse.stream.cli.rtsp_test_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

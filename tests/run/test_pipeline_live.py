@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from onnx_models import colour_model
-from rtsp_server import RtspServer, gstreamer_available
 
+from avfuse.stream.cli.rtsp_test_server import RtspServer, gstreamer_available
 from avfuse.stream.infer.engine import Engine, EngineConfig
 from avfuse.stream.media.segment import Present, Segment
 from avfuse.stream.run.pipeline import Pipeline, PipelineConfig

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -197,23 +198,56 @@ def _subscriber(port: int, topic: str) -> tuple[mqtt.Client, list]:
     return sub, got
 
 
-def test_run_publishes_records_to_a_real_mosquitto(media, broker, tmp_path):
+class MosquittoSub:
+    """Debian's ``mosquitto_sub`` on ``topic`` (QoS 1): each message it prints as ``TOPIC PAYLOAD``, collected
+    (line-buffered by ``stdbuf``: printing to a pipe, it would hold them until it exits)."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        if shutil.which("mosquitto_sub") is None:
+            pytest.skip("mosquitto_sub is not installed (scripts/system-deps.sh installs mosquitto-clients)")
+        self.proc = subprocess.Popen(["stdbuf", "-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", str(port),
+                                      "-t", topic, "-q", "1", "-d", "-F", "%t %p"], stdout=subprocess.PIPE, text=True)
+        self.messages: list[tuple[str, dict]] = []
+        self.subscribed = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        assert self.subscribed.wait(10), "mosquitto_sub did not subscribe"
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            if line.startswith(("Client ", "Subscribed ")):  # -d: the protocol exchange
+                if "SUBACK" in line:
+                    self.subscribed.set()
+                continue
+            topic, _, payload = line.rstrip("\n").partition(" ")
+            self.messages.append((topic, json.loads(payload)))
+
+    def wait_for(self, n: int, timeout: float = 5.0) -> list[tuple[str, dict]]:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.messages)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(5)
+
+
+def test_run_publishes_to_a_real_mosquitto_what_it_writes_to_the_jsonl_file(media, broker, tmp_path):
     model, clip = media
     port, _ = broker
-    sub, got = _subscriber(port, "avfuse/test/#")
+    sub = MosquittoSub(port, "avfuse/test/#")
     try:
-        rc = main(["run", str(model), str(clip), "--sink", f"mqtt://127.0.0.1:{port}/avfuse/test", "--no-cache"])
-        deadline = time.monotonic() + 5
-        while not any(t.endswith("/event") for t, _ in got) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        rc = main(["run", str(model), str(clip), "-o", str(tmp_path / "out"), "--sink", "jsonl",
+                   "--sink", f"mqtt://127.0.0.1:{port}/avfuse/test", "--no-cache"])
+        written = [json.loads(line) for line in (tmp_path / "out" / "c.mp4.jsonl").read_text().splitlines()]
+        got = sub.wait_for(len(written))
     finally:
-        sub.loop_stop()
-        sub.disconnect()
+        sub.stop()
     assert rc == 0
-    segments = [m for t, m in got if t == "avfuse/test/segment"]
-    assert [m["label"] for m in segments][:2] == ["green", "blue"]
-    assert all(m["source"] == str(clip) for _, m in got)
-    assert any(t == "avfuse/test/event" for t, _ in got)
+    assert [m for _, m in got] == written  # every record, in order, as the file has it
+    assert [t for t, _ in got] == [f"avfuse/test/{r['type']}" for r in written]
+    assert [r["label"] for r in written if r["type"] == "segment"][:2] == ["green", "blue"]
+    assert any(r["type"] == "event" for r in written)
 
 
 def test_records_a_frozen_broker_never_acknowledges_are_counted_within_one_timeout(broker, caplog):

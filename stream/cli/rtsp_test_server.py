@@ -1,12 +1,15 @@
-"""A real RTSP server for the live-source tests: GStreamer's RTSP server serving generated H.264 + AAC.
+"""A real RTSP server for the live-source tests and ``avfuse bench live``: GStreamer's RTSP server serving
+generated H.264 + AAC, or a pre-encoded H.264 clip looped without encoding (``--clip``, one media per client,
+so each client is a camera with its own timing).
 
 Run as a script by the system Python (which has ``gi`` and the GstRtspServer typelib)::
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 --path /cam [--user u --password p] [--width 320 ...]
+    /usr/bin/python3 stream/cli/rtsp_test_server.py --port 8554 --path /cam [--user u --password p] [--width 320 ...]
+    /usr/bin/python3 stream/cli/rtsp_test_server.py --port 8554 --path /cam --clip clip.h264 --mounts 8  # /cam0../cam7
 
-It prints ``READY`` on stdout once it listens. Imported by the tests (from the project's venv, no ``gi``
-needed), it gives :class:`RtspServer`, which starts and stops that script as a subprocess, and
-:func:`free_port`.
+It prints ``READY`` on stdout once it listens. Imported (from the project's venv, no ``gi`` needed), it gives
+:class:`RtspServer`, which starts and stops that script as a subprocess, and :func:`free_port`. Nothing here
+imports beyond the standard library: the system Python runs this file by path.
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ def free_port() -> int:
 
 
 def gstreamer_available() -> bool:
+    """Whether the system Python has GStreamer's RTSP server and the elements both kinds of media use."""
     if not Path(SYSTEM_PYTHON).exists() or shutil.which("gst-inspect-1.0") is None:
         return False
+    elements = ("x264enc", "rtph264pay", "rtpmp4gpay", "appsrc", "h264parse")
     probe = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0');"
              "from gi.repository import Gst, GstRtspServer; Gst.init(None);"
-             "assert all(Gst.ElementFactory.find(n) for n in ('x264enc', 'rtph264pay', 'rtpmp4gpay'));"
+             f"assert all(Gst.ElementFactory.find(n) for n in {elements!r});"
              "assert Gst.ElementFactory.find('voaacenc') or Gst.ElementFactory.find('avenc_aac')")
     try:
         return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=30).returncode == 0
@@ -54,13 +59,15 @@ class RtspServer:
 
     def __init__(self, *, port: int | None = None, path: str = "/cam", width: int = 320, height: int = 240,
                  fps: int = 25, audio: bool = True, user: str | None = None, password: str | None = None,
-                 pattern: str = "ball"):
+                 pattern: str = "ball", clip: Path | None = None, mounts: int = 1):
         self.port = port or free_port()
-        self.path = path
+        self.path, self.mounts = path, mounts
         self.args = ["--port", str(self.port), "--path", path, "--width", str(width), "--height", str(height),
-                     "--fps", str(fps), "--pattern", pattern]
+                     "--fps", str(fps), "--pattern", pattern, "--mounts", str(mounts)]
         if not audio:
             self.args.append("--no-audio")
+        if clip is not None:
+            self.args += ["--clip", str(clip)]
         if user is not None:
             self.args += ["--user", user, "--password", password or ""]
         self.user, self.password = user, password
@@ -71,6 +78,12 @@ class RtspServer:
         password = self.password if password is None else password
         cred = f"{user}:{password}@" if user else ""
         return f"rtsp://{cred}127.0.0.1:{self.port}{path or self.path}"
+
+    def urls(self) -> list[str]:
+        """One URL per mount: ``path`` itself, or ``path0`` ... with ``mounts`` > 1."""
+        if self.mounts == 1:
+            return [self.url()]
+        return [self.url(path=f"{self.path}{i}") for i in range(self.mounts)]
 
     def start(self, timeout: float = 20.0) -> RtspServer:
         if self.proc is not None and self.proc.poll() is None:
@@ -127,6 +140,41 @@ def _launch(width: int, height: int, fps: int, audio: bool, aac: str = "voaacenc
     return f"( {video} {sound if audio else ''} )"
 
 
+AUD = b"\x00\x00\x00\x01\x09"  # an access unit delimiter: where each frame of a clip starts
+
+
+def _launch_clip(fps: int) -> str:
+    caps = f"video/x-h264,stream-format=byte-stream,alignment=au,framerate={fps}/1"
+    return (f'( appsrc name=clip is-live=true format=time caps="{caps}" ! h264parse '
+            "! rtph264pay name=pay0 pt=96 config-interval=1 )")
+
+
+def _clip_frames(path: str) -> list[bytes]:
+    """A pre-encoded H.264 elementary stream (Annex B, access unit delimiters, a key frame first) cut into frames."""
+    data = Path(path).read_bytes()
+    frames = [AUD + f for f in data.split(AUD) if f]
+    if not data.startswith(AUD) or not frames:
+        raise SystemExit(f"{path}: not an H.264 stream with access unit delimiters (x264 aud=1)")
+    return frames
+
+
+def _feed_clip(media, frames: list[bytes], fps: int, Gst) -> None:
+    """Each client's media pushes the clip, over and over, stamping frame n at n / fps: its own camera clock."""
+    src = media.get_element().get_by_name_recurse_up("clip")
+    step = Gst.SECOND // fps
+    count = [0]
+
+    def need_data(appsrc, _length) -> None:
+        n = count[0]
+        buf = Gst.Buffer.new_wrapped(frames[n % len(frames)])
+        buf.pts = buf.dts = n * step
+        buf.duration = step
+        count[0] = n + 1
+        appsrc.emit("push-buffer", buf)
+
+    src.connect("need-data", need_data)
+
+
 def serve(argv: list[str] | None = None) -> int:
     import gi
 
@@ -142,6 +190,8 @@ def serve(argv: list[str] | None = None) -> int:
     p.add_argument("--fps", type=int, default=25)
     p.add_argument("--no-audio", action="store_true")
     p.add_argument("--pattern", default="ball", help="videotestsrc pattern: ball, red, green, blue, ...")
+    p.add_argument("--clip", help="serve this pre-encoded H.264 file (Annex B), looped, instead of encoding")
+    p.add_argument("--mounts", type=int, default=1, help="serve at PATH0, PATH1, ... (when more than 1)")
     p.add_argument("--user")
     p.add_argument("--password", default="")
     a = p.parse_args(argv)
@@ -150,21 +200,27 @@ def serve(argv: list[str] | None = None) -> int:
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(a.port))
-    factory = GstRtspServer.RTSPMediaFactory()
     aac = "voaacenc" if Gst.ElementFactory.find("voaacenc") else "avenc_aac"
-    factory.set_launch(_launch(a.width, a.height, a.fps, not a.no_audio, aac, a.pattern))
-    factory.set_shared(True)
+    frames = _clip_frames(a.clip) if a.clip else []
+    launch = _launch_clip(a.fps) if a.clip else _launch(a.width, a.height, a.fps, not a.no_audio, aac, a.pattern)
     if a.user:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
         auth.add_basic(GstRtspServer.RTSPAuth.make_basic(a.user, a.password), token)
         server.set_auth(auth)
-        perms = GstRtspServer.RTSPPermissions()
-        perms.add_permission_for_role("viewer", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS, True)
-        perms.add_permission_for_role("viewer", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, True)
-        factory.set_permissions(perms)
-    server.get_mount_points().add_factory(a.path, factory)
+    for path in [a.path] if a.mounts == 1 else [f"{a.path}{i}" for i in range(a.mounts)]:
+        factory = GstRtspServer.RTSPMediaFactory()
+        factory.set_launch(launch)
+        factory.set_shared(not a.clip)  # a clip: each client its own media, a camera with its own timing
+        if a.clip:
+            factory.connect("media-configure", lambda _f, media: _feed_clip(media, frames, a.fps, Gst))
+        if a.user:
+            perms = GstRtspServer.RTSPPermissions()
+            perms.add_permission_for_role("viewer", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS, True)
+            perms.add_permission_for_role("viewer", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, True)
+            factory.set_permissions(perms)
+        server.get_mount_points().add_factory(path, factory)
     if server.attach(None) == 0:
         print("BIND failed", flush=True)
         return 1
