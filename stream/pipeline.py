@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from stream.batching import Channel, micro_batches
 from stream.engine import Engine
 from stream.errors import AvfuseError, ConfigError, SourceError
+from stream.event_clips import EventClips
 from stream.events import EventConfig, EventTracker
 from stream.live_output import resume_point
 from stream.metrics import Metrics
@@ -124,8 +125,9 @@ class _Records:
 class Pipeline:
     def __init__(self, engine: Engine, sinks: Sequence[Sink], *, config: PipelineConfig | None = None,
                  out: OutputDir | None = None, metrics: Metrics | None = None, opener: Opener | None = None,
-                 taps: Sequence[Tap] = ()):
+                 taps: Sequence[Tap] = (), clips: EventClips | None = None):
         self.engine, self.sinks = engine, list(sinks)
+        self.clips = clips  # --clips: each event's media remuxed into a file (stream.event_clips)
         self.taps = list(taps)  # see Tap: thumbnails, the live view
         self.config = config or PipelineConfig()
         self.out, self.metrics = out, metrics or Metrics()
@@ -213,6 +215,8 @@ class Pipeline:
         seen = LiveCounts()
         try:
             feed = self.opener(source, self._stop)
+            if live and self.clips is not None and hasattr(feed, "source"):  # its reader feeds the clips' ring
+                feed.source.packets = self.clips.source(key, source, live=True)
             if live and self.out is not None and hasattr(feed, "source"):  # a restarted run goes on
                 feed.source.resume = resume_point(self.out.root, key)
             it = iter(feed)
@@ -283,6 +287,8 @@ class Pipeline:
                 self.metrics.queue_depth.set(len(self._segments))
                 first = batch[0]
                 if isinstance(first, _Start):
+                    if self.clips is not None:
+                        self.clips.source(first.key, first.source, live=cfg.is_live(first.source))
                     smoothers[first.key] = Smoother(cfg.post)
                     trackers[first.key] = EventTracker(cfg.events)
                     failed.pop(first.key, None)
@@ -298,6 +304,9 @@ class Pipeline:
                     if events:
                         self.stats.events += len(events)
                         self.metrics.events.inc(len(events))
+                    if self.clips is not None:
+                        events += self.clips.finish(first.key, events)
+                    if events:
                         out.put(_Records(first.key, events, []))
                     out.put(first)
                     continue
@@ -331,6 +340,8 @@ class Pipeline:
                     group.times.append((i.t, i.segment.wallclock if i.live else None))
                     events = trackers[i.key].update(rec)
                     group.records += events
+                    if self.clips is not None:  # sets each event's clip; warnings for clips it could not write
+                        group.records += self.clips.add(i.key, events, i.segment.end)
                     for tap in self.taps:
                         tap(i.key, i.segment, [rec, *events])
                     self.stats.events += len(events)
@@ -485,6 +496,10 @@ class Pipeline:
                     log.error("closing the %s sink failed: %s", s.name, e)
                     self._errors.append(e)  # ...but the run still ends with its error
             self._count_undelivered()
+            if self.clips is not None:
+                c = self.clips.counts
+                self.stats.clips_written, self.stats.clips_failed, self.stats.clips_truncated = \
+                    c.written, c.failed, c.truncated
             self.stats.finish()
             if self.stats.live_latencies:
                 self.metrics.live_latency_p50.set(self.stats.live_percentile(50))

@@ -8,7 +8,8 @@ Network sinks (webhook, MQTT) retry with backoff; what they still cannot deliver
 ``OUT/.spool`` and replayed by the next run, and its source is not marked done until then.
 
 Exit code: 0 when every source was labelled and every record delivered, 1 when any source failed,
-3 when all were labelled but some records were not delivered (spooled, or lost without ``-o``),
+3 when all were labelled but some records were not delivered (spooled, or lost without ``-o``) or
+some event clips (``--clips``) could not be written or were truncated,
 130 (SIGINT) or 143 (SIGTERM) when stopped; the summary is printed on stderr either way.
 """
 
@@ -23,6 +24,9 @@ from pathlib import Path
 
 from stream.engine import DEVICES, GRAPH_OPT, Engine, EngineConfig, default_cache_dir
 from stream.errors import ConfigError
+from stream.event_clips import BUFFER_S as CLIP_BUFFER_S
+from stream.event_clips import PAD_S as CLIP_PAD_S
+from stream.event_clips import ClipConfig, EventClips
 from stream.events import EventConfig
 from stream.live_output import Rotation
 from stream.metrics import DEFAULT_HOST, Metrics
@@ -44,7 +48,8 @@ EXIT_FAILED = 1
 EXIT_UNDELIVERED = 3
 EPILOG = (f"exit status: 0 all labelled and delivered; {EXIT_FAILED} a source failed; {EXIT_UNDELIVERED} records "
           "not delivered to a webhook or MQTT sink (spooled in OUT/.spool and replayed by the next run, or "
-          f"lost without -o); {EXIT_SIGNAL[signal.SIGINT]} or {EXIT_SIGNAL[signal.SIGTERM]} stopped by SIGINT "
+          f"lost without -o), or event clips (--clips) not written or truncated; {EXIT_SIGNAL[signal.SIGINT]} or "
+          f"{EXIT_SIGNAL[signal.SIGTERM]} stopped by SIGINT "
           "or SIGTERM")
 
 
@@ -93,6 +98,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--smooth", default="none", help="none, mean:K (moving average of K segments) or ema:ALPHA")
     p.add_argument("--threshold", type=float, default=0.5, help="lowest score that counts towards an event")
     p.add_argument("--min-event-s", type=float, default=0.0, help="shortest event reported (seconds)")
+    p.add_argument("--clips", type=Path, metavar="DIR", help="save each event's media (packets copied, from a "
+                   "keyframe) as DIR/STEM.<start ms>.<label>.mkv; the event record's clip is its absolute path")
+    p.add_argument("--clip-pad", type=float, default=CLIP_PAD_S, metavar="S",
+                   help="seconds of media kept before and after each event in its clip (default %(default)s)")
+    p.add_argument("--clip-buffer", type=float, default=CLIP_BUFFER_S, metavar="S",
+                   help="media kept per source to cut clips from: the longest clip (event + 2 pads) kept whole "
+                   "(default %(default)s)")
     o = parser.add_argument_group("outputs")
     o.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on HOST:PORT")
     o.add_argument("--metrics-host", default=DEFAULT_HOST, metavar="HOST",
@@ -148,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
     if args.summary_json is not None:  # checked now, not found out after the whole run
         check_target(args.summary_json)
     sources = expand(args.sources)
+    clips = (EventClips(ClipConfig(folder=args.clips, pad_s=args.clip_pad, buffer_s=args.clip_buffer))
+             if args.clips is not None else None)
     engine = Engine(args.model, engine_cfg)
     out = _output_dir(args)
     metrics = Metrics()
@@ -164,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
             out.outputs = RunOutputs(model_sha256=file_sha256(args.model),
                                      sinks=tuple(sorted(redact(s) for s in args.sink or ["jsonl"])),
                                      exts=tuple(s.ext for s in sinks if isinstance(s, FileSink)))
-        pipeline = Pipeline(engine, sinks, config=pipe_cfg, out=out, metrics=metrics, taps=views.taps)
+        pipeline = Pipeline(engine, sinks, config=pipe_cfg, out=out, metrics=metrics, taps=views.taps,
+                            clips=clips)
         views.attach(pipeline.stats)
         received: list[int] = []
 
@@ -191,4 +206,4 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_SIGNAL[received[0]]
     if stats.sources_failed:
         return EXIT_FAILED
-    return EXIT_UNDELIVERED if stats.records_undelivered else 0
+    return EXIT_UNDELIVERED if stats.records_undelivered or stats.clips_failed or stats.clips_truncated else 0

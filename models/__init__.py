@@ -1,1 +1,0 @@
-"""PyTorch side of avfuse: encoders, fusion heads, data, training, synthetic data."""
