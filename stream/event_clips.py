@@ -59,6 +59,8 @@ class ClipCounts:
     written: int = 0
     failed: int = 0
     truncated: int = 0
+    peak_packets: int = 0  # the most packets and bytes one source's ring held at once
+    peak_bytes: int = 0
 
 
 @dataclass(kw_only=True)
@@ -157,6 +159,8 @@ class SourceClips:
         out = self.add(events, math.inf if self._file is not None else -math.inf)
         out += self._write(final=True)
         self._close_file()
+        self.counts.peak_packets = max(self.counts.peak_packets, self.ring.peak_packets)
+        self.counts.peak_bytes = max(self.counts.peak_bytes, self.ring.peak_bytes)
         self.ring.close()
         return out
 

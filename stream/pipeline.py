@@ -497,9 +497,7 @@ class Pipeline:
                     self._errors.append(e)  # ...but the run still ends with its error
             self._count_undelivered()
             if self.clips is not None:
-                c = self.clips.counts
-                self.stats.clips_written, self.stats.clips_failed, self.stats.clips_truncated = \
-                    c.written, c.failed, c.truncated
+                self.stats.clips = self.clips.counts
             self.stats.finish()
             if self.stats.live_latencies:
                 self.metrics.live_latency_p50.set(self.stats.live_percentile(50))

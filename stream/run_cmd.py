@@ -206,4 +206,5 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_SIGNAL[received[0]]
     if stats.sources_failed:
         return EXIT_FAILED
-    return EXIT_UNDELIVERED if stats.records_undelivered or stats.clips_failed or stats.clips_truncated else 0
+    clips_short = stats.clips is not None and (stats.clips.failed or stats.clips.truncated)
+    return EXIT_UNDELIVERED if stats.records_undelivered or clips_short else 0

@@ -3,14 +3,18 @@ and a one-line progress display on a terminal."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from stream.event_clips import ClipCounts
 
 STAGES = ("decode", "inference", "postprocess", "sinks")
 LATENCY_KEPT = 100_000  # percentiles are over the latest segments, so a run of days keeps flat memory
@@ -54,9 +58,7 @@ class RunStats:
     wall_s: float = 0.0
     device: str = ""
     interrupted: bool = False
-    clips_written: int = 0  # --clips: event clips written (the truncated ones among them)
-    clips_failed: int = 0  # events whose clip could not be written
-    clips_truncated: int = 0  # clips that lack part of their span (the packet buffer had dropped it)
+    clips: ClipCounts | None = None  # --clips: event clips written, truncated, not written; the ring's peak
     stopped: str = ""  # why the run stopped before its end on its own (an output every source needs failed)
 
     def finish(self) -> None:
@@ -94,7 +96,7 @@ class RunStats:
             "realtime_factor": round(self.rtf, 2), "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
             "latency_p50_s": round(self.percentile(50), 4), "latency_p95_s": round(self.percentile(95), 4),
             "device": self.device, "stopped": self.stopped,
-            "clips": {"written": self.clips_written, "failed": self.clips_failed, "truncated": self.clips_truncated},
+            "clips": dataclasses.asdict(self.clips) if self.clips is not None else None,
             "live": {"sources": self.live_sources, "latency_p50_s": round(self.live_percentile(50), 4),
                      "latency_p95_s": round(self.live_percentile(95), 4), "dropped": self.dropped,
                      "dropped_by_source": dict(self.dropped_by_source),
@@ -125,9 +127,10 @@ class RunStats:
                 by = live["dropped_by_source"]
                 lines.append("  dropped per source: " + ", ".join(f"{k} {n}" for k, n in by.items()))
         clips = d["clips"]
-        if any(clips.values()):
+        if clips is not None:
             lines.append(f"  event clips: {clips['written']} written, {clips['truncated']} of them truncated, "
-                         f"{clips['failed']} not written")
+                         f"{clips['failed']} not written; packet buffer peak {clips['peak_packets']} packets, "
+                         f"{clips['peak_bytes'] / 2**20:.1f} MiB")
         lines += [f"  failed: {src}: {why}" for src, why in self.sources_failed]
         if self.stopped:
             lines.append(f"  stopped: {self.stopped}; the sources after it were not labelled")
