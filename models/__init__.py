@@ -1,0 +1,1 @@
+"""PyTorch side of avfuse: encoders, fusion heads, data, training, synthetic data."""
