@@ -76,8 +76,10 @@ def clip_name(stem: str, event: dict) -> str:
     return f"{stem}.{max(0, round(event['start'] * 1000)):09d}.{label}{CLIP_EXT}"
 
 
-def write_clip(path: Path, templates: list[av.stream.Stream], packets: list[Packet]) -> None:
-    """Remux ``packets`` into ``path`` (written beside it, then renamed), timestamps moved so it starts at 0."""
+def write_clip(path: Path, packets: list[Packet]) -> None:
+    """Remux ``packets`` (of one generation) into ``path`` (written beside it, then renamed), timestamps
+    moved so it starts at 0."""
+    templates = packets[0].templates
     bases = [t.time_base for t in templates]
     zero = min(p.t for p in packets)
     base: dict[int, int] = {}  # per stream, the timestamp that is media time ``zero``
@@ -107,7 +109,6 @@ class SourceClips:
     def __init__(self, stem: str, config: ClipConfig, counts: ClipCounts, *, file: Path | None = None) -> None:
         self.stem, self.config, self.counts = stem, config, counts
         self.ring = PacketRing(max_s=config.buffer_s, max_bytes=config.max_bytes)
-        self.shift = 0.0  # added to the ring's times: a live source's offset after a reconnect
         self.pending: list[_Pending] = []
         self._file, self._demux, self._container = file, None, None
         self._read_error: str = ""
@@ -166,7 +167,7 @@ class SourceClips:
 
     def _write(self, *, final: bool) -> list[dict]:
         warnings, keep = [], []
-        latest = self.ring.latest + self.shift
+        latest = self.ring.latest
         for p in self.pending:
             if not final and not self.ring.ended and latest < p.end:
                 keep.append(p)
@@ -177,20 +178,19 @@ class SourceClips:
 
     def _one(self, p: _Pending) -> list[dict]:
         ring = self.ring
-        templates, packets = ring.span(p.start - self.shift, p.end - self.shift)
-        lost = ring.lost_until + self.shift
+        packets, current = ring.span(p.start, p.end)
         if not packets:
             why = self._read_error or "no media of it is left in the packet buffer"
             return [self._warn(p, "clip not written", why, failed=True)]
         try:
             p.path.parent.mkdir(parents=True, exist_ok=True)
-            write_clip(p.path, templates, packets)
+            write_clip(p.path, packets)
         except (av.error.FFmpegError, OSError, ValueError) as e:
             return [self._warn(p, "clip not written", f"{p.path}: {e}", failed=True)]
-        short_start = lost >= p.start - 1e-6
-        short_end = not ring.ended and ring.latest + self.shift < p.end - 1e-6
+        short_start = ring.lost_until >= p.start - 1e-6
+        short_end = current and not ring.ended and ring.latest < p.end - 1e-6  # (an earlier connection ended)
         if short_start or short_end:
-            have = f"{packets[0].t + self.shift:.3f}..{packets[-1].t + self.shift:.3f} s"
+            have = f"{packets[0].t:.3f}..{packets[-1].t:.3f} s"
             return [self._warn(p, "clip truncated", f"{p.path}: holds {have} of {max(p.start, 0):.3f}.."
                                f"{p.end:.3f} s (the packet buffer keeps {self.config.buffer_s:g} s)", failed=False)]
         self.counts.written += 1

@@ -316,7 +316,7 @@ class LiveSource:
                         elif last_close is None:
                             last_close = value
                         if self.packets is not None:
-                            self.packets.shift = offset
+                            self.packets.ring.set_shift(offset)
                         continue
                     seg = dataclasses.replace(value, index=index, start=round(value.start + offset, 6),
                                               end=round(value.end + offset, 6))

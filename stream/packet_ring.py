@@ -5,10 +5,17 @@ The ring keeps the latest ``max_s`` seconds of media and at most ``max_bytes`` b
 and drops whole GOPs from the front (a video keyframe to the next), so what is left always starts at a
 keyframe. Times are seconds of media time as segments count it (``t = pts * time_base - t0 + offset``).
 Packets are pushed on the demuxing thread and read on another: every method takes the lock.
+
+Each connection (a file, a looped file's pass, a live stream's reconnect) is a generation with the
+codec parameters of its own streams; packets of earlier ones stay until trimmed, so an event that ends
+with a lost connection still has its clip. A clip is cut from one generation. A live source's offset
+after a reconnect is known only once the new connection delivers its first window: ``set_shift``
+moves the current generation's packets then.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import threading
@@ -24,7 +31,8 @@ from stream.errors import ConfigError
 class Packet:
     """A demuxed packet, detached from its container: its bytes and timing, in its stream's time base."""
 
-    stream: int  # index into the ring's templates
+    stream: int  # index into ``templates``
+    templates: tuple  # the codec parameters of its generation's streams
     data: bytes
     pts: int | None
     dts: int | None
@@ -48,9 +56,9 @@ class PacketRing:
         self.lost_until = -math.inf  # media time of the latest packet dropped from the front
         self.latest = -math.inf  # media time of the latest packet pushed
         self.ended = False  # the media ended (a file's last packet is in)
-        self._holder: av.container.OutputContainer | None = None
-        self.templates: list[av.stream.Stream] = []  # codec parameters, alive after the source closes
+        self.templates: tuple = ()  # the current generation's codec parameters, alive after the source closes
         self.time_bases: list = []
+        self._current = 0  # how many packets at the back belong to the current generation
         self._video: int | None = None
         self._offset = 0.0
         self._t0 = 0.0
@@ -59,13 +67,13 @@ class PacketRing:
     # ---- the demuxing side ----
 
     def open(self, streams: list[av.stream.Stream], *, t0: float, offset: float = 0.0) -> None:
-        """A connection (or a file, or a looped file's pass) starts: forget the previous one's packets
-        and copy the codec parameters of ``streams`` (video first, if any) into streams of an unwritten
-        in-memory container, so clips can be written after the source is closed."""
+        """A connection (or a file, or a looped file's pass) starts a generation: the codec parameters
+        of ``streams`` (video first, if any) are copied into streams of an unwritten in-memory container
+        (which they keep alive), so clips can be written after the source is closed."""
+        holder = av.open(io.BytesIO(), "w", format="matroska")
+        templates = tuple(holder.add_stream_from_template(s) for s in streams)
         with self._lock:
-            self._clear()
-            self._holder = av.open(io.BytesIO(), "w", format="matroska")
-            self.templates = [self._holder.add_stream_from_template(s) for s in streams]
+            self.templates, self._current = templates, 0
             self.time_bases = [s.time_base for s in streams]
             self._index = {s.index: i for i, s in enumerate(streams)}
             self._video = next((i for i, s in enumerate(streams) if s.type == "video"), None)
@@ -79,15 +87,31 @@ class PacketRing:
             return
         t = float(ts * self.time_bases[i]) - self._t0 + self._offset
         keyframe = bool(packet.is_keyframe) if i == self._video else self._video is None
-        p = Packet(stream=i, data=bytes(packet), pts=packet.pts, dts=packet.dts, duration=packet.duration or 0,
-                   keyframe=keyframe, t=t)
+        p = Packet(stream=i, templates=self.templates, data=bytes(packet), pts=packet.pts, dts=packet.dts,
+                   duration=packet.duration or 0, keyframe=keyframe, t=t)
         with self._lock:
             self._packets.append(p)
+            self._current += 1
             self.bytes += len(p.data)
             self.latest = max(self.latest, t)
             self._trim()
             self.peak_bytes = max(self.peak_bytes, self.bytes)
             self.peak_packets = max(self.peak_packets, len(self._packets))
+
+    def set_shift(self, shift: float) -> None:
+        """The current generation's media time starts ``shift`` s later than its packets were pushed
+        with: move them, and the packets still to come."""
+        with self._lock:
+            d = shift - self._offset
+            if not d:
+                return
+            self._offset = shift
+            n = min(self._current, len(self._packets))
+            moved = [dataclasses.replace(p, t=p.t + d) for p in list(self._packets)[len(self._packets) - n:]]
+            for _ in range(n):
+                self._packets.pop()
+            self._packets.extend(moved)
+            self.latest = max((p.t for p in self._packets), default=-math.inf)
 
     def end(self) -> None:
         with self._lock:
@@ -120,20 +144,16 @@ class PacketRing:
             p = self._packets.popleft()
             self.bytes -= len(p.data)
             self.lost_until = max(self.lost_until, p.t)
-
-    def _clear(self) -> None:
-        self._packets.clear()
-        self.bytes, self.lost_until, self.latest = 0, -math.inf, -math.inf
-        self._holder = None  # not closed: a clip being written may still use its streams (they keep it alive)
+        self._current = min(self._current, len(self._packets))
 
     # ---- the reading side ----
 
-    def span(self, start: float, end: float) -> tuple[list[av.stream.Stream], list[Packet]]:
-        """The stream templates and the packets from the last keyframe at or before ``start`` (the first
-        one after it when none is) to the last packet, in demux order, before ``end``: copies, so the
-        demuxer can go on."""
+    def span(self, start: float, end: float) -> tuple[list[Packet], bool]:
+        """The packets from the last keyframe at or before ``start`` (the first one after it when none is)
+        to the last packet, in demux order, before ``end``, all of that keyframe's generation (a copy, so
+        the demuxer can go on); and whether that generation is the current one."""
         with self._lock:
-            packets, templates = list(self._packets), list(self.templates)
+            packets, templates = list(self._packets), self.templates
         first = 0
         for j, p in enumerate(packets):
             if p.keyframe and p.t <= start + 1e-6:
@@ -142,8 +162,12 @@ class PacketRing:
                 break
         while first < len(packets) and not packets[first].keyframe:
             first += 1
-        last = max((j for j in range(first, len(packets)) if packets[j].t < end - 1e-6), default=first - 1)
-        return templates, packets[first:last + 1]
+        if first == len(packets):
+            return [], True
+        gen = packets[first].templates
+        last = max((j for j in range(first, len(packets)) if packets[j].t < end - 1e-6 and packets[j].templates
+                    is gen), default=first - 1)
+        return [p for p in packets[first:last + 1] if p.templates is gen], gen is templates
 
     def __len__(self) -> int:
         with self._lock:
@@ -151,5 +175,5 @@ class PacketRing:
 
     def close(self) -> None:
         with self._lock:
-            self._clear()
-            self.templates = []
+            self._packets.clear()
+            self.bytes, self._current, self.templates = 0, 0, ()

@@ -304,8 +304,8 @@ class Pipeline:
                     if events:
                         self.stats.events += len(events)
                         self.metrics.events.inc(len(events))
-                    if self.clips is not None:
-                        events += self.clips.finish(first.key, events)
+                    if self.clips is not None:  # stopping, the sinks drop these events: no clips for them
+                        events += self.clips.finish(first.key, [] if self._stop.is_set() else events)
                     if events:
                         out.put(_Records(first.key, events, []))
                     out.put(first)

@@ -109,7 +109,7 @@ def test_the_packet_ring_stays_bounded_on_a_long_file(tmp_path):
     interleave = 1.0  # the muxer puts audio up to about a second ahead of the video
     assert by_time.peak_packets <= (4.0 + GOP / FPS + interleave) * rate  # about 10% of the file's packets
     assert by_bytes.peak_bytes <= 20_000 + biggest and len(by_bytes) < total / 10
-    _, kept = by_time.span(0.0, 100.0)
+    kept, _ = by_time.span(0.0, 100.0)
     assert kept[0].keyframe and kept[-1].t - kept[0].t <= 4.0 + GOP / FPS  # the latest 4 s, from a keyframe
 
 
