@@ -33,6 +33,7 @@ from stream.event_clips import EventClips
 from stream.events import EventConfig, EventTracker
 from stream.live_output import resume_point
 from stream.metrics import Metrics
+from stream.model_swap import ModelSwap
 from stream.opener import LiveCounts, Opener, open_source
 from stream.outputs import OutputDir
 from stream.postprocess import PostprocessConfig, Smoother, error_record, segment_record
@@ -125,9 +126,10 @@ class _Records:
 class Pipeline:
     def __init__(self, engine: Engine, sinks: Sequence[Sink], *, config: PipelineConfig | None = None,
                  out: OutputDir | None = None, metrics: Metrics | None = None, opener: Opener | None = None,
-                 taps: Sequence[Tap] = (), clips: EventClips | None = None):
+                 taps: Sequence[Tap] = (), clips: EventClips | None = None, models: ModelSwap | None = None):
         self.engine, self.sinks = engine, list(sinks)
         self.clips = clips  # --clips: each event's media remuxed into a file (stream.event_clips)
+        self.models = models  # the model file watched and swapped between batches (stream.model_swap)
         self.taps = list(taps)  # see Tap: thumbnails, the live view
         self.config = config or PipelineConfig()
         self.out, self.metrics = out, metrics or Metrics()
@@ -274,7 +276,8 @@ class Pipeline:
     # ---- stage 2: inference + postprocess ----
 
     def _infer(self) -> None:
-        cfg, spec = self.config, self.engine.spec
+        cfg = self.config
+        shown: dict[str, str] = {}  # the open sources: where a refused model's error record goes
         smoothers: dict[str, Smoother] = {}
         trackers: dict[str, EventTracker] = {}
         failed: dict[str, BaseException] = {}
@@ -291,12 +294,14 @@ class Pipeline:
                         self.clips.source(first.key, first.source, live=cfg.is_live(first.source))
                     smoothers[first.key] = Smoother(cfg.post)
                     trackers[first.key] = EventTracker(cfg.events)
+                    shown[first.key] = first.source.shown
                     failed.pop(first.key, None)
                     out.put(first)
                     continue
                 if isinstance(first, _End):
                     events = trackers.pop(first.key).finish()
                     smoothers.pop(first.key, None)
+                    shown.pop(first.key, None)
                     if first.error is None and first.key in failed:
                         first.error = failed[first.key]
                     if first.key in cut:
@@ -319,9 +324,10 @@ class Pipeline:
                     continue
                 if not items:
                     continue
+                engine, version = self._engine(shown)
                 t0 = time.perf_counter()
                 try:
-                    outputs = self.engine.run_segments([i.segment for i in items])
+                    outputs = engine.run_segments([i.segment for i in items])
                 except AvfuseError as e:
                     for i in items:
                         failed.setdefault(i.key, e)
@@ -334,7 +340,9 @@ class Pipeline:
                 by_key: dict[str, _Records] = {}
                 for n, i in enumerate(items):
                     rec = segment_record(i.segment, smoothers[i.key](outputs.probs[n]), outputs.gates[n],
-                                         spec.labels, cfg.post.top_k)
+                                         engine.spec.labels, cfg.post.top_k)
+                    if version:
+                        rec["model"] = version
                     group = by_key.setdefault(i.key, _Records(i.key, [], []))
                     group.records.append(rec)
                     group.times.append((i.t, i.segment.wallclock if i.live else None))
@@ -361,6 +369,19 @@ class Pipeline:
             self._abort(e)
         else:
             out.close()
+
+    def _engine(self, shown: dict[str, str]) -> tuple[Engine, str]:
+        """The engine for the next batch, and its version ("" when the model file is not watched): a
+        new model file loaded meanwhile takes over here; one refused is an error record in each open source."""
+        if self.models is None:
+            return self.engine, ""
+        for refused in self.models.take():
+            self.stats.models_refused += 1
+            for key, name in shown.items():
+                self._records.put(_Records(key, [refused.as_record(name)], []))
+        self.stats.model_swaps = self.models.swaps
+        self.engine = self.models.engine
+        return self.engine, self.models.version
 
     # ---- stage 3: sinks ----
 

@@ -30,6 +30,7 @@ from stream.event_clips import ClipConfig, EventClips
 from stream.events import EventConfig
 from stream.live_output import Rotation
 from stream.metrics import DEFAULT_HOST, Metrics
+from stream.model_swap import POLL_S, ModelSwap
 from stream.outputs import OutputDir, RunOutputs, check_target, file_sha256, write_atomic
 from stream.pipeline import FILE_WAIT_MS, LIVE_TRANSPORTS, Pipeline, PipelineConfig
 from stream.postprocess import PostprocessConfig, parse_smoothing
@@ -77,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-wait-ms", type=float, default=None,
                    help=f"longest wait to fill a batch (default: {FILE_WAIT_MS:g} ms; 0 when a source is live)")
     g.add_argument("--queue", type=int, default=32, help="decoded segments buffered before inference")
+    g.add_argument("--watch-model", type=float, default=POLL_S, metavar="S",
+                   help="look at the model file every S seconds and swap in a replaced one between two batches "
+                   "(0: only on SIGHUP); each record's model is the labelling file's SHA-256 prefix")
     v = parser.add_argument_group("live sources (rtsp:// and other streams, each read on its own thread)")
     v.add_argument("--loop", action="store_true",
                    help="play files as if live: paced at real speed, over and over, until stopped (Ctrl-C)")
@@ -168,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         metrics.serve(args.metrics_port, args.metrics_host)  # a busy port fails here, before any sink has connected
     previous: dict = {}
+    models: ModelSwap | None = None
     views = report_hooks.RunViews()
     try:
         views = report_hooks.RunViews.from_args(args, out)  # --thumbnails, --ui-port
@@ -178,8 +183,9 @@ def run(args: argparse.Namespace) -> int:
             out.outputs = RunOutputs(model_sha256=file_sha256(args.model),
                                      sinks=tuple(sorted(redact(s) for s in args.sink or ["jsonl"])),
                                      exts=tuple(s.ext for s in sinks if isinstance(s, FileSink)))
+        models = ModelSwap(engine, lambda path: Engine(path, engine_cfg), poll_s=args.watch_model)
         pipeline = Pipeline(engine, sinks, config=pipe_cfg, out=out, metrics=metrics, taps=views.taps,
-                            clips=clips)
+                            clips=clips, models=models)
         views.attach(pipeline.stats)
         received: list[int] = []
 
@@ -190,12 +196,15 @@ def run(args: argparse.Namespace) -> int:
             pipeline.stop()
 
         previous = {s: signal.signal(s, on_signal) for s in EXIT_SIGNAL}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda signum, frame: models.request())
         with Progress(pipeline.stats, len(sources)):
             stats = pipeline.run(sources)
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
         metrics.close()
+        if models is not None:
+            models.close()
         views.close()
         if out is not None:
             out.unlock()

@@ -59,6 +59,8 @@ class RunStats:
     device: str = ""
     interrupted: bool = False
     clips: ClipCounts | None = None  # --clips: event clips written, truncated, not written; the ring's peak
+    model_swaps: int = 0  # model files swapped in while running (stream.model_swap)
+    models_refused: int = 0  # model files refused (broken, or not fitting the running decode config)
     stopped: str = ""  # why the run stopped before its end on its own (an output every source needs failed)
 
     def finish(self) -> None:
@@ -96,6 +98,7 @@ class RunStats:
             "realtime_factor": round(self.rtf, 2), "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
             "latency_p50_s": round(self.percentile(50), 4), "latency_p95_s": round(self.percentile(95), 4),
             "device": self.device, "stopped": self.stopped,
+            "model_swaps": self.model_swaps, "models_refused": self.models_refused,
             "clips": dataclasses.asdict(self.clips) if self.clips is not None else None,
             "live": {"sources": self.live_sources, "latency_p50_s": round(self.live_percentile(50), 4),
                      "latency_p95_s": round(self.live_percentile(95), 4), "dropped": self.dropped,
@@ -131,6 +134,9 @@ class RunStats:
             lines.append(f"  event clips: {clips['written']} written, {clips['truncated']} of them truncated, "
                          f"{clips['failed']} not written; packet buffer peak {clips['peak_packets']} packets, "
                          f"{clips['peak_bytes'] / 2**20:.1f} MiB")
+        if self.model_swaps or self.models_refused:
+            lines.append(f"  model: {self.model_swaps} swap(s) while running, {self.models_refused} file(s) refused "
+                         "(error records; the running model went on)")
         lines += [f"  failed: {src}: {why}" for src, why in self.sources_failed]
         if self.stopped:
             lines.append(f"  stopped: {self.stopped}; the sources after it were not labelled")
