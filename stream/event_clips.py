@@ -28,6 +28,7 @@ from pathlib import Path
 import av
 
 from stream.errors import ConfigError
+from stream.outputs import check_writable, output_error
 from stream.packet_ring import Packet, PacketRing
 from stream.sources import Source
 
@@ -215,6 +216,15 @@ class EventClips:
         self.counts = ClipCounts()
         self._sources: dict[str, SourceClips] = {}
         self._lock = threading.Lock()
+
+    def check(self) -> None:
+        """Make the folder; raise OutputError naming it unless clips can be written there (before the run)."""
+        folder = self.config.folder
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise output_error(folder, e) from e
+        check_writable(folder)
 
     def source(self, stem: str, source: Source, *, live: bool) -> SourceClips:
         with self._lock:

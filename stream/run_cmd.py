@@ -166,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
     sources = expand(args.sources)
     clips = (EventClips(ClipConfig(folder=args.clips, pad_s=args.clip_pad, buffer_s=args.clip_buffer))
              if args.clips is not None else None)
+    if clips is not None:
+        clips.check()
     engine = Engine(args.model, engine_cfg)
     out = _output_dir(args)
     metrics = Metrics()

@@ -128,3 +128,13 @@ def test_bad_clip_settings_are_one_error_naming_them(tmp_path):
         ClipConfig(folder=tmp_path, pad_s=-1)
     with pytest.raises(ConfigError, match="twice the pad"):
         ClipConfig(folder=tmp_path, pad_s=2, buffer_s=3)
+
+
+def test_a_clips_folder_that_cannot_be_made_is_one_error_before_the_run(media, tmp_path, capsys):
+    model, video = media
+    (tmp_path / "taken").write_text("a file, not a folder")
+    rc = main(["run", str(model), str(video), "-o", str(tmp_path / "out"), "--no-cache",
+               "--clips", str(tmp_path / "taken")])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"{tmp_path / 'taken'}: cannot write" in err
+    assert not (tmp_path / "out").exists()  # nothing started
