@@ -7,6 +7,10 @@ flushes what was labelled and prints the summary, with the live latency, drops a
 Network sinks (webhook, MQTT) retry with backoff; what they still cannot deliver is spooled in
 ``OUT/.spool`` and replayed by the next run, and its source is not marked done until then.
 
+The model file is watched (``--watch-model``) and SIGHUP reloads it: a replaced file that fits the running
+decode configuration takes over between two batches (``stream.model_swap``); ``--clips DIR`` saves each
+event's media (``stream.event_clips``).
+
 Exit code: 0 when every source was labelled and every record delivered, 1 when any source failed,
 3 when all were labelled but some records were not delivered (spooled, or lost without ``-o``) or
 some event clips (``--clips``) could not be written or were truncated,
