@@ -126,7 +126,7 @@ class SourceClips:
                 streams = [s for s in media_streams(self._container) if s is not None]
                 self.ring.open(streams, t0=media_start(self._container))
                 self._demux = self._container.demux(*streams)
-            while self.ring.latest < upto:
+            while self.ring.settled < upto:  # the video too, not only the audio the file stores ahead of it
                 self.ring.push(next(self._demux))
         except StopIteration:
             self._close_file()

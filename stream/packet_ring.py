@@ -55,6 +55,7 @@ class PacketRing:
         self.peak_packets = 0
         self.lost_until = -math.inf  # media time of the latest packet dropped from the front
         self.latest = -math.inf  # media time of the latest packet pushed
+        self._latest_by: dict[int, float] = {}  # the same per stream of the current generation
         self.ended = False  # the media ended (a file's last packet is in)
         self.templates: tuple = ()  # the current generation's codec parameters, alive after the source closes
         self.time_bases: list = []
@@ -73,7 +74,7 @@ class PacketRing:
         holder = av.open(io.BytesIO(), "w", format="matroska")
         templates = tuple(holder.add_stream_from_template(s) for s in streams)
         with self._lock:
-            self.templates, self._current = templates, 0
+            self.templates, self._current, self._latest_by = templates, 0, {}
             self.time_bases = [s.time_base for s in streams]
             self._index = {s.index: i for i, s in enumerate(streams)}
             self._video = next((i for i, s in enumerate(streams) if s.type == "video"), None)
@@ -94,6 +95,7 @@ class PacketRing:
             self._current += 1
             self.bytes += len(p.data)
             self.latest = max(self.latest, t)
+            self._latest_by[i] = max(self._latest_by.get(i, -math.inf), t)
             self._trim()
             self.peak_bytes = max(self.peak_bytes, self.bytes)
             self.peak_packets = max(self.peak_packets, len(self._packets))
@@ -111,7 +113,17 @@ class PacketRing:
             for _ in range(n):
                 self._packets.pop()
             self._packets.extend(moved)
+            self._latest_by = {i: v + d for i, v in self._latest_by.items()}
             self.latest = max((p.t for p in self._packets), default=-math.inf)
+
+    @property
+    def settled(self) -> float:
+        """Media time every stream of the current generation has reached (a file interleaves its audio
+        up to a second or so ahead of its video): -inf until each has a packet."""
+        with self._lock:
+            if len(self._latest_by) < len(self.templates):
+                return -math.inf
+            return min(self._latest_by.values())
 
     def end(self) -> None:
         with self._lock:
