@@ -17,7 +17,7 @@ from onnx_models import colour_model
 from rtsp_server import RtspServer, gstreamer_available
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.timeout(90),
+pytestmark = [pytest.mark.timeout(90), pytest.mark.slow,
               pytest.mark.skipif(not gstreamer_available(), reason="GStreamer RTSP server missing: "
                                  "bash scripts/system-deps.sh")]
 
