@@ -27,6 +27,7 @@ from pathlib import Path
 
 import av
 
+from stream.decode import media_start, media_streams, open_container
 from stream.errors import ConfigError
 from stream.outputs import check_writable, output_error
 from stream.packet_ring import Packet, PacketRing
@@ -89,37 +90,41 @@ def write_clip(path: Path, packets: list[Packet]) -> None:
             ts = p.pts if p.pts is not None else p.dts
             base[p.stream] = ts - round(Fraction(p.t - zero) / bases[p.stream])
     tmp = path.with_name(path.name + ".partial")
-    with av.open(str(tmp), "w", format="matroska") as out:
-        streams = [out.add_stream_from_template(t) for t in templates]
-        for p in packets:
-            pkt = av.Packet(p.data)
-            pkt.stream = streams[p.stream]
-            pkt.time_base = bases[p.stream]
-            pkt.pts = None if p.pts is None else p.pts - base[p.stream]
-            pkt.dts = None if p.dts is None else p.dts - base[p.stream]
-            pkt.duration = p.duration
-            pkt.is_keyframe = p.keyframe
-            out.mux(pkt)
-    os.replace(tmp, path)
+    try:
+        with av.open(str(tmp), "w", format="matroska") as out:
+            streams = [out.add_stream_from_template(t) for t in templates]
+            for p in packets:
+                pkt = av.Packet(p.data)
+                pkt.stream = streams[p.stream]
+                pkt.time_base = bases[p.stream]
+                pkt.pts = None if p.pts is None else p.pts - base[p.stream]
+                pkt.dts = None if p.dts is None else p.dts - base[p.stream]
+                pkt.duration = p.duration
+                pkt.is_keyframe = p.keyframe
+                out.mux(pkt)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # nothing half-written is left under a clip's name
+        raise
 
 
 class SourceClips:
     """One source's ring and the clips it still owes. ``file``: read packets from this local file
     (a file source); otherwise a live reader pushes them (``open``/``push`` of :attr:`ring`)."""
 
-    def __init__(self, stem: str, config: ClipConfig, counts: ClipCounts, *, file: Path | None = None) -> None:
+    def __init__(self, stem: str, config: ClipConfig, counts: ClipCounts, *, file: Path | None = None,
+                 unavailable: str = "") -> None:
         self.stem, self.config, self.counts = stem, config, counts
         self.ring = PacketRing(max_s=config.buffer_s, max_bytes=config.max_bytes)
         self.pending: list[_Pending] = []
         self._file, self._demux, self._container = file, None, None
-        self._read_error: str = ""
+        self._read_error = unavailable  # why there are no packets for this source's clips, when so
 
     # ---- a file's own demux-only reader ----
 
     def _advance(self, upto: float) -> None:
         if self._file is None or self.ring.ended:
             return
-        from stream.decode import media_start, media_streams, open_container
         try:
             if self._demux is None:
                 self._container = open_container(self._file)
@@ -231,9 +236,8 @@ class EventClips:
             clips = self._sources.get(stem)
             if clips is None:
                 file = None if live or source.path is None else source.path
-                clips = self._sources[stem] = SourceClips(stem, self.config, self.counts, file=file)
-                if not live and file is None:
-                    clips._read_error = "clips of a file read over the network are not kept"
+                why = "" if live or file is not None else "clips of a file read over the network are not kept"
+                clips = self._sources[stem] = SourceClips(stem, self.config, self.counts, file=file, unavailable=why)
             return clips
 
     def add(self, stem: str, events: list[dict], upto: float) -> list[dict]:

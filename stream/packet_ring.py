@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import av
 
 from stream.errors import ConfigError
+from stream.segmenter import MAX_LAG_S
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,11 +120,12 @@ class PacketRing:
     @property
     def settled(self) -> float:
         """Media time every stream of the current generation has reached (a file interleaves its audio
-        up to a second or so ahead of its video): -inf until each has a packet."""
+        up to a second or so ahead of its video): -inf until each has a packet. A stream more than
+        ``MAX_LAG_S`` behind the latest is taken to have ended (as the segmenter does)."""
         with self._lock:
             if len(self._latest_by) < len(self.templates):
                 return -math.inf
-            return min(self._latest_by.values())
+            return min(v for v in self._latest_by.values() if v >= self.latest - MAX_LAG_S)
 
     def end(self) -> None:
         with self._lock:
