@@ -37,7 +37,8 @@ AROUND_S = 1.0  # records this close to a swap (by arrival) count as "during" it
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--swaps", type=int, default=6)
-    p.add_argument("--every", type=float, default=2.0, help="seconds between swaps")
+    p.add_argument("--every", type=float, default=4.0,
+                   help=f"seconds between swaps (records within {AROUND_S:g} s of one count as during it)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
@@ -99,10 +100,12 @@ def _report(arrivals: list, swaps: list[float], versions: set[str], err: str) ->
     print(f"swaps requested {len(swaps)}, model switches seen in records {switches}, "
           f"models {sorted({r['model'] for _, r, _ in segs})} (of {sorted(versions)})")
     print(f"segments {len(segs)}, index contiguous: {indices == list(range(indices[0], indices[0] + len(indices)))}")
+    away, lat_away = max(g for g, n in gaps if not n), max(v for v, n in lat if not n)
     print(f"interval between records: normal (median) {normal * 1000:.0f} ms, longest around a swap "
-          f"{during * 1000:.0f} ms: ratio {during / normal:.2f}")
+          f"{during * 1000:.0f} ms: ratio {during / normal:.2f} (longest away from swaps {away * 1000:.0f} ms)")
     print(f"latency from window close: normal (median) {lat_normal * 1000:.0f} ms, longest around a swap "
-          f"{lat_during * 1000:.0f} ms: ratio {lat_during / lat_normal:.2f}")
+          f"{lat_during * 1000:.0f} ms: ratio {lat_during / lat_normal:.2f} (longest away from swaps "
+          f"{lat_away * 1000:.0f} ms)")
     return 0
 
 
