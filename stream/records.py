@@ -4,10 +4,15 @@ and leaves as the JSON object :func:`as_dict` makes of it; the CSV sink's column
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 MODALITIES = ("video", "audio", "text")
+OPTIONAL = {"optional": True}  # a field left out of the JSON object while it is None
+
+
+def optional() -> Any:
+    return field(default=None, metadata=OPTIONAL)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,6 +30,7 @@ class SegmentRecord:
     gates: dict[str, float]
     present: dict[str, bool]
     wallclock: float | None = None
+    model: str | None = optional()  # the first 12 hex digits of the labelling file's SHA-256 (avfuse run)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +43,7 @@ class EventRecord:
     start: float
     end: float
     score: float
+    clip: str | None = optional()  # with --clips: the absolute path of the event's clip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,16 +59,18 @@ class GapRecord:
 
 @dataclass(frozen=True, kw_only=True)
 class WarningRecord:
-    """Something the run followed rather than failed on, e.g. timestamps that jump back."""
+    """Something the run followed rather than failed on: timestamps that jump back (``stream``, ``back_s``), an
+    event clip truncated or not written (``clip``)."""
 
     TYPE: ClassVar[str] = "warning"
     source: str
     warning: str
-    stream: str
     start: float
     end: float
-    back_s: float
     detail: str
+    stream: str | None = optional()
+    back_s: float | None = optional()
+    clip: str | None = optional()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +93,8 @@ def as_dict(record: Record) -> dict[str, Any]:
     out: dict[str, Any] = {"type": record.TYPE}
     for f in fields(record):
         value = getattr(record, f.name)
+        if value is None and f.metadata.get("optional"):
+            continue
         out[f.name] = [list(t) for t in value] if f.name == "top" else value
     return out
 

@@ -98,15 +98,17 @@ def expected_probs(rgb: tuple[float, float, float]) -> np.ndarray:
 
 
 def colour_video(path: str | Path, colours: list[str] | tuple[str, ...], *, seconds_each: float = 1.0,
-                 fps: int = 10, size: int = 32, audio: bool = True) -> Path:
+                 fps: int = 10, size: int = 32, audio: bool = True, gop: int | None = None) -> Path:
     """Encode (PyAV, H.264 + AAC in MP4) a video showing each named colour of COLOURS in turn, solid, for
-    ``seconds_each`` seconds: the colour model labels its segments with exactly these names."""
+    ``seconds_each`` seconds: the colour model labels its segments with exactly these names. ``gop``: a
+    keyframe every this many frames (x264's default otherwise)."""
     import av
 
     path = Path(path)
     per = round(fps * seconds_each)
     with av.open(str(path), "w") as c:
-        v = c.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "crf": "18"})
+        gop_opts = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"} if gop else {}
+        v = c.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "crf": "18", **gop_opts})
         v.width = v.height = size
         v.pix_fmt = "yuv420p"
         a = c.add_stream("aac", rate=16000, layout="mono") if audio else None

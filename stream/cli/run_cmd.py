@@ -7,8 +7,13 @@ flushes what was labelled and prints the summary, with the live latency, drops a
 Network sinks (webhook, MQTT) retry with backoff; what they still cannot deliver is spooled in
 ``OUT/.spool`` and replayed by the next run, and its source is not marked done until then.
 
+The model file is watched (``--watch-model``) and SIGHUP reloads it: a replaced file that fits the running
+decode configuration takes over between two batches (``avfuse.stream.run.model_swap``); ``--clips DIR`` saves each
+event's media (``avfuse.stream.run.event_clips``).
+
 Exit code: 0 when every source was labelled and every record delivered, 1 when any source failed,
-3 when all were labelled but some records were not delivered (spooled, or lost without ``-o``),
+3 when all were labelled but some records were not delivered (spooled, or lost without ``-o``) or
+some event clips (``--clips``) could not be written or were truncated,
 130 (SIGINT) or 143 (SIGTERM) when stopped; the summary is printed on stderr either way.
 """
 
@@ -27,8 +32,12 @@ from avfuse.stream.infer.events import EventConfig
 from avfuse.stream.infer.postprocess import PostprocessConfig, parse_smoothing
 from avfuse.stream.media.reconnect import Backoff
 from avfuse.stream.media.redact import redact
+from avfuse.stream.run.event_clips import BUFFER_S as CLIP_BUFFER_S
+from avfuse.stream.run.event_clips import PAD_S as CLIP_PAD_S
+from avfuse.stream.run.event_clips import ClipConfig, EventClips
 from avfuse.stream.run.live_output import Rotation
 from avfuse.stream.run.metrics import DEFAULT_HOST, Metrics
+from avfuse.stream.run.model_swap import POLL_S, ModelSwap
 from avfuse.stream.run.outputs import OutputDir, RunOutputs, check_target, file_sha256, write_atomic
 from avfuse.stream.run.pipeline import FILE_WAIT_MS, LIVE_TRANSPORTS, Pipeline, PipelineConfig
 from avfuse.stream.run.report import hooks as report_hooks
@@ -44,7 +53,8 @@ EXIT_FAILED = 1
 EXIT_UNDELIVERED = 3
 EPILOG = (f"exit status: 0 all labelled and delivered; {EXIT_FAILED} a source failed; {EXIT_UNDELIVERED} records "
           "not delivered to a webhook or MQTT sink (spooled in OUT/.spool and replayed by the next run, or "
-          f"lost without -o); {EXIT_SIGNAL[signal.SIGINT]} or {EXIT_SIGNAL[signal.SIGTERM]} stopped by SIGINT "
+          f"lost without -o), or event clips (--clips) not written or truncated; {EXIT_SIGNAL[signal.SIGINT]} or "
+          f"{EXIT_SIGNAL[signal.SIGTERM]} stopped by SIGINT "
           "or SIGTERM")
 
 
@@ -72,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-wait-ms", type=float, default=None,
                    help=f"longest wait to fill a batch (default: {FILE_WAIT_MS:g} ms; 0 when a source is live)")
     g.add_argument("--queue", type=int, default=32, help="decoded segments buffered before inference")
+    g.add_argument("--watch-model", type=float, default=POLL_S, metavar="S",
+                   help="look at the model file every S seconds and swap in a replaced one between two batches "
+                   "(0: only on SIGHUP); each record's model is the labelling file's SHA-256 prefix")
     v = parser.add_argument_group("live sources (rtsp:// and other streams, each read on its own thread)")
     v.add_argument("--loop", action="store_true",
                    help="play files as if live: paced at real speed, over and over, until stopped (Ctrl-C)")
@@ -93,6 +106,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--smooth", default="none", help="none, mean:K (moving average of K segments) or ema:ALPHA")
     p.add_argument("--threshold", type=float, default=0.5, help="lowest score that counts towards an event")
     p.add_argument("--min-event-s", type=float, default=0.0, help="shortest event reported (seconds)")
+    p.add_argument("--clips", type=Path, metavar="DIR", help="save each event's media (packets copied, from a "
+                   "keyframe) as DIR/STEM.<start ms>.<label>.mkv; the event record's clip is its absolute path")
+    p.add_argument("--clip-pad", type=float, default=CLIP_PAD_S, metavar="S",
+                   help="seconds of media kept before and after each event in its clip (default %(default)s)")
+    p.add_argument("--clip-buffer", type=float, default=CLIP_BUFFER_S, metavar="S",
+                   help="media kept per source to cut clips from: the longest clip (event + 2 pads) kept whole "
+                   "(default %(default)s)")
     o = parser.add_argument_group("outputs")
     o.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on HOST:PORT")
     o.add_argument("--metrics-host", default=DEFAULT_HOST, metavar="HOST",
@@ -148,12 +168,17 @@ def run(args: argparse.Namespace) -> int:
     if args.summary_json is not None:  # checked now, not found out after the whole run
         check_target(args.summary_json)
     sources = expand(args.sources)
+    clips = (EventClips(ClipConfig(folder=args.clips, pad_s=args.clip_pad, buffer_s=args.clip_buffer))
+             if args.clips is not None else None)
+    if clips is not None:
+        clips.check()
     engine = Engine(args.model, engine_cfg)
     out = _output_dir(args)
     metrics = Metrics()
     if args.metrics_port is not None:
         metrics.serve(args.metrics_port, args.metrics_host)  # a busy port fails here, before any sink has connected
     previous: dict = {}
+    models: ModelSwap | None = None
     views = report_hooks.RunViews()
     try:
         views = report_hooks.RunViews.from_args(args, out)  # --thumbnails, --ui-port
@@ -164,7 +189,9 @@ def run(args: argparse.Namespace) -> int:
             out.outputs = RunOutputs(model_sha256=file_sha256(args.model),
                                      sinks=tuple(sorted(redact(s) for s in args.sink or ["jsonl"])),
                                      exts=tuple(s.ext for s in sinks if isinstance(s, FileSink)))
-        pipeline = Pipeline(engine, sinks, config=pipe_cfg, out=out, metrics=metrics, taps=views.taps)
+        models = ModelSwap(engine, lambda path: Engine(path, engine_cfg), poll_s=args.watch_model)
+        pipeline = Pipeline(engine, sinks, config=pipe_cfg, out=out, metrics=metrics, taps=views.taps,
+                            clips=clips, models=models)
         views.attach(pipeline.stats)
         received: list[int] = []
 
@@ -175,12 +202,15 @@ def run(args: argparse.Namespace) -> int:
             pipeline.stop()
 
         previous = {s: signal.signal(s, on_signal) for s in EXIT_SIGNAL}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda signum, frame: models.request())
         with Progress(pipeline.stats, len(sources)):
             stats = pipeline.run(sources)
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
         metrics.close()
+        if models is not None:
+            models.close()
         views.close()
         if out is not None:
             out.unlock()
@@ -191,4 +221,5 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_SIGNAL[received[0]]
     if stats.sources_failed:
         return EXIT_FAILED
-    return EXIT_UNDELIVERED if stats.records_undelivered else 0
+    clips_short = stats.clips is not None and (stats.clips.failed or stats.clips.truncated)
+    return EXIT_UNDELIVERED if stats.records_undelivered or clips_short else 0

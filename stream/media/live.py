@@ -144,8 +144,9 @@ class _Timed:
     """Forwards to a PyAV container, giving untimed leading video packets a timestamp (an RTSP stream
     sends its first frame before the RTCP sync that times it: pts None) and showing its name redacted."""
 
-    def __init__(self, container):
+    def __init__(self, container, tap=None):
         self._container = container
+        self._tap = tap  # sees every packet demuxed (avfuse.stream.run.event_clips): a PacketRing's push
 
     def __getattr__(self, name: str):
         return getattr(self._container, name)
@@ -163,6 +164,8 @@ class _Timed:
                     packet.pts = packet.stream.start_time or 0
                 elif packet.pts is not None:
                     timed = True
+            if self._tap is not None:
+                self._tap(packet)
             yield packet
 
 
@@ -200,9 +203,10 @@ class _Reader(threading.Thread):
     """Opens one connection and decodes it into a bounded queue until cancelled or the media ends."""
 
     def __init__(self, url: str, *, options: dict[str, str], timeouts: tuple[float, float],
-                 decode: DecodeConfig, segment: SegmentConfig, size: int):
+                 decode: DecodeConfig, segment: SegmentConfig, size: int, packets=None, offset: float = 0.0):
         super().__init__(daemon=True, name=f"live-reader {redact(url)}")
         self.url, self.options, self.timeouts, self.decode, self.segment = url, options, timeouts, decode, segment
+        self.packets, self.offset = packets, offset  # a PacketRing to copy packets into; media time of pts t0
         self.items: queue.Queue = queue.Queue(maxsize=size)
         self.cancel = threading.Event()
 
@@ -216,7 +220,7 @@ class _Reader(threading.Thread):
         return False
 
     def run(self) -> None:
-        from avfuse.stream.media.decode import DecodeStats, decode_items, media_streams, open_container
+        from avfuse.stream.media.decode import DecodeStats, decode_items, media_start, media_streams, open_container
 
         container = None
         try:
@@ -225,7 +229,12 @@ class _Reader(threading.Thread):
             video, audio = media_streams(container)  # the streams decode_items reads: cover art is not video
             if not self._put(("open", (video is not None, audio is not None, duration))):
                 return
-            timed = cast("av.container.InputContainer", _Timed(container))  # forwards every attribute
+            tap = None
+            if self.packets is not None:
+                self.packets.open([s for s in (video, audio) if s is not None], t0=media_start(container),
+                                  offset=self.offset)
+                tap = self.packets.push
+            timed = cast("av.container.InputContainer", _Timed(container, tap))  # forwards every attribute
             for kind, t, data in decode_items(timed, self.decode, DecodeStats(), self.segment, ticks=True):
                 if not self._put((kind, (t, data))):
                     return
@@ -272,6 +281,7 @@ class LiveSource:
         self.max_attempts, self.loop_file, self.speed = max_attempts, loop_file, float(speed)
         self.captions = captions
         self.resume: ResumePoint | None = None  # a previous run's last segment: go on from there
+        self.packets = None  # avfuse.stream.run.event_clips.SourceClips: every packet read is copied into its ring
         self._captions: tuple | None = None  # (the parsed captions or None) once read
         self._rtsp = urlsplit(self.url).scheme.lower() in ("rtsp", "rtsps")
         self.stats = LiveStats()
@@ -331,6 +341,8 @@ class LiveSource:
                             yield gap
                         elif last_close is None:
                             last_close = value
+                        if self.packets is not None:
+                            self.packets.ring.set_shift(offset)
                         continue
                     if not isinstance(value, Segment):
                         raise TypeError(f"a connection yields segments after its first item, got {value!r}")
@@ -391,7 +403,8 @@ class LiveSource:
         while True:
             reader = _Reader(self.url, options=self.options(), timeouts=(self.open_timeout, self.read_timeout),
                              decode=self._reader_decode(), segment=self.segment,
-                             size=max(64, self.decode.queue_size))
+                             size=max(64, self.decode.queue_size),
+                             packets=self.packets.ring if self.packets is not None else None, offset=pass_offset)
             reader.start()
             try:
                 segmenter = duration = None

@@ -36,8 +36,10 @@ from avfuse.stream.media.reconnect import Backoff
 from avfuse.stream.media.segment import Segment
 from avfuse.stream.media.transport import MODES as LIVE_TRANSPORTS
 from avfuse.stream.run.batching import Channel, micro_batches
+from avfuse.stream.run.event_clips import EventClips
 from avfuse.stream.run.live_output import resume_point
 from avfuse.stream.run.metrics import Metrics
+from avfuse.stream.run.model_swap import ModelSwap
 from avfuse.stream.run.opener import LiveCounts, Opener, open_source
 from avfuse.stream.run.outputs import OutputDir
 from avfuse.stream.run.sink_guard import SinkGuard
@@ -126,8 +128,10 @@ class _Records:
 class Pipeline:
     def __init__(self, engine: Engine, sinks: Sequence[Sink], *, config: PipelineConfig | None = None,
                  out: OutputDir | None = None, metrics: Metrics | None = None, opener: Opener | None = None,
-                 taps: Sequence[Tap] = ()):
+                 taps: Sequence[Tap] = (), clips: EventClips | None = None, models: ModelSwap | None = None):
         self.engine, self.sinks = engine, list(sinks)
+        self.clips = clips  # --clips: each event's media remuxed into a file (avfuse.stream.run.event_clips)
+        self.models = models  # the model file watched and swapped between batches (avfuse.stream.run.model_swap)
         self.taps = list(taps)  # see Tap: thumbnails, the live view
         self.config = config or PipelineConfig()
         self.out, self.metrics = out, metrics or Metrics()
@@ -216,6 +220,8 @@ class Pipeline:
         seen = LiveCounts()
         try:
             feed = self.opener(source, self._stop)
+            if live and self.clips is not None and hasattr(feed, "source"):  # its reader feeds the clips' ring
+                feed.source.packets = self.clips.source(key, source, live=True)
             if live and self.out is not None and hasattr(feed, "source"):  # a restarted run goes on
                 feed.source.resume = resume_point(self.out.root, key)
             it = iter(feed)
@@ -273,7 +279,8 @@ class Pipeline:
     # ---- stage 2: inference + postprocess ----
 
     def _infer(self) -> None:
-        cfg, spec = self.config, self.engine.spec
+        cfg = self.config
+        shown: dict[str, str] = {}  # the open sources: where a refused model's error record goes
         smoothers: dict[str, Smoother] = {}
         trackers: dict[str, EventTracker] = {}
         failed: dict[str, BaseException] = {}
@@ -286,14 +293,18 @@ class Pipeline:
                 self.metrics.queue_depth.set(len(seg_ch))
                 first = batch[0]
                 if isinstance(first, _Start):
+                    if self.clips is not None:
+                        self.clips.source(first.key, first.source, live=cfg.is_live(first.source))
                     smoothers[first.key] = Smoother(cfg.post)
                     trackers[first.key] = EventTracker(cfg.events)
+                    shown[first.key] = first.source.shown
                     failed.pop(first.key, None)
                     out.put(first)
                     continue
                 if isinstance(first, _End):
                     events = trackers.pop(first.key).finish()
                     smoothers.pop(first.key, None)
+                    shown.pop(first.key, None)
                     if first.error is None and first.key in failed:
                         first.error = failed[first.key]
                     if first.key in cut:
@@ -301,6 +312,9 @@ class Pipeline:
                     if events:
                         self.stats.events += len(events)
                         self.metrics.events.inc(len(events))
+                    if self.clips is not None:  # stopping, the sinks drop these events: no clips for them
+                        events += self.clips.finish(first.key, [] if self._stop.is_set() else events)
+                    if events:
                         out.put(_Records(first.key, events, []))
                     out.put(first)
                     continue
@@ -313,9 +327,10 @@ class Pipeline:
                     continue
                 if not items:
                     continue
+                engine, version = self._engine(shown)
                 t0 = time.perf_counter()
                 try:
-                    outputs = self.engine.run_segments([i.segment for i in items])
+                    outputs = engine.run_segments([i.segment for i in items])
                 except AvfuseError as e:
                     for i in items:
                         failed.setdefault(i.key, e)
@@ -328,12 +343,16 @@ class Pipeline:
                 by_key: dict[str, _Records] = {}
                 for n, i in enumerate(items):
                     rec = segment_record(i.segment, smoothers[i.key](outputs.probs[n]), outputs.gates[n],
-                                         spec.labels, cfg.post.top_k)
+                                         engine.spec.labels, cfg.post.top_k)
+                    if version:
+                        rec["model"] = version
                     group = by_key.setdefault(i.key, _Records(i.key, [], []))
                     group.records.append(rec)
                     group.times.append((i.t, i.segment.wallclock if i.live else None))
                     events = trackers[i.key].update(rec)
                     group.records += events
+                    if self.clips is not None:  # sets each event's clip; warnings for clips it could not write
+                        group.records += self.clips.add(i.key, events, i.segment.end)
                     for tap in self.taps:
                         tap(i.key, i.segment, [rec, *events])
                     self.stats.events += len(events)
@@ -353,6 +372,19 @@ class Pipeline:
             self._abort(e)
         else:
             out.close()
+
+    def _engine(self, shown: dict[str, str]) -> tuple[Engine, str]:
+        """The engine for the next batch, and its version ("" when the model file is not watched): a
+        new model file loaded meanwhile takes over here; one refused is an error record in each open source."""
+        if self.models is None:
+            return self.engine, ""
+        for refused in self.models.take():
+            self.stats.models_refused += 1
+            for key, name in shown.items():
+                _running(self._records).put(_Records(key, [refused.as_record(name)], []))
+        self.stats.model_swaps = self.models.swaps
+        self.engine = self.models.engine
+        return self.engine, self.models.version
 
     # ---- stage 3: sinks ----
 
@@ -489,6 +521,8 @@ class Pipeline:
                     log.error("closing the %s sink failed: %s", s.name, e)
                     self._errors.append(e)  # ...but the run still ends with its error
             self._count_undelivered()
+            if self.clips is not None:
+                self.stats.clips = self.clips.counts
             self.stats.finish()
             if self.stats.live_latencies:
                 self.metrics.live_latency_p50.set(self.stats.live_percentile(50))

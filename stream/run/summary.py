@@ -3,14 +3,18 @@ and a one-line progress display on a terminal."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from avfuse.stream.run.event_clips import ClipCounts
 
 STAGES = ("decode", "inference", "postprocess", "sinks")
 LATENCY_KEPT = 100_000  # percentiles are over the latest segments, so a run of days keeps flat memory
@@ -54,6 +58,9 @@ class RunStats:
     wall_s: float = 0.0
     device: str = ""
     interrupted: bool = False
+    clips: ClipCounts | None = None  # --clips: event clips written, truncated, not written; the ring's peak
+    model_swaps: int = 0  # model files swapped in while running (avfuse.stream.run.model_swap)
+    models_refused: int = 0  # model files refused (broken, or not fitting the running decode config)
     stopped: str = ""  # why the run stopped before its end on its own (an output every source needs failed)
 
     def finish(self) -> None:
@@ -91,6 +98,8 @@ class RunStats:
             "realtime_factor": round(self.rtf, 2), "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
             "latency_p50_s": round(self.percentile(50), 4), "latency_p95_s": round(self.percentile(95), 4),
             "device": self.device, "stopped": self.stopped,
+            "model_swaps": self.model_swaps, "models_refused": self.models_refused,
+            "clips": dataclasses.asdict(self.clips) if self.clips is not None else None,
             "live": {"sources": self.live_sources, "latency_p50_s": round(self.live_percentile(50), 4),
                      "latency_p95_s": round(self.live_percentile(95), 4), "dropped": self.dropped,
                      "dropped_by_source": dict(self.dropped_by_source),
@@ -120,6 +129,14 @@ class RunStats:
             if live["dropped_by_source"]:
                 by = live["dropped_by_source"]
                 lines.append("  dropped per source: " + ", ".join(f"{k} {n}" for k, n in by.items()))
+        clips = d["clips"]
+        if clips is not None:
+            lines.append(f"  event clips: {clips['written']} written, {clips['truncated']} of them truncated, "
+                         f"{clips['failed']} not written; packet buffer peak {clips['peak_packets']} packets, "
+                         f"{clips['peak_bytes'] / 2**20:.1f} MiB")
+        if self.model_swaps or self.models_refused:
+            lines.append(f"  model: {self.model_swaps} swap(s) while running, {self.models_refused} file(s) refused "
+                         "(error records; the running model went on)")
         lines += [f"  failed: {src}: {why}" for src, why in self.sources_failed]
         if self.stopped:
             lines.append(f"  stopped: {self.stopped}; the sources after it were not labelled")

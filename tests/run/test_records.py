@@ -67,9 +67,19 @@ def test_csv_drops_no_field_of_any_record():
 
 
 def test_a_key_no_record_declares_is_kept_in_extra():
-    (row,) = _csv([as_dict(ONE_OF_EACH[1]) | {"clip": "clips/cam-8.0.mp4"}])
-    assert json.loads(row["extra"]) == {"clip": "clips/cam-8.0.mp4"}
+    (row,) = _csv([as_dict(ONE_OF_EACH[1]) | {"zone": "gate 3"}])
+    assert json.loads(row["extra"]) == {"zone": "gate 3"}
     assert set(row) == set(CSV_COLUMNS)
+
+
+def test_optional_fields_are_left_out_until_set_and_then_have_their_own_column():
+    event = ONE_OF_EACH[1]
+    assert "clip" not in as_dict(event)
+    with_clip = EventRecord(**{**vars(event), "clip": "/clips/cam.8000.red.mkv"})
+    segment = SegmentRecord(**{**vars(ONE_OF_EACH[0]), "model": "0123456789ab"})
+    rows = _csv([as_dict(with_clip), as_dict(segment)])
+    assert rows[0]["clip"] == "/clips/cam.8000.red.mkv" and rows[1]["model"] == "0123456789ab"
+    assert all(r["extra"] == "" for r in rows)
 
 
 def test_a_run_writes_the_same_records_to_jsonl_and_csv(tmp_path, capsys):
