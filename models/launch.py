@@ -50,7 +50,7 @@ def argv_of(parser: argparse.ArgumentParser, args: argparse.Namespace, formats: 
             continue
         value, flag = getattr(args, action.dest), action.option_strings[-1]
         if isinstance(action, argparse.BooleanOptionalAction):
-            out.append(flag if value else f"--no-{flag[2:]}")
+            out.append(action.option_strings[0 if value else 1])  # --x, --no-x
         elif action.nargs == 0:  # store_true
             if value:
                 out.append(flag)
@@ -94,10 +94,11 @@ def launch(argv: list[str], nproc: int) -> None:
             torchrun.run(config)
     except ChildFailedError as e:
         rank, failure = e.get_first_failure()
-        how = f"killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"
+        what = (f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else
+                f"failed (exit code {failure.exitcode}); its error is above")
         others = len(e.failures) - 1
-        raise RankError(f"rank {rank} of {nproc} failed ({how}); its error is above"
-                        + (f"; {others} more rank(s) ended with it" if others else "")) from e
+        raise RankError(f"rank {rank} of {nproc} {what}"
+                        + (f"; {others} more rank(s) failed with it" if others else "")) from e
     finally:
         elastic.setLevel(level)
         sys.stdout.flush()

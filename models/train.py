@@ -9,7 +9,8 @@ held-out) and better on one (100 against 97%). Each stage runs AdamW (or SGD) wi
 weights classes by inverse frequency (``class_weights``). The fused stage evaluates macro-F1 on the validation
 set after every epoch, keeps the best weights and stops early when validation macro-F1 has not improved for
 ``patience`` epochs. With a seed, a CPU run is repeatable. On CUDA it trains in mixed precision (bfloat16
-autocast where the GPU has it, else float16 with a gradient scaler).
+autocast where the GPU has it, else float16 with a gradient scaler). Started by torchrun, it trains as one of
+its DistributedDataParallel ranks (see :mod:`models.distributed`); in one process those hooks change nothing.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ the decode defaults (2 fps, 64x64 frames, 2 s windows) 40 videos of 8 s train in
 CPU cores. On a busy or small CPU, ``--threads 1`` is often faster than torch's
 default of one thread per core: these convolutions are too small to split. torch is imported only
 inside ``run``, so ``avfuse train -h`` works on the edge install.
+
+``--nproc N`` trains on N DistributedDataParallel ranks (:mod:`models.launch` starts them through
+torch.distributed.run; :mod:`models.distributed` is what changes in training); ``torchrun --nproc_per_node N -m
+models.train_cmd ARGS`` is the same run. Only rank 0 writes and prints.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from stream.segment import MODALITIES
 
 log = logging.getLogger(__name__)
 
+# how the ranks get the options whose values are not their own text (models.launch.argv_of)
+RANK_FORMATS = {"modalities": ",".join, "size": lambda size: f"{size[0]}x{size[1]}"}
 BACKBONES = ("tiny", "mobilenet_v3_small", "resnet18", "efficientnet_b0")  # models.image.BACKBONES, torch-free
 
 
@@ -312,8 +318,7 @@ def _launch(args: argparse.Namespace) -> int:
     del ds
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    formats = {"modalities": ",".join, "size": lambda s: f"{s[0]}x{s[1]}"}
-    argv = argv_of(parser, args, formats, skip={"nproc"})  # a rank learns the world size from torchrun
+    argv = argv_of(parser, args, RANK_FORMATS, skip={"nproc"})  # a rank learns the world size from torchrun
     launch([*argv, *(["-v"] if getattr(args, "verbose", False) else [])], args.nproc)
     return 0
 
