@@ -27,9 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nproc", type=nproc_arg, default=2, help="ranks to compare with one process (default 2)")
     parser.add_argument("--videos", type=int, default=16, help="generated training videos (default 16)")
     parser.add_argument("--test-videos", type=int, default=16, help="generated held-out videos (default 16)")
-    parser.add_argument("--epochs", type=int, default=16, help="epochs of each run (default 16)")
-    parser.add_argument("--patience", type=int, default=None,
-                        help="early stopping (default: --epochs, so that both runs train every epoch)")
+    parser.add_argument("--epochs", type=int, default=30, help="at most, as avfuse train (default 30)")
+    parser.add_argument("--patience", type=int, default=10, help="early stopping, as avfuse train (default 10)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads of the one process (default 0: torch's, one per core)")
     parser.add_argument("--out", type=Path, default=None, help="keep the data, runs and logs here")
@@ -39,7 +38,7 @@ def _train(root: Path, data, name: str, extra: list[str], args: argparse.Namespa
     run, log = root / name, root / f"{name}.log"
     cmd = [sys.executable, "-m", "stream.cli", "train", "--manifest", str(data.manifest), "--test-manifest",
            str(data.test_manifest), "-o", str(run), "--epochs", str(args.epochs),
-           "--patience", str(args.patience or args.epochs), *FAST, *extra]
+           "--patience", str(args.patience), *FAST, *extra]
     began = time.perf_counter()
     with open(log, "wb") as err:
         code = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err, env=os.environ.copy()).returncode
@@ -69,10 +68,10 @@ def run(args: argparse.Namespace) -> int:
     many = _train(root, made, f"nproc{nproc}", ["--nproc", str(nproc)], args)
     print(f"avfuse bench train: {args.videos} training and {args.test_videos} held-out videos, up to {args.epochs} "
           f"epochs, {cores()} CPU cores")
-    print(f"{'run':<22} {'wall s':>7} {'train s':>7} {'epochs':>6} {'held-out accuracy':>18}")
-    threads = args.threads or "torch's"
-    for label, r in ((f"1 process ({threads} threads)", one), (f"{nproc} ranks", many)):
-        print(f"{label:<22} {r['wall_s']:>7.1f} {r['train_s']:>7.1f} {r['epochs']:>6} "
+    print(f"{'run':<28} {'wall s':>7} {'train s':>7} {'epochs':>6} {'held-out accuracy':>18}")
+    threads = f"--threads {args.threads}" if args.threads else "torch's threads"
+    for label, r in ((f"1 process ({threads})", one), (f"{nproc} ranks", many)):
+        print(f"{label:<28} {r['wall_s']:>7.1f} {r['train_s']:>7.1f} {r['epochs']:>6} "
               f"{r['accuracy']:>12.3f} of {r['segments']}")
     print(f"{nproc} ranks against 1 process: wall time x{many['wall_s'] / one['wall_s']:.2f}, training time "
           f"x{many['train_s'] / one['train_s']:.2f}, per epoch x"
