@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,6 +77,7 @@ def _env(**values: str):
 def launch(argv: list[str], nproc: int) -> None:
     """Run ``python -m models.train_cmd ARGV`` as ``nproc`` ranks; RankError when one fails."""
     from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     from models.distributed import cores
@@ -99,6 +101,10 @@ def launch(argv: list[str], nproc: int) -> None:
         others = len(e.failures) - 1
         raise RankError(f"rank {rank} of {nproc} {what}"
                         + (f"; {others} more rank(s) failed with it" if others else "")) from e
+    except SignalException as e:  # torch.distributed.run stopped the ranks and raised this for the signal
+        if e.sigval == signal.SIGINT:
+            raise KeyboardInterrupt from e
+        raise RankError(f"stopped by {signal.Signals(e.sigval).name}, and the ranks with it") from e
     finally:
         elastic.setLevel(level)
         sys.stdout.flush()
