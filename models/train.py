@@ -9,14 +9,14 @@ held-out) and better on one (100 against 97%). Each stage runs AdamW (or SGD) wi
 weights classes by inverse frequency (``class_weights``). The fused stage evaluates macro-F1 on the validation
 set after every epoch, keeps the best weights and stops early when validation macro-F1 has not improved for
 ``patience`` epochs. With a seed, a CPU run is repeatable. On CUDA it trains in mixed precision (bfloat16
-autocast where the GPU has it, else float16 with a gradient scaler).
+autocast where the GPU has it, else float16 with a gradient scaler). Started by torchrun, it trains as one of
+its DistributedDataParallel ranks (see :mod:`avfuse.models.distributed`); in one process those hooks change nothing.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from avfuse.models import distributed
 from avfuse.models.evaluate import Tensors, evaluate, to_tensors
 from avfuse.models.fusion import FUSIONS
 from avfuse.models.image import BACKBONES, POOLINGS
@@ -238,6 +239,7 @@ def _train(train_set, val_set, *, config: TrainConfig, decode: dict) -> TrainRes
     tokenizer = Tokenizer.build(train_set.texts, max_len=cfg.max_tokens)
     mcfg = model_config(train_set, cfg, decode, tokenizer)
     model = build_model(mcfg, pretrained=cfg.pretrained).to(device)
+    distributed.seed_rank(cfg.seed)
     data = to_tensors(train_set, tokenizer)
     val = to_tensors(val_set, tokenizer) if val_set is not None and len(val_set.labels) else None
     log.info("training %s fusion on %s: %d train / %d val segments, %d classes, %d parameters, device %s",
@@ -259,7 +261,8 @@ def _train(train_set, val_set, *, config: TrainConfig, decode: dict) -> TrainRes
     best_f1, best_epoch, best_state, best_metrics, stale = -1.0, 0, None, {}, 0
     for epoch in range(1, cfg.epochs + 1):
         loss, train_accuracy = loop.epoch(f"epoch {epoch}/{cfg.epochs}", fused=True)
-        metrics = evaluate(model, val if val is not None else data, batch_size=64, device=device)
+        metrics = distributed.from_main(evaluate, model, val if val is not None else data, batch_size=64,
+                                        device=device)  # every rank decides on rank 0's figures
         row = {"epoch": epoch, "loss": round(loss, 4), "train_accuracy": round(train_accuracy, 4),
                "val_accuracy": round(metrics["accuracy"], 4), "val_macro_f1": round(metrics["macro_f1"], 4),
                "lr": loop.schedule.get_last_lr()[0]}
@@ -291,7 +294,9 @@ class _Loop:
     def __init__(self, *, model: AvfuseNet, data: Tensors, cfg: TrainConfig, device: torch.device,
                  weight: torch.Tensor | None) -> None:
         self.model, self.data, self.cfg, self.device, self.weight = model, data, cfg, device, weight
-        self.steps = math.ceil(len(data) / cfg.batch_size)
+        self.batch_size, self.steps = distributed.batching(len(data), cfg.batch_size)
+        self.forward = distributed.training_forward(model, device, unused=cfg.schedule == "staged")
+        self.epochs = 0
         self.amp = device.type == "cuda"
         self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
@@ -306,17 +311,18 @@ class _Loop:
         accuracy of the fused head, 0 when not fused)."""
         cfg, model = self.cfg, self.model
         model.train()
-        order = torch.randperm(len(self.data), generator=self.shuffle)
-        total, correct = 0.0, 0
+        self.epochs += 1
+        order = distributed.epoch_order(len(self.data), seed=cfg.seed, epoch=self.epochs, generator=self.shuffle)
+        total, correct, batch = 0.0, 0, self.batch_size
         bar = tqdm(range(self.steps), desc=desc, leave=False, unit="batch", disable=None if cfg.progress else True)
         for step in bar:
             frames, audio, tokens, present, labels = (
                 x.to(self.device, non_blocking=True)
-                for x in self.data.batch(order[step * cfg.batch_size:(step + 1) * cfg.batch_size]))
+                for x in self.data.batch(order[step * batch:(step + 1) * batch]))
             if cfg.augment:
                 frames, audio, tokens = augment(frames, audio, tokens, strong=cfg.strong_augment)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-                logits, per_modality, real = model.training_outputs(frames, audio, tokens, present)
+                logits, per_modality, real = self.forward(frames, audio, tokens, present)
                 aux = unimodal_loss(per_modality.float(), real, labels, self.weight)
                 if fused:
                     loss = torch.nn.functional.cross_entropy(logits.float(), labels, weight=self.weight)
@@ -333,7 +339,8 @@ class _Loop:
             correct += int((logits.argmax(1) == labels).sum()) if fused else 0
             bar.set_postfix(loss=f"{loss.item():.3f}")
         bar.close()
-        return total / len(self.data), correct / len(self.data)
+        total, correct, seen = distributed.sums(total, correct, len(order))
+        return total / seen, correct / seen
 
 
 def held_out_tensors(result: TrainResult, test_set) -> Tensors:

@@ -12,6 +12,10 @@ the decode defaults (2 fps, 64x64 frames, 2 s windows) 40 videos of 8 s train in
 CPU cores. On a busy or small CPU, ``--threads 1`` is often faster than torch's
 default of one thread per core: these convolutions are too small to split. torch is imported only
 inside ``run``, so ``avfuse train -h`` works on the edge install.
+
+``--nproc N`` trains on N DistributedDataParallel ranks (:mod:`avfuse.models.launch` starts them through
+torch.distributed.run; :mod:`avfuse.models.distributed` is what changes in training); ``torchrun --nproc_per_node N -m
+avfuse.models.train_cmd ARGS`` is the same run. Only rank 0 writes and prints.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import logging
 import math
 from pathlib import Path
 
+from avfuse.models.launch import nproc_arg
 from avfuse.stream.cli.main import size_arg
 from avfuse.stream.errors import ConfigError
 from avfuse.stream.media.segment import MODALITIES
@@ -29,6 +34,8 @@ from avfuse.stream.run.outputs import write_atomic
 
 log = logging.getLogger(__name__)
 
+# how the ranks get the options whose values are not their own text (avfuse.models.launch.argv_of)
+RANK_FORMATS = {"modalities": ",".join, "size": lambda size: f"{size[0]}x{size[1]}"}
 BACKBONES = ("tiny", "mobilenet_v3_small", "resnet18", "efficientnet_b0")  # avfuse.models.image.BACKBONES, torch-free
 
 
@@ -74,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pooling", choices=("mean", "attention"), default="mean", help="over the frames")
     parser.add_argument("--pretrained", action="store_true", help="torchvision ImageNet weights (needs internet once)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: one per core)")
+    parser.add_argument("--nproc", type=nproc_arg, default=1,
+                        help="train on N processes with DistributedDataParallel (gloo on CPU, nccl with --device "
+                             "cuda: a GPU each); --batch-size stays the global batch (default 1)")
     parser.add_argument("--fps", type=float, default=2.0, help="frames sampled per second (default 2)")
     parser.add_argument("--size", type=size_arg, default=(64, 64), metavar="WxH", help="frame size (default 64x64)")
     parser.add_argument("--window", type=float, default=2.0, help="segment length in seconds (default 2)")
@@ -275,17 +285,11 @@ def comparisons(rows: list[dict], correct: dict | None = None, kept: dict | None
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
+def _load(args: argparse.Namespace, *, test: bool = True):
+    """-> (the data set, the held-out set or None, the decode metadata, train and validation indices)."""
     from avfuse.models import data
-    from avfuse.models.class_report import class_table, data_warnings
     from avfuse.stream.media.config import DecodeConfig, SegmentConfig, decode_metadata
 
-    if args.folds == 1 or args.folds < 0:
-        raise ConfigError(f"--folds must be 0 (off) or >= 2, got {args.folds}")
-    if not 0 < args.val_split < 1:
-        raise ConfigError(f"--val-split must be between 0 and 1, got {args.val_split}")
     width, height = args.size
     decode = DecodeConfig(fps=args.fps, height=height, width=width)
     segment = SegmentConfig(window_s=args.window)
@@ -295,23 +299,76 @@ def run(args: argparse.Namespace) -> int:
     else:
         ds = data.load_folder(args.data, decode=decode, segment=segment, cache_dir=args.cache_dir)
     log.info("loaded %d segments from %d files: %s", len(ds), len(set(ds.sources)), ds.counts())
-    test = None
-    if args.test_manifest:
-        test = data.load_manifest(args.test_manifest, decode=decode, segment=segment, cache_dir=args.cache_dir,
-                                  labels=ds.label_names)
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    held_out = None
+    if test and args.test_manifest:
+        held_out = data.load_manifest(args.test_manifest, decode=decode, segment=segment, cache_dir=args.cache_dir,
+                                      labels=ds.label_names)
     train_idx, val_idx = data.split_by_source(ds, args.val_split, args.seed)
-    labels = np.asarray(ds.labels)
-    for warning in data_warnings(ds.label_names, labels[train_idx], labels[val_idx] if len(val_idx) else None):
-        log.warning("%s", warning)
-    train_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "verbose"}
+    return ds, held_out, meta, train_idx, val_idx
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """--nproc N: decode into the segment cache here (a bad manifest or too few segments stops the run before
+    any rank starts), then start the ranks on the same arguments."""
+    from avfuse.models.distributed import check_segments
+    from avfuse.models.launch import argv_of, launch
+
+    ds, _, _, train_idx, _ = _load(args)
+    check_segments(len(train_idx), args.nproc)
+    del ds
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    argv = argv_of(parser, args, RANK_FORMATS, skip={"nproc"})  # a rank learns the world size from torchrun
+    launch([*argv, *(["-v"] if getattr(args, "verbose", False) else [])], args.nproc)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from avfuse.models import distributed
+
+    if args.folds == 1 or args.folds < 0:
+        raise ConfigError(f"--folds must be 0 (off) or >= 2, got {args.folds}")
+    if not 0 < args.val_split < 1:
+        raise ConfigError(f"--val-split must be between 0 and 1, got {args.val_split}")
+    world = distributed.launched().world
+    if world > 1 and args.nproc not in (1, world):
+        raise ConfigError(f"--nproc {args.nproc} but torchrun started {world} ranks")
+    if args.nproc > 1 and world == 1:
+        return _launch(args)
+    ranks = distributed.start(args.device)
+    try:
+        return _run(args, ranks)
+    finally:
+        distributed.stop()
+
+
+def _run(args: argparse.Namespace, ranks) -> int:
+    import numpy as np
+
+    from avfuse.models import data, distributed
+    from avfuse.models.class_report import class_table, data_warnings
+
+    if not ranks.main:
+        logging.getLogger().setLevel(logging.WARNING)  # rank 0 tells the story
+    with distributed.main_first():
+        ds, test, meta, train_idx, val_idx = _load(args, test=ranks.main)
+    distributed.check_segments(len(train_idx), ranks.world)
+    out: Path = args.out
+    quiet = {} if ranks.main else {"progress": False}
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+        labels = np.asarray(ds.labels)
+        for warning in data_warnings(ds.label_names, labels[train_idx], labels[val_idx] if len(val_idx) else None):
+            log.warning("%s", warning)
+    skip = {"verbose"} | ({"nproc"} if args.nproc == 1 else set())
+    train_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in skip}
 
     if args.ablate:
-        table = ablate(ds, train_idx, val_idx, test, base=train_config(args), decode=meta)
-        write_atomic(out / "ablation.json", json.dumps(table, indent=2) + "\n")
-        print(table["text"])
-        print(f"wrote {out / 'ablation.json'}")
+        table = ablate(ds, train_idx, val_idx, test, base=train_config(args, **quiet), decode=meta)
+        if ranks.main:
+            write_atomic(out / "ablation.json", json.dumps(table, indent=2) + "\n")
+            print(table["text"])
+            print(f"wrote {out / 'ablation.json'}")
         return 0
 
     metrics: dict = {}
@@ -319,11 +376,17 @@ def run(args: argparse.Namespace) -> int:
         metrics["folds"] = cross_validate(ds, data.kfold_by_source(ds, args.folds, args.seed),
                                           config=train_config(args, progress=False), decode=meta)
         f = metrics["folds"]
-        print(f"{args.folds}-fold cross-validation: accuracy {f['accuracy_mean']:.3f} ± {f['accuracy_std']:.3f}, "
-              f"macro-F1 {f['macro_f1_mean']:.3f} ± {f['macro_f1_std']:.3f}")
-    result, run_metrics = train_once(ds, train_idx, val_idx, test, config=train_config(args), decode=meta,
-                                     out=out, train_args=train_args)
+        if ranks.main:
+            print(f"{args.folds}-fold cross-validation: accuracy {f['accuracy_mean']:.3f} ± {f['accuracy_std']:.3f}, "
+                  f"macro-F1 {f['macro_f1_mean']:.3f} ± {f['macro_f1_std']:.3f}")
+    result, run_metrics = train_once(ds, train_idx, val_idx, test, config=train_config(args, **quiet), decode=meta,
+                                     out=out if ranks.main else None, train_args=train_args)
+    if not ranks.main:
+        return 0
     metrics.update(run_metrics)
+    if ranks.world > 1:
+        metrics["distributed"] = {"world_size": ranks.world, "backend": ranks.backend,
+                                  "batch_per_rank": distributed.batching(len(train_idx), args.batch_size)[0]}
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     val = metrics["val"]
     print(f"best epoch {result.best_epoch}: validation accuracy {val['accuracy']:.3f}, macro-F1 {val['macro_f1']:.3f} "
@@ -334,5 +397,17 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(class_table(t, "held-out test")))
         print("test accuracy with one modality removed: "
               + ", ".join(f"no {m} {acc:.3f}" for m, acc in t["without"].items()))
+    if ranks.world > 1:
+        d = metrics["distributed"]
+        print(f"trained on {d['world_size']} ranks ({d['backend']}), {d['batch_per_rank']} segments a rank per step")
     print(f"wrote {out / 'model.pt'}, {out / 'metrics.json'}")
     return 0
+
+
+if __name__ == "__main__":  # the ranks' entry: torchrun --nproc_per_node N -m avfuse.models.train_cmd ARGS
+    import sys
+
+    from avfuse.stream.cli.main import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))
+

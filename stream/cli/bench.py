@@ -14,6 +14,8 @@ BENCHES: dict[str, tuple[str, str]] = {
     "live": ("avfuse.stream.cli.bench_live", "RTSP latency and concurrent streams held without drops"),
     "quality": ("avfuse.export.bench_quality", "the default training recipe on the generalisation suite, "
                 "per fusion head and single modality, with the int8 change"),
+    "train": ("avfuse.models.bench_train", "avfuse train with --nproc N ranks against one process, "
+              "on one generated set"),
 }
 
 
