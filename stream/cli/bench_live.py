@@ -27,8 +27,10 @@ from avfuse.stream.cli.bench_live_trial import ON_TIME, Trial, run_trial
 from avfuse.stream.cli.main import import_extra
 from avfuse.stream.errors import ConfigError, DependencyError
 from avfuse.stream.infer.engine import Engine, EngineConfig
+from avfuse.stream.media.live import LiveConfig
 from avfuse.stream.media.redact import redact
-from avfuse.stream.run.pipeline import LIVE_TRANSPORTS, PipelineConfig
+from avfuse.stream.media.transport import MODES as LIVE_TRANSPORTS
+from avfuse.stream.run.pipeline import PipelineConfig
 
 GOALS = {"p95_latency_s": 0.25, "streams": 12, "ui_ratio": 1.10}
 LADDER = (1, 2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 32)
@@ -104,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
                 who = "avfuse bench live (no MODEL given)"
                 import_extra("avfuse.export.bench_run", who=who).export_default_model(model, who=who)
             engine = Engine(model, EngineConfig(device=args.device, threads=args.threads, max_batch=args.batch))
-            config = PipelineConfig(batch=args.batch, max_wait_ms=args.max_wait_ms, live_transport=args.live_transport,
-                                    live_attempts=3)
+            config = PipelineConfig(batch=args.batch, max_wait_ms=args.max_wait_ms,
+                                    live=LiveConfig(transport=args.live_transport, attempts=3))
             if args.url:
                 urls, what = args.url, ", ".join(redact(u) for u in args.url)
             else:

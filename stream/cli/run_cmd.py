@@ -30,8 +30,10 @@ from avfuse.stream.errors import ConfigError
 from avfuse.stream.infer.engine import DEVICES, GRAPH_OPT, Engine, EngineConfig, default_cache_dir
 from avfuse.stream.infer.events import EventConfig
 from avfuse.stream.infer.postprocess import PostprocessConfig, parse_smoothing
+from avfuse.stream.media.live import LiveConfig
 from avfuse.stream.media.reconnect import Backoff
 from avfuse.stream.media.redact import redact
+from avfuse.stream.media.transport import MODES as LIVE_TRANSPORTS
 from avfuse.stream.run.event_clips import BUFFER_S as CLIP_BUFFER_S
 from avfuse.stream.run.event_clips import PAD_S as CLIP_PAD_S
 from avfuse.stream.run.event_clips import ClipConfig, EventClips
@@ -39,7 +41,7 @@ from avfuse.stream.run.live_output import Rotation
 from avfuse.stream.run.metrics import DEFAULT_HOST, Metrics
 from avfuse.stream.run.model_swap import POLL_S, ModelSwap
 from avfuse.stream.run.outputs import OutputDir, RunOutputs, check_target, file_sha256, write_atomic
-from avfuse.stream.run.pipeline import FILE_WAIT_MS, LIVE_TRANSPORTS, Pipeline, PipelineConfig
+from avfuse.stream.run.pipeline import FILE_WAIT_MS, Pipeline, PipelineConfig
 from avfuse.stream.run.report import hooks as report_hooks
 from avfuse.stream.run.sinks import make_sinks
 from avfuse.stream.run.sinks.files import FileSink
@@ -88,11 +90,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v = parser.add_argument_group("live sources (rtsp:// and other streams, each read on its own thread)")
     v.add_argument("--loop", action="store_true",
                    help="play files as if live: paced at real speed, over and over, until stopped (Ctrl-C)")
-    v.add_argument("--live-transport", choices=LIVE_TRANSPORTS, default=PipelineConfig.live_transport,
+    v.add_argument("--live-transport", choices=LIVE_TRANSPORTS, default=LiveConfig.transport,
                    help="RTSP transport; auto (default): TCP, else UDP where TCP is refused or silent, and the "
                    "other way round; what worked is kept for the source's reconnects")
     v.add_argument("--timeout", "--live-timeout", dest="live_timeout", type=float,
-                   default=PipelineConfig.live_timeout_s, metavar="S",
+                   default=LiveConfig.timeout_s, metavar="S",
                    help="open and read timeout of every network source: a live one that stalls this long is "
                    "reconnected, a file over http(s) fails")
     v.add_argument("--live-attempts", type=int, default=10, metavar="N",
@@ -142,10 +144,10 @@ def _configs(args: argparse.Namespace) -> tuple[EngineConfig, PipelineConfig]:
     if args.resume and args.out is None:
         raise ConfigError("--resume needs -o OUT (it looks there for the completed sources)")
     backoff = Backoff(initial=args.live_backoff, cap=max(args.live_backoff, args.live_backoff_max))
+    live = LiveConfig(transport=args.live_transport, timeout_s=args.live_timeout, attempts=args.live_attempts,
+                      backoff=backoff, loop=args.loop)
     pipeline = PipelineConfig(batch=args.batch, max_wait_ms=args.max_wait_ms, queue_size=args.queue, post=post,
-                              events=events, resume=args.resume, live_transport=args.live_transport,
-                              live_timeout_s=args.live_timeout, live_attempts=args.live_attempts,
-                              live_backoff=backoff, loop=args.loop)
+                              events=events, resume=args.resume, live=live)
     return engine, pipeline
 
 

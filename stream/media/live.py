@@ -28,7 +28,7 @@ import random
 import threading
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
@@ -41,6 +41,7 @@ from avfuse.stream.media.mjpeg import is_http
 from avfuse.stream.media.reconnect import Backoff
 from avfuse.stream.media.redact import redact, scrub
 from avfuse.stream.media.segment import Segment
+from avfuse.stream.media.transport import MODES as TRANSPORTS
 from avfuse.stream.media.transport import TransportChoice, is_refusal
 from avfuse.stream.records import GapRecord, as_dict
 
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "tcp")
 _POLL_S = 0.1  # how often the consumer looks at the stop event and the watchdog
+MAX_TIMEOUT_S = 600.0  # the longest open or read timeout
 
 
 def is_live(source: str | Path) -> bool:
@@ -249,6 +251,36 @@ class _Reader(threading.Thread):
                     log.debug("%s: close failed: %s", redact(self.url), scrub(str(e), self.url))
 
 
+@dataclass(frozen=True, kw_only=True)
+class LiveConfig:
+    """How a run treats its live sources, and its files when ``loop`` plays them as if live (``avfuse run``'s
+    ``--live-transport``, ``--timeout``, ``--live-attempts``, ``--live-backoff``, ``--loop``)."""
+
+    transport: str = "auto"  # RTSP over tcp, udp, or auto: tcp, else udp (avfuse.stream.media.transport)
+    timeout_s: float = 5.0  # a live source that stalls this long is reconnected; a finite URL fails
+    attempts: int = 10  # connection attempts in a row before a live source fails; 0: forever
+    backoff: Backoff = field(default_factory=Backoff)  # delays between those attempts
+    loop: bool = False  # play files as if live: paced at real speed, over and over, until stopped
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(f"live transport must be one of {TRANSPORTS}, got {self.transport!r}")
+        if not 0 < self.timeout_s <= MAX_TIMEOUT_S:
+            raise ConfigError(f"live timeout must be in (0, {MAX_TIMEOUT_S:g}] s, got {self.timeout_s}")
+        if self.attempts < 0:
+            raise ConfigError(f"live attempts must be >= 0 (0: forever), got {self.attempts}")
+
+    def is_live(self, live: bool) -> bool:
+        """Whether a source (``live``: a stream by its URL) is read as live in this run."""
+        return live or self.loop
+
+    def source(self, url: str, *, decode: DecodeConfig, segment: SegmentConfig, loop_file: bool) -> LiveSource:
+        """The LiveSource of ``url`` with these settings."""
+        return LiveSource(url, decode=decode, segment=segment, transport=self.transport, open_timeout=self.timeout_s,
+                          read_timeout=self.timeout_s, backoff=self.backoff, max_attempts=self.attempts or None,
+                          loop_file=loop_file)
+
+
 class LiveSource:
     """A live stream (or, with ``loop_file``, a file played at real speed over and over) as Segments.
 
@@ -262,7 +294,7 @@ class LiveSource:
                  max_attempts: int | None = 10, loop_file: bool = False, speed: float = 1.0,
                  captions: str | Path | None = None):
         self.choice = TransportChoice(transport)  # raises ConfigError for an unknown one
-        if not (0 < open_timeout <= 600 and 0 < read_timeout <= 600):
+        if not (0 < open_timeout <= MAX_TIMEOUT_S and 0 < read_timeout <= MAX_TIMEOUT_S):
             raise ConfigError(f"timeouts must be in (0, 600] s, got open={open_timeout!r} read={read_timeout!r}")
         if max_attempts is not None and max_attempts < 1:
             raise ConfigError(f"max_attempts must be >= 1 or None (forever), got {max_attempts!r}")

@@ -9,13 +9,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from avfuse.stream.infer.engine import Engine
+from avfuse.stream.infer.modelspec import ModelSpec
+from avfuse.stream.media.live import LiveConfig
 from avfuse.stream.run.sources import Source
 
 if TYPE_CHECKING:
     from avfuse.stream.media.live import Gap
     from avfuse.stream.media.segment import Segment
-    from avfuse.stream.run.pipeline import PipelineConfig
 
 Opener = Callable[[Source, threading.Event], Iterable]
 
@@ -79,23 +79,18 @@ class LiveCounts:
         return gained
 
 
-def open_source(engine: Engine, config: PipelineConfig) -> Opener:
-    """The default opener of a run with ``config``."""
-    spec, cfg = engine.spec, config
+def open_source(spec: ModelSpec, live: LiveConfig) -> Opener:
+    """The default opener of a run of a model with ``spec`` whose live sources follow ``live``."""
 
     def opener(source: Source, stop: threading.Event) -> Iterable:
-        if cfg.is_live(source):
-            from avfuse.stream.media.live import LiveSource
-            live = LiveSource(source.name, decode=spec.decode, segment=spec.segment, transport=cfg.live_transport,
-                              open_timeout=cfg.live_timeout_s, read_timeout=cfg.live_timeout_s,
-                              backoff=cfg.live_backoff, max_attempts=cfg.live_attempts or None,
-                              loop_file=not source.live)
-            return LiveFeed(live, stop)
+        if live.is_live(source.live):
+            feed = live.source(source.name, decode=spec.decode, segment=spec.segment, loop_file=not source.live)
+            return LiveFeed(feed, stop)
         from avfuse.stream.media.segmenter import iter_segments
         if source.path is not None:
             return iter_segments(source.name, decode=spec.decode, segment=spec.segment)
         from avfuse.stream.media.netsource import network_options, until_stopped  # a finite URL: bounded, and stoppable
-        t = cfg.live_timeout_s
+        t = live.timeout_s
         return until_stopped(iter_segments(source.name, decode=spec.decode, segment=spec.segment,
                                            options=network_options(source.name, t), timeout=(t, t)),
                              stop, name=source.shown)

@@ -32,9 +32,8 @@ from avfuse.stream.errors import AvfuseError, ConfigError, SourceError
 from avfuse.stream.infer.engine import Engine
 from avfuse.stream.infer.events import EventConfig, EventTracker
 from avfuse.stream.infer.postprocess import PostprocessConfig, Smoother, error_record, segment_record
-from avfuse.stream.media.reconnect import Backoff
+from avfuse.stream.media.live import LiveConfig
 from avfuse.stream.media.segment import Segment
-from avfuse.stream.media.transport import MODES as LIVE_TRANSPORTS
 from avfuse.stream.run.batching import Channel, micro_batches
 from avfuse.stream.run.event_clips import EventClips
 from avfuse.stream.run.live_output import resume_point
@@ -65,23 +64,13 @@ class PipelineConfig:
     post: PostprocessConfig = field(default_factory=PostprocessConfig)
     events: EventConfig = field(default_factory=EventConfig)
     resume: bool = False
-    live_transport: str = "auto"  # RTSP over tcp, udp, or auto: tcp, else udp (avfuse.stream.media.transport)
-    live_timeout_s: float = 5.0  # --timeout: a live source that stalls this long is reconnected; a URL file fails
-    live_attempts: int = 10  # connection attempts in a row before a live source fails; 0: forever
-    live_backoff: Backoff = field(default_factory=Backoff)  # delays between those attempts
-    loop: bool = False  # play files as if live: paced at real speed, over and over, until stopped
+    live: LiveConfig = field(default_factory=LiveConfig)  # live sources, and files played as if live
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.queue_size < 1:
             raise ConfigError(f"batch and queue size must be >= 1 segment, got {self.batch}, {self.queue_size}")
         if self.max_wait_ms is not None and self.max_wait_ms < 0:
             raise ConfigError(f"max wait for a batch must be >= 0 ms, got {self.max_wait_ms}")
-        if self.live_transport not in LIVE_TRANSPORTS:
-            raise ConfigError(f"live transport must be one of {LIVE_TRANSPORTS}, got {self.live_transport!r}")
-        if not self.live_timeout_s > 0:
-            raise ConfigError(f"live timeout must be > 0 s, got {self.live_timeout_s}")
-        if self.live_attempts < 0:
-            raise ConfigError(f"live attempts must be >= 0 (0: forever), got {self.live_attempts}")
 
     def batch_wait_s(self, live: bool) -> float:
         """How long a batch waits to fill. Files: a little (throughput; their queue is mostly full anyway).
@@ -93,7 +82,7 @@ class PipelineConfig:
 
     def is_live(self, source: Source) -> bool:
         """Read as live: a stream, or any source when files are looped."""
-        return source.live or self.loop
+        return self.live.is_live(source.live)
 
 
 @dataclass
@@ -135,7 +124,7 @@ class Pipeline:
         self.taps = list(taps)  # see Tap: thumbnails, the live view
         self.config = config or PipelineConfig()
         self.out, self.metrics = out, metrics or Metrics()
-        self.opener = opener or open_source(engine, self.config)
+        self.opener = opener or open_source(engine.spec, self.config.live)
         self.stats = RunStats(device=engine.device)
         self._stop = threading.Event()
         self._errors: list[BaseException] = []

@@ -16,7 +16,7 @@ from rtsp_servers import AioRtspServer, PerlRtspServer
 from avfuse.stream.errors import SourceError
 from avfuse.stream.infer.engine import Engine, EngineConfig
 from avfuse.stream.media.config import DecodeConfig, SegmentConfig
-from avfuse.stream.media.live import LiveSource
+from avfuse.stream.media.live import LiveConfig, LiveSource
 from avfuse.stream.media.reconnect import Backoff
 from avfuse.stream.media.segment import Segment
 from avfuse.stream.run.opener import open_source
@@ -77,8 +77,8 @@ class Collect(Sink):
 def test_auto_labels_a_server_that_refuses_one_transport_through_a_kill_and_restart(kind, clip, engine, request):
     srv = _server(kind, clip, request)
     works = SERVERS[kind][1]
-    config = PipelineConfig(batch=2, max_wait_ms=0, live_timeout_s=8.0, live_attempts=30, live_backoff=FAST)
-    assert config.live_transport == "auto"  # the default
+    config = PipelineConfig(batch=2, max_wait_ms=0, live=LiveConfig(timeout_s=8.0, attempts=30, backoff=FAST))
+    assert config.live.transport == "auto"  # the default
     feeds: list = []
     default = open_source(engine, config)
 

@@ -12,6 +12,7 @@ import pytest
 from avfuse.stream.errors import ConfigError, MediaError
 from avfuse.stream.infer.events import EventConfig, EventTracker
 from avfuse.stream.infer.postprocess import PostprocessConfig, Smoother, parse_smoothing, top_k
+from avfuse.stream.media.live import LiveConfig
 from avfuse.stream.run.batching import Channel, Closed, micro_batches
 from avfuse.stream.run.pipeline import PipelineConfig
 
@@ -155,12 +156,20 @@ def test_events_span_overlapping_windows_and_break_on_gaps():
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("batch", 0, "batch and queue size"), ("queue_size", 0, "batch and queue size"),
-    ("max_wait_ms", -1.0, "max wait"), ("live_transport", "http", "live transport"),
-    ("live_timeout_s", 0.0, "live timeout"),
+    ("max_wait_ms", -1.0, "max wait"),
 ])
 def test_pipeline_config_names_the_bad_value(field, value, message):
     with pytest.raises(ConfigError, match=message):
         PipelineConfig(**{field: value})
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("transport", "http", "live transport"), ("timeout_s", 0.0, "live timeout"), ("timeout_s", 601.0, "live timeout"),
+    ("attempts", -1, "live attempts"),
+])
+def test_live_config_names_the_bad_value(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        LiveConfig(**{field: value})
 
 
 def _batches_of_two_items_apart(wait_s: float, apart_s: float = 0.4) -> list[tuple[list, float]]:
