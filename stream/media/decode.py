@@ -26,6 +26,7 @@ from avfuse.stream.errors import CodecError, MediaError, SourceError
 from avfuse.stream.media.audio_chunks import AUDIO_CHUNK_S, AudioChunker, declared_end
 from avfuse.stream.media.config import TIME_TOLERANCE_S, DecodeConfig, SegmentConfig, frames_per_window
 from avfuse.stream.media.discontinuity import JUMP_BACK_S, Discontinuity
+from avfuse.stream.media.items import AudioItem, Item, JumpItem, TickItem, VideoItem
 from avfuse.stream.media.redact import redact, redact_text, scrub, secrets_of
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 EPS = TIME_TOLERANCE_S  # seconds; a frame at t counts as "at or before" a sample time s when t <= s + EPS
 INTERPOLATION = Interpolation.AREA  # anti-aliased for big downscales (720p -> 160), and fast
 
-Item = tuple[str, float, np.ndarray | Discontinuity | None]  # data is None for a "tick"
 _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://|file:)")
 
 
@@ -260,18 +260,19 @@ class FrameScaler:
 def decode_items(container: av.container.InputContainer, decode: DecodeConfig, stats: DecodeStats,
                  segment: SegmentConfig | None = None, *, ticks: bool = False,
                  only: str | None = None) -> Generator[Item, None, float]:
-    """Yield ("video", t, rgb[H, W, 3] uint8) and ("audio", t, float32 mono at decode.sample_rate) in
-    decode order. Video frames that no segment can sample are skipped before conversion (pass the
-    ``segment`` config used downstream; the default one is assumed otherwise).
+    """Yield :class:`VideoItem` (rgb ``[H, W, 3]`` uint8) and :class:`AudioItem` (float32 mono at
+    decode.sample_rate) in decode order (:mod:`avfuse.stream.media.items`). Video frames that no segment can
+    sample are skipped before conversion (pass the ``segment`` config used downstream; the default one is
+    assumed otherwise).
 
     ``ticks`` (live sources, where a window should close as soon as the media past its end is seen):
-    every decoded video frame also yields a cheap ("tick", t, None) once the frames before it have been
+    every decoded video frame also yields a cheap ``TickItem(t)`` once the frames before it have been
     handed on (so a tick at t says: nothing more comes before t), and audio is handed on as it is
     resampled instead of in ``AUDIO_CHUNK_S`` chunks.
 
     ``only`` ("video" or "audio") decodes that stream alone (see :mod:`avfuse.stream.media.split_decode`).
 
-    After the video's last frame, with or without ``ticks``, comes ("tick", t, None) at the video's
+    After the video's last frame, with or without ``ticks``, comes ``TickItem(t)`` at the video's
     end: the last frame's time plus its duration. Audio ends at its declared end: the codec's padding
     past it is dropped (see ``avfuse.stream.media.audio_chunks.MAX_PADDING_S``).
 
@@ -320,9 +321,9 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
             if audio is not None and packet.stream is astream:
                 stats.audio_frames += 1
                 for t, samples in audio.push(frame):
-                    yield "audio", t, samples
+                    yield AudioItem(t, samples)
                 for at, back in audio.jumps():
-                    yield "jump", at, _jumped(name, "audio", at, back)
+                    yield JumpItem(at, _jumped(name, "audio", at, back))
                 continue
             stats.video_frames += 1
             if frame.pts is not None:
@@ -332,25 +333,25 @@ def decode_items(container: av.container.InputContainer, decode: DecodeConfig, s
             if t < last_t - JUMP_BACK_S:  # timestamps start again (concatenated files): followed, not dropped
                 back = last_t + frame_step - t
                 offset, t = offset + back, t + back
-                yield "jump", t, _jumped(name, "video", t, back)
+                yield JumpItem(t, _jumped(name, "video", t, back))
             if t < last_t - EPS:
                 log.debug("%s: video frame at %.3f s goes back in time; dropped", name, t)
                 continue
             if pending is not None and clock.needed(pending[0], t, last_kept):
                 last_kept = pending[0]
-                yield "video", pending[0], scale(pending[1])
+                yield VideoItem(pending[0], scale(pending[1]))
             pending, last_t = (t, frame), t
             if ticks:
-                yield "tick", t, None
+                yield TickItem(t)
     if audio is not None:
         for t, samples in audio.push(None):
-            yield "audio", t, samples
+            yield AudioItem(t, samples)
     video_end = -math.inf
     if pending is not None:
         if has_audio or clock.needed_last(pending[0], last_kept):
-            yield "video", pending[0], scale(pending[1])  # with audio, windows after it may need it as padding
+            yield VideoItem(pending[0], scale(pending[1]))  # with audio, windows after it may need it as padding
         video_end = frame_end(pending[1], pending[0], vtb, frame_step)
-        yield "tick", video_end, None
+        yield TickItem(video_end)
     return max(video_end, audio.end if audio is not None else -math.inf)
 
 

@@ -26,9 +26,11 @@ import logging
 import math
 import os
 from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import numpy as np
 from av.codec.context import ThreadType
 
 from avfuse.stream.errors import MediaError
@@ -37,7 +39,6 @@ from avfuse.stream.media.decode import (
     EPS,
     DecodeStats,
     FrameScaler,
-    Item,
     SampleClock,
     decoder_threads,
     demuxed,
@@ -46,6 +47,7 @@ from avfuse.stream.media.decode import (
     media_streams,
     open_container,
 )
+from avfuse.stream.media.items import Item, TickItem, VideoItem
 from avfuse.stream.media.prefetch import prefetch
 
 log = logging.getLogger(__name__)
@@ -110,16 +112,52 @@ def gop_workers(source: str | os.PathLike, decode: DecodeConfig) -> int:
         return 0  # decoding as before reports it properly
 
 
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """A GOP's first frame was decoded, at ``t`` (nothing before it in that GOP)."""
+
+    t: float
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Frame:
+    """A frame a window may keep, and the time of the frame after it."""
+
+    t: float
+    t_next: float
+    rgb: np.ndarray
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Last:
+    """A GOP's last frame: whether it is kept depends on the frame after it, which only the next GOP that
+    decodes anything knows."""
+
+    t: float
+    rgb: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class _GopEnd:
+    """After each of a worker's GOPs: its last frame's time and end (-inf if none)."""
+
+    gop: int
+    last_t: float
+    end: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Eof:
+    """Once, with the number of GOPs in the file."""
+
+    gops: int
+
+
+_Message = _Head | _Frame | _Last | _GopEnd | _Eof
+
+
 class _Worker:
-    """Decodes GOPs ``index``, ``index + workers``, ... of ``source``; yields
-
-    ("head", t)                 a GOP's first frame was decoded, at t (nothing before it in that GOP),
-    ("frame", t, t_next, rgb)   a frame a window may keep, and the time of the frame after it,
-    ("last", t, rgb)            the GOP's last frame: whether it is kept depends on the frame after it,
-                                which only the next GOP that decodes anything knows,
-    ("end", gop, last_t, end)   after each of its GOPs (its last frame's time and end, -inf if none),
-    ("eof", gops)               once, with the number of GOPs in the file.
-
+    """Decodes GOPs ``index``, ``index + workers``, ... of ``source``; yields its :data:`_Message` s.
     ``stats`` holds its counts so far."""
 
     def __init__(self, source: str | os.PathLike, index: int, workers: int, decode: DecodeConfig,
@@ -128,14 +166,14 @@ class _Worker:
         self.clock, self.scale = SampleClock(decode, segment), FrameScaler(decode)
         self.stats = DecodeStats()
 
-    def __iter__(self) -> Iterator[tuple]:
+    def __iter__(self) -> Iterator[_Message]:
         container = open_container(self.source)
         try:
             yield from self._run(container)
         finally:
             container.close()
 
-    def _run(self, container: av.container.InputContainer) -> Iterator[tuple]:
+    def _run(self, container: av.container.InputContainer) -> Iterator[_Message]:
         video, self.name = media_streams(container)[0], str(self.source)
         nal = None if video is None else _nal_length_size(video)
         if video is None or nal is None:  # gop_workers gives no workers to such a file
@@ -162,7 +200,7 @@ class _Worker:
                 yield from self._frames(packet)
         if mine:
             yield from self._finish(gop)
-        yield "eof", gop + 1
+        yield _Eof(gop + 1)
 
     def _decoded(self, packet: av.Packet | None) -> list[av.VideoFrame]:
         try:
@@ -174,7 +212,7 @@ class _Worker:
         except av.error.FFmpegError as e:
             raise MediaError(f"{self.name}: decoding the video stream failed ({e})") from e
 
-    def _frames(self, packet: av.Packet | None) -> Iterator[tuple]:
+    def _frames(self, packet: av.Packet | None) -> Iterator[_Message]:
         for frame in self._decoded(packet):
             self.stats.video_frames += 1
             if frame.pts is not None:
@@ -184,19 +222,18 @@ class _Worker:
             if t < self.last_t - EPS:
                 continue  # goes back in time: dropped, as decode_items drops it
             if self.pending is None:
-                yield "head", t
+                yield _Head(t)
             elif self.clock.may_need(self.pending[0], t):
-                yield "frame", self.pending[0], t, self.scale(self.pending[1])
+                yield _Frame(self.pending[0], t, self.scale(self.pending[1]))
             self.pending, self.last_t = (t, frame), t
 
-    def _finish(self, gop: int) -> Iterator[tuple]:
+    def _finish(self, gop: int) -> Iterator[_Message]:
         yield from self._frames(None)  # the frames the decoder still holds
         if self.pending is not None:
-            yield "last", self.pending[0], self.scale(self.pending[1])
-        if self.pending is not None:
-            yield "end", gop, self.last_t, frame_end(self.pending[1], self.last_t, self.vtb, self.step)
+            yield _Last(self.pending[0], self.scale(self.pending[1]))
+            yield _GopEnd(gop, self.last_t, frame_end(self.pending[1], self.last_t, self.vtb, self.step))
         else:
-            yield "end", gop, -math.inf, -math.inf
+            yield _GopEnd(gop, -math.inf, -math.inf)
         self.ctx.flush_buffers()
         self.pending, self.last_t = None, -math.inf
 
@@ -212,39 +249,36 @@ def gop_video_items(source: str | os.PathLike, workers: int, decode: DecodeConfi
     its = [prefetch(r, decode.queue_size, name=f"decode-gop{w}:{short}") for w, r in enumerate(readers)]
     last_kept: float | None = None
     last_t = video_end = -math.inf
-    boundary: tuple[float, object] | None = None  # a GOP's last frame, waiting for the next frame's time
+    boundary: _Last | None = None  # a GOP's last frame, waiting for the next frame's time
 
-    def keep(t: float, rgb) -> Iterator[Item]:
+    def keep(t: float, rgb: np.ndarray) -> Iterator[Item]:
         nonlocal last_kept
         last_kept = t
-        yield "video", t, rgb
+        yield VideoItem(t, rgb)
 
     try:
         gop = 0
         while True:
             item = next(its[gop % workers])
-            kind = item[0]
-            if kind == "eof":  # past the file's last GOP
+            if isinstance(item, _Eof):  # past the file's last GOP
                 break
-            if kind == "end":
-                last_t, gop = max(last_t, item[2]), gop + 1
-                video_end = max(video_end, item[3])
-            elif kind == "head" and boundary is not None:
-                t_b, rgb_b = boundary
-                boundary = None
+            if isinstance(item, _GopEnd):
+                last_t, gop = max(last_t, item.last_t), gop + 1
+                video_end = max(video_end, item.end)
+            elif isinstance(item, _Head) and boundary is not None:
+                held, boundary = boundary, None
                 # A next frame that goes back in time is dropped (as in decode_items), and which later one
                 # counts is not known here: keep the frame then, which changes no window (see the tests).
-                if item[1] < last_t - EPS or clock.needed(t_b, item[1], last_kept):
-                    yield from keep(t_b, rgb_b)
-            elif kind in ("frame", "last") and item[1] >= last_t - EPS:
-                if kind == "last":
-                    boundary = item[1], item[2]
-                elif clock.needed(item[1], item[2], last_kept):
-                    yield from keep(item[1], item[3])
-        if boundary is not None and (has_audio or clock.needed_last(boundary[0], last_kept)):
-            yield from keep(*boundary)  # the stream's last frame
+                if item.t < last_t - EPS or clock.needed(held.t, item.t, last_kept):
+                    yield from keep(held.t, held.rgb)
+            elif isinstance(item, _Last) and item.t >= last_t - EPS:
+                boundary = item
+            elif isinstance(item, _Frame) and item.t >= last_t - EPS and clock.needed(item.t, item.t_next, last_kept):
+                yield from keep(item.t, item.rgb)
+        if boundary is not None and (has_audio or clock.needed_last(boundary.t, last_kept)):
+            yield from keep(boundary.t, boundary.rgb)  # the stream's last frame
         if video_end > -math.inf:
-            yield "tick", video_end, None
+            yield TickItem(video_end)
     finally:
         for it in its:
             it.close()

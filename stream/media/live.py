@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 from avfuse.stream.errors import AvfuseError, ConfigError, SourceError
 from avfuse.stream.media.config import DecodeConfig, SegmentConfig
 from avfuse.stream.media.hls import is_playlist
+from avfuse.stream.media.items import AudioItem, Item
 from avfuse.stream.media.mjpeg import OPTIONS as MJPEG_OPTIONS
 from avfuse.stream.media.mjpeg import is_http
 from avfuse.stream.media.reconnect import Backoff
@@ -201,6 +202,34 @@ class _CloseClock:
         return self.last
 
 
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    """The reader's connection is open: which streams it has, and the duration (a looped file's)."""
+
+    has_video: bool
+    has_audio: bool
+    duration: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Ended:
+    """The media ended (a stream that stopped, or a looped file's pass)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """The reader failed; the consumer decides what that means."""
+
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class _FirstMedia:
+    """A connection's first window closed: media time 0 of the connection is at ``wallclock``."""
+
+    wallclock: float
+
+
 class _Reader(threading.Thread):
     """Opens one connection and decodes it into a bounded queue until cancelled or the media ends."""
 
@@ -212,7 +241,7 @@ class _Reader(threading.Thread):
         self.items: queue.Queue = queue.Queue(maxsize=size)
         self.cancel = threading.Event()
 
-    def _put(self, item: tuple) -> bool:
+    def _put(self, item: Item | _Opened | _Ended | _Failed) -> bool:
         while not self.cancel.is_set():
             try:
                 self.items.put(item, timeout=_POLL_S)
@@ -229,7 +258,7 @@ class _Reader(threading.Thread):
             container = open_container(self.url, options=self.options, timeout=self.timeouts)
             duration = container.duration / 1_000_000 if container.duration else None
             video, audio = media_streams(container)  # the streams decode_items reads: cover art is not video
-            if not self._put(("open", (video is not None, audio is not None, duration))):
+            if not self._put(_Opened(video is not None, audio is not None, duration)):
                 return
             tap = None
             if self.packets is not None:
@@ -237,12 +266,12 @@ class _Reader(threading.Thread):
                                   offset=self.offset)
                 tap = self.packets.push
             timed = cast("av.container.InputContainer", _Timed(container, tap))  # forwards every attribute
-            for kind, t, data in decode_items(timed, self.decode, DecodeStats(), self.segment, ticks=True):
-                if not self._put((kind, (t, data))):
+            for item in decode_items(timed, self.decode, DecodeStats(), self.segment, ticks=True):
+                if not self._put(item):
                     return
-            self._put(("end", None))
+            self._put(_Ended())
         except BaseException as e:  # handed to the consumer, which decides; never lost here
-            self._put(("error", e))
+            self._put(_Failed(e))
         finally:
             if container is not None:
                 try:
@@ -357,27 +386,23 @@ class LiveSource:
             connection = self._connection(stop)
             offset = 0.0
             try:
-                for kind, value in connection:
-                    if kind == "first":
-                        if not isinstance(value, float):
-                            raise TypeError(f"a connection's first item is a wall-clock time, got {value!r}")
+                for value in connection:
+                    if isinstance(value, _FirstMedia):
                         self.stats.connects += 1
                         failures = 0
                         self.choice.worked()
                         self.stats.transport = self.choice.current if self._rtsp else ""
                         if gap_from is not None:
-                            gap = self._gap(gap_from, value, lost_reason)
+                            gap = self._gap(gap_from, value.wallclock, lost_reason)
                             log.warning("%s: reconnected; lost %.2f s (%s)", self.name, gap.duration, lost_reason)
                             self.stats.reconnects += 1
                             offset, gap_from = media_end + gap.duration, None
                             yield gap
                         elif last_close is None:
-                            last_close = value
+                            last_close = value.wallclock
                         if self.packets is not None:
                             self.packets.ring.set_shift(offset)
                         continue
-                    if not isinstance(value, Segment):
-                        raise TypeError(f"a connection yields segments after its first item, got {value!r}")
                     seg = dataclasses.replace(value, index=index, start=round(value.start + offset, 6),
                                               end=round(value.end + offset, 6))
                     index, media_end, last_close = index + 1, seg.end, seg.wallclock
@@ -423,7 +448,7 @@ class LiveSource:
 
     # ---- one connection: reader thread, stall watchdog, segmenter, pacing of a looped file ----
 
-    def _connection(self, stop: threading.Event) -> Generator[tuple[str, float | Segment], None, None]:
+    def _connection(self, stop: threading.Event) -> Generator[_FirstMedia | Segment, None, None]:
         """Yields ("first", wall clock of its media time 0) before its first segment, then ("segment",
         Segment) with media time counted from this connection's start; raises _Lost or _Fatal. A looped file is one
         connection: each pass gets a fresh Segmenter (windows and captions aligned with the file) and
@@ -446,7 +471,7 @@ class LiveSource:
                     if stop.is_set():
                         return
                     try:
-                        kind, value = reader.items.get(timeout=_POLL_S)
+                        got = reader.items.get(timeout=_POLL_S)
                     except queue.Empty:
                         if time.monotonic() > deadline:
                             self.stats.stalls += 1
@@ -454,33 +479,35 @@ class LiveSource:
                                     else f"no media for {self.read_timeout:g} s")
                             raise _Lost(f"stalled: {what}", media=first_sent, transport_issue=True) from None
                         continue
-                    if kind == "open":
-                        has_video, has_audio, duration = value
-                        segmenter = self._segmenter(has_video, has_audio)
+                    if isinstance(got, _Opened):
+                        duration = got.duration
+                        segmenter = self._segmenter(got.has_video, got.has_audio)
                         waiting, deadline = "media", time.monotonic() + max(self.open_timeout, self.read_timeout)
                         continue
-                    if kind == "error":
-                        raise self._failure(value, first_sent)
-                    if segmenter is None:  # the reader puts "open" first
-                        raise RuntimeError(f"{self.name}: the reader sent {kind!r} before 'open'")
-                    if kind == "end":
+                    if isinstance(got, _Failed):
+                        raise self._failure(got.error, first_sent)
+                    if segmenter is None:  # the reader puts _Opened first
+                        raise RuntimeError(f"{self.name}: the reader sent {got!r} before opening")
+                    if isinstance(got, _Ended):
                         if not self.loop_file:
                             raise _Lost("the stream ended", media=first_sent)
                         if not data_end:
                             raise _Fatal("the file has no decodable media to loop")
                         for seg in segmenter.finish():  # windows real media covers enough of (min_coverage)
                             seg_end = max(seg_end, seg.end)
-                            yield "segment", self._shift(seg, pass_offset, clock)
+                            yield self._shift(seg, pass_offset, clock)
                         pass_offset += seg_end or max(duration or 0.0, data_end)
                         self.stats.loops += 1
                         break  # open the file again for the next pass
-                    t, data = value  # kind: video, audio, or tick (a video frame no window samples: data None)
-                    item_end = t + (data.size / self.decode.sample_rate if kind == "audio" else 0.0)
+                    item: Item = got  # a frame, audio, a tick or a timestamp jump
+                    t = item.t
+                    item_end = t + (item.samples.size / self.decode.sample_rate if isinstance(item, AudioItem)
+                                    else 0.0)
                     data_end = max(data_end, item_end + 1e-6)
                     # A looped file is paced by its video (audio, when there is no video): the file interleaves
                     # audio up to a fraction of a second ahead of video, and waiting on that audio would hold
                     # back the video frames stored after it.
-                    if self.loop_file and (kind != "audio" or not segmenter.has_video):
+                    if self.loop_file and (not isinstance(item, AudioItem) or not segmenter.has_video):
                         if paced_from is None:  # the first paced item: its media time is now
                             paced_from = time.monotonic() - (pass_offset + t) / self.speed
                         if stop.wait(max(0.0, paced_from + (pass_offset + t) / self.speed - time.monotonic())):
@@ -489,12 +516,12 @@ class LiveSource:
                     # live: an item has arrived once its end was captured; a looped file is paced by item start
                     if not self.loop_file or paced_from is not None:
                         clock.arrived(pass_offset + (t if self.loop_file else item_end))
-                    for seg in segmenter.push(kind, t, data):
+                    for seg in segmenter.push(item):
                         if not first_sent:  # media time 0 of this connection, on the wall clock
                             first_sent = True
-                            yield "first", clock.close(0.0)
+                            yield _FirstMedia(clock.close(0.0))
                         seg_end = max(seg_end, seg.end)
-                        yield "segment", self._shift(seg, pass_offset, clock)
+                        yield self._shift(seg, pass_offset, clock)
             finally:
                 reader.cancel.set()
                 reader.join(timeout=_POLL_S * 5)

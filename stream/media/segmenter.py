@@ -30,7 +30,6 @@ from avfuse.stream.media.config import DecodeConfig, SegmentConfig, frames_per_w
 from avfuse.stream.media.decode import (
     EPS,
     DecodeStats,
-    Item,
     check_complete,
     decode_items,
     is_url,
@@ -40,6 +39,7 @@ from avfuse.stream.media.decode import (
 from avfuse.stream.media.decode_plan import plan_decode
 from avfuse.stream.media.discontinuity import Discontinuity
 from avfuse.stream.media.gop_decode import gop_video_items
+from avfuse.stream.media.items import AudioItem, Item, JumpItem, VideoItem
 from avfuse.stream.media.prefetch import prefetch
 from avfuse.stream.media.redact import redact
 from avfuse.stream.media.segment import Present, Segment
@@ -94,19 +94,17 @@ class Segmenter:
             return self._emit_ready()
         return []
 
-    def push(self, kind: str, t: float, data: np.ndarray | Discontinuity | None) -> list[Segment]:
-        """One item of :func:`~avfuse.stream.media.decode.decode_items`: "video", "audio", "tick" or "jump" (a
-        :class:`Discontinuity`, handed on with the next window as one of its ``notices``)."""
-        if kind in ("video", "audio"):
-            if not isinstance(data, np.ndarray):
-                raise TypeError(f"a {kind} item carries a numpy array, got {type(data).__name__}")
-            return self.push_video(t, data) if kind == "video" else self.push_audio(t, data)
-        if kind == "jump":
-            if not isinstance(data, Discontinuity):
-                raise TypeError(f"a jump item carries a Discontinuity, got {type(data).__name__}")
-            self._notices.append(data)
+    def push(self, item: Item) -> list[Segment]:
+        """One item of :func:`~avfuse.stream.media.decode.decode_items` (:mod:`avfuse.stream.media.items`); a
+        jump's :class:`Discontinuity` is handed on with the next window as one of its ``notices``."""
+        if isinstance(item, VideoItem):
+            return self.push_video(item.t, item.rgb)
+        if isinstance(item, AudioItem):
+            return self.push_audio(item.t, item.samples)
+        if isinstance(item, JumpItem):
+            self._notices.append(item.jump)
             return []
-        return self.tick(t)
+        return self.tick(item.t)
 
     def push_audio(self, t: float, samples: np.ndarray) -> list[Segment]:
         """Add float32 mono samples at ``sample_rate`` whose first sample is at ``t`` seconds."""
@@ -287,8 +285,8 @@ def iter_segments(source: str | os.PathLike, *, decode: DecodeConfig = DecodeCon
     else:
         items = prefetch(produce(), decode.queue_size, name=f"decode:{Path(name).name}")
     try:
-        for kind, t, data in items:
-            yield from seg.push(kind, t, data)
+        for item in items:
+            yield from seg.push(item)
         yield from seg.finish()
     finally:
         items.close()  # now, not when a traceback holding this frame is freed: stops the thread, closes the file

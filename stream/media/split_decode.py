@@ -17,14 +17,15 @@ from __future__ import annotations
 import heapq
 import os
 from collections.abc import Generator, Iterator
-from operator import itemgetter
+from operator import attrgetter
 from pathlib import Path
 
 import av
 
 from avfuse.stream.media.config import DecodeConfig, SegmentConfig
-from avfuse.stream.media.decode import DecodeStats, Item, completeness_check, decode_items, open_container
+from avfuse.stream.media.decode import DecodeStats, completeness_check, decode_items, open_container
 from avfuse.stream.media.gop_decode import gop_video_items
+from avfuse.stream.media.items import Item
 from avfuse.stream.media.prefetch import prefetch
 
 
@@ -66,7 +67,7 @@ def split_items(source: str | os.PathLike, container: av.container.InputContaine
         video = prefetch(produce(containers["video"], "video"), decode.queue_size, name=f"decode-video:{short}")
     audio = prefetch(produce(containers["audio"], "audio"), decode.queue_size, name=f"decode-audio:{short}")
     try:
-        yield from heapq.merge(video, audio, key=itemgetter(1))  # by time
+        yield from heapq.merge(video, audio, key=attrgetter("t"))  # by time
         check(max(ends.values()))
     finally:
         video.close()  # stops both threads now, which close their files

@@ -12,6 +12,7 @@ from media import AudioSpec, VideoSpec, frame_colour, frame_index, irregular_tim
 
 from avfuse.stream.media.config import DecodeConfig, SegmentConfig
 from avfuse.stream.media.decode import DecodeStats, FrameScaler, decode_items, frame_end, open_container
+from avfuse.stream.media.items import AudioItem, TickItem, VideoItem
 from avfuse.stream.media.segmenter import iter_segments
 
 
@@ -135,9 +136,10 @@ def test_only_sampled_frames_are_converted(tmp_path):
     with open_container(path) as c:
         items = list(decode_items(c, DecodeConfig(), stats))
     assert stats.video_frames == 50  # every frame decoded...
-    assert [k for k, _, _ in items] == ["video"] * 8 + ["tick"]  # ...but only the 8 sampled ones are converted
-    assert items[-1][1] == pytest.approx(2.0)  # then the video's end: its last frame's time plus its duration
-    times = [t for _, t, _ in items]
+    # ...but only the 8 sampled ones are converted
+    assert [type(i) for i in items] == [VideoItem] * 8 + [TickItem]
+    assert items[-1].t == pytest.approx(2.0)  # then the video's end: its last frame's time plus its duration
+    times = [i.t for i in items]
     assert times == sorted(times) and all(math.isclose(t * 25, round(t * 25), abs_tol=1e-6) for t in times)
 
 
@@ -188,10 +190,10 @@ def test_audio_sample_counts_are_exact(tmp_path, name, codec, rate, channels):
     path = write_media(tmp_path / name, audio=AudioSpec(duration=3.0, codec=codec, rate=rate, channels=channels))
     with open_container(path) as c:
         items = list(decode_items(c, DecodeConfig(), DecodeStats()))
-    assert {kind for kind, _, _ in items} == {"audio"}
-    assert sum(a.size for _, _, a in items) == 48000  # 3 s at 16 kHz, whatever the input rate
-    starts = [t for _, t, _ in items]
-    sizes = [a.size for _, _, a in items]
+    assert {type(i) for i in items} == {AudioItem}
+    assert sum(i.samples.size for i in items) == 48000  # 3 s at 16 kHz, whatever the input rate
+    starts = [i.t for i in items]
+    sizes = [i.samples.size for i in items]
     assert starts[0] == 0.0 and all(math.isclose(starts[i + 1], starts[i] + sizes[i] / 16000)
                                     for i in range(len(items) - 1))
 

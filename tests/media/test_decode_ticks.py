@@ -10,6 +10,7 @@ from media import AudioSpec, VideoSpec, frame_index, write_media
 
 from avfuse.stream.media.config import DecodeConfig, SegmentConfig
 from avfuse.stream.media.decode import DecodeStats, decode_items, open_container
+from avfuse.stream.media.items import AudioItem, TickItem, VideoItem
 from avfuse.stream.media.segmenter import Segmenter
 
 DEC = DecodeConfig(height=16, width=16)
@@ -18,16 +19,27 @@ SEG = SegmentConfig(window_s=1.0)
 
 def items(path, *, ticks: bool) -> list[tuple]:
     with open_container(path) as c:
-        return list(decode_items(c, DEC, DecodeStats(), SEG, ticks=ticks))
+        return [_tagged(i) for i in decode_items(c, DEC, DecodeStats(), SEG, ticks=ticks)]
+
+
+def _tagged(item) -> tuple:
+    """(kind, t, data) of a decoded item, for comparing runs."""
+    if isinstance(item, VideoItem):
+        return "video", item.t, item.rgb
+    if isinstance(item, AudioItem):
+        return "audio", item.t, item.samples
+    return ("tick" if isinstance(item, TickItem) else "jump"), item.t, None
 
 
 def segments_with_trigger(path, *, ticks: bool, audio: bool) -> list[tuple]:
     """(segment, media time of the item whose arrival closed it) for every window, in order."""
     seg = Segmenter(source="x", decode=DEC, segment=SEG, has_video=True, has_audio=audio)
     out = []
-    for kind, t, data in items(path, ticks=ticks):
-        end = t + (data.size / DEC.sample_rate if kind == "audio" else 0.0)
-        out += [(s, end) for s in seg.push(kind, t, data)]
+    with open_container(path) as c:
+        decoded = list(decode_items(c, DEC, DecodeStats(), SEG, ticks=ticks))
+    for item in decoded:
+        end = item.t + (item.samples.size / DEC.sample_rate if isinstance(item, AudioItem) else 0.0)
+        out += [(s, end) for s in seg.push(item)]
     return out + [(s, None) for s in seg.finish()]
 
 

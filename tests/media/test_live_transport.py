@@ -80,7 +80,7 @@ def test_auto_labels_a_server_that_refuses_one_transport_through_a_kill_and_rest
     config = PipelineConfig(batch=2, max_wait_ms=0, live=LiveConfig(timeout_s=8.0, attempts=30, backoff=FAST))
     assert config.live.transport == "auto"  # the default
     feeds: list = []
-    default = open_source(engine, config)
+    default = open_source(engine.spec, config.live)
 
     def opener(source, stop):
         feeds.append(default(source, stop))

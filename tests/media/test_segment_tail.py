@@ -46,7 +46,7 @@ def one_pass(path, decode: DecodeConfig, segment: SegmentConfig) -> list:
         video, audio = media_streams(c)
         seg = Segmenter(source=str(path), decode=decode, segment=segment, has_video=video is not None,
                         has_audio=audio is not None)
-        out = [s for kind, t, data in decode_items(c, decode, DecodeStats(), segment) for s in seg.push(kind, t, data)]
+        out = [s for item in decode_items(c, decode, DecodeStats(), segment) for s in seg.push(item)]
     return out + seg.finish()
 
 

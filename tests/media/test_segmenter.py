@@ -8,6 +8,7 @@ import pytest
 from avfuse.stream.errors import MediaError
 from avfuse.stream.media.captions import Captions
 from avfuse.stream.media.config import DecodeConfig, SegmentConfig
+from avfuse.stream.media.items import TickItem, VideoItem
 from avfuse.stream.media.segmenter import Segmenter
 
 DEC = DecodeConfig(height=8, width=8, sample_rate=1000)
@@ -151,8 +152,8 @@ def test_a_tick_past_the_window_end_closes_it_without_waiting_for_the_next_sampl
     assert seg.tick(0.74) == [] and seg.tick(0.96) == []  # frames decoded but not sampled: window still open
     out = seg.tick(1.0)  # a frame at the window's end: nothing more can come for window 0
     assert [s.index for s in out] == [0] and ids(out[0]) == [1, 2] and out[0].present.video
-    assert seg.push("video", 1.2, rgb(3)) == [] and seg.push("tick", 1.5, None) == []
-    assert [ids(s) for s in seg.push("tick", 2.05, None)] == [[3, 3]]
+    assert seg.push(VideoItem(1.2, rgb(3))) == [] and seg.push(TickItem(1.5)) == []
+    assert [ids(s) for s in seg.push(TickItem(2.05))] == [[3, 3]]
 
 
 def test_a_tick_does_not_close_a_window_whose_audio_has_not_arrived():

@@ -21,7 +21,7 @@ def one_thread_segments(path, decode: DecodeConfig, segment: SegmentConfig) -> t
         video, audio = media_streams(c)
         seg = Segmenter(source=str(path), decode=decode, segment=segment, has_video=video is not None,
                         has_audio=audio is not None)
-        out = [s for kind, t, data in decode_items(c, decode, stats, segment) for s in seg.push(kind, t, data)]
+        out = [s for item in decode_items(c, decode, stats, segment) for s in seg.push(item)]
     return out + seg.finish(), stats
 
 
