@@ -22,13 +22,14 @@ import sys
 from pathlib import Path
 
 from stream.engine import DEVICES, GRAPH_OPT, Engine, EngineConfig, default_cache_dir
-from stream.errors import ConfigError
+from stream.errors import ConfigError, DependencyError
 from stream.events import EventConfig
 from stream.live_output import Rotation
 from stream.metrics import DEFAULT_HOST, Metrics
 from stream.outputs import OutputDir, RunOutputs, check_target, file_sha256, write_atomic
 from stream.pipeline import FILE_WAIT_MS, LIVE_TRANSPORTS, Pipeline, PipelineConfig
 from stream.postprocess import PostprocessConfig, parse_smoothing
+from stream.ray_extra import EXIT_MISSING, import_ray_module
 from stream.reconnect import Backoff
 from stream.redact import redact
 from stream.report import hooks as report_hooks
@@ -72,6 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-wait-ms", type=float, default=None,
                    help=f"longest wait to fill a batch (default: {FILE_WAIT_MS:g} ms; 0 when a source is live)")
     g.add_argument("--queue", type=int, default=32, help="decoded segments buffered before inference")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default): this process; ray: decode and label on a Ray cluster (files only; "
+                   "pip install 'avfuse[ray]'), the outputs written here as locally")
+    g.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                   help="--engine ray: the cluster to join (default: start one on this machine for the run)")
+    g.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="--engine ray: inference actors, each with one onnxruntime session (0: one per CPU)")
     v = parser.add_argument_group("live sources (rtsp:// and other streams, each read on its own thread)")
     v.add_argument("--loop", action="store_true",
                    help="play files as if live: paced at real speed, over and over, until stopped (Ctrl-C)")
@@ -145,10 +153,18 @@ def _output_dir(args: argparse.Namespace) -> OutputDir | None:
 
 def run(args: argparse.Namespace) -> int:
     engine_cfg, pipe_cfg = _configs(args)
+    ray_run = None
+    if args.engine == "ray":
+        try:
+            ray_run = import_ray_module("stream.ray_engine", who="avfuse run --engine ray")
+        except DependencyError as e:
+            print(f"avfuse run: {e}", file=sys.stderr)
+            return EXIT_MISSING
+        ray_cfg = ray_run.RayConfig(address=args.address, workers=args.workers)
     if args.summary_json is not None:  # checked now, not found out after the whole run
         check_target(args.summary_json)
     sources = expand(args.sources)
-    engine = Engine(args.model, engine_cfg)
+    engine = ray_run.RayLabels(args.model, engine_cfg, ray_cfg) if ray_run else Engine(args.model, engine_cfg)
     out = _output_dir(args)
     metrics = Metrics()
     if args.metrics_port is not None:
@@ -164,7 +180,8 @@ def run(args: argparse.Namespace) -> int:
             out.outputs = RunOutputs(model_sha256=file_sha256(args.model),
                                      sinks=tuple(sorted(redact(s) for s in args.sink or ["jsonl"])),
                                      exts=tuple(s.ext for s in sinks if isinstance(s, FileSink)))
-        pipeline = Pipeline(engine, sinks, config=pipe_cfg, out=out, metrics=metrics, taps=views.taps)
+        make = ray_run.RayPipeline if ray_run else Pipeline
+        pipeline = make(engine, sinks, config=pipe_cfg, out=out, metrics=metrics, taps=views.taps)
         views.attach(pipeline.stats)
         received: list[int] = []
 
@@ -182,6 +199,8 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(s, h)
         metrics.close()
         views.close()
+        if ray_run:
+            engine.close()
         if out is not None:
             out.unlock()
     print(stats.render(), file=sys.stderr)
