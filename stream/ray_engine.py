@@ -74,10 +74,11 @@ class LabelledSegment(Segment):
     embedding: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
 
-def connect(config: RayConfig) -> None:
-    """Join the cluster at ``config.address`` or start a local one; workers import this tree's ``stream``."""
+def connect(config: RayConfig) -> bool:
+    """Join the cluster at ``config.address`` or start a local one; workers import this tree's ``stream``.
+    True when this call started Ray here (and so the caller shuts it down)."""
     if ray.is_initialized():
-        return
+        return False
     root = str(Path(__file__).resolve().parent.parent)
     env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
                         "RAY_DISABLE_DOCKER_CPU_WARNING": "1"}}
@@ -87,6 +88,7 @@ def connect(config: RayConfig) -> None:
                  runtime_env=env, log_to_driver=False, configure_logging=False)
     else:
         ray.init(address=config.address, runtime_env=env, log_to_driver=False, configure_logging=False)
+    return True
 
 
 def cluster_workers(config: RayConfig) -> int:
@@ -151,7 +153,7 @@ class RayLabels:
     def __init__(self, model: str | Path, engine: EngineConfig, config: RayConfig):
         self.path, self.config = Path(model), config
         self.spec: ModelSpec = read_spec(self.path)
-        connect(config)
+        self._started = connect(config)
         self.workers = cluster_workers(config)
         data = self.path.read_bytes()
         self._shipped = [ray.put(data)]
@@ -164,10 +166,13 @@ class RayLabels:
         return Outputs(probs=np.stack([s.probs for s in segments]), gates=np.stack([s.gates for s in segments]),
                        embedding=np.stack([s.embedding for s in segments]))
 
-    def close(self) -> None:
+    def close(self, *, shutdown: bool = True) -> None:
+        """End the actors; and Ray itself where this process started or joined it (``shutdown``)."""
         for a in self.pool:
             ray.kill(a)
         self.pool = []
+        if shutdown and self._started:
+            ray.shutdown()
 
 
 @dataclass
