@@ -12,6 +12,8 @@ BENCHES: dict[str, tuple[str, str]] = {
     "run": ("stream.bench_run", "end-to-end pipeline against decode-only and a naive PyTorch loop"),
     "model": ("export.bench_model", "onnxruntime against PyTorch eager, int8 against fp32"),
     "live": ("stream.bench_live", "RTSP latency and concurrent streams held without drops"),
+    "ray": ("stream.bench_ray", "the Ray engine (1 and 2 workers) against the local engine on a folder, and a long "
+            "file in ranges against whole"),
     "quality": ("models.bench_quality", "the default training recipe on the generalisation suite, per fusion head "
                 "and single modality, with the int8 change"),
 }
