@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
+import socket
 import tempfile
 import threading
 from collections import deque
@@ -44,9 +46,12 @@ from stream.segment import Segment
 from stream.sources import Source, output_stems
 
 log = logging.getLogger(__name__)
+DECODE_CPUS = 1  # a decode task asks Ray for one CPU and decodes on one FFmpeg thread: Ray shares out the cores
 TASK_RETRIES = 3  # a decode or plan task whose worker dies is run again this often
 _POLL_S = 0.2  # how often a wait for Ray looks at the stop flag
 OBJECT_STORE_BYTES = 200 * 1024 * 1024  # a local cluster's object store: segments in flight, not the archive
+JOIN_TIMEOUT_S = 5.0  # a head that does not answer this fast is reported, not waited for (Ray waits minutes)
+_HOST_PORT = re.compile(r"\[?[\w.:-]+?\]?:\d{1,5}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +64,8 @@ class RayConfig:
     range_s: float = RANGE_S
 
     def __post_init__(self) -> None:
+        if self.address not in (None, "auto") and not _HOST_PORT.fullmatch(self.address):
+            raise ConfigError(f"--address must be auto or HOST:PORT (a Ray head's GCS port), got {self.address!r}")
         if self.workers < 0:
             raise ConfigError(f"--workers must be >= 0 (0: one per CPU of the cluster), got {self.workers}")
         if not self.range_s > 0:
@@ -87,8 +94,23 @@ def connect(config: RayConfig) -> bool:
         ray.init(num_cpus=config.workers or None, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
                  runtime_env=env, log_to_driver=False, configure_logging=False)
     else:
-        ray.init(address=config.address, runtime_env=env, log_to_driver=False, configure_logging=False)
+        _check_reachable(config.address)
+        try:
+            ray.init(address=config.address, runtime_env=env, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError) as e:
+            raise ConfigError(f"--address {config.address}: cannot join the Ray cluster ({e})") from e
     return True
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT nobody listens on is one clear error at once (``auto`` is looked up by Ray itself)."""
+    if address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=JOIN_TIMEOUT_S).close()
+    except OSError as e:
+        raise ConfigError(f"--address {address}: no Ray head answers there ({e.strerror or e})") from e
 
 
 def cluster_workers(config: RayConfig) -> int:
@@ -100,8 +122,10 @@ def _plan(path: str, segment: SegmentConfig, range_s: float) -> list[Range]:
     return plan_ranges(path, segment, range_s=range_s)
 
 
-@ray.remote(num_cpus=1, max_retries=TASK_RETRIES)
+@ray.remote(num_cpus=DECODE_CPUS, max_retries=TASK_RETRIES)
 def _decode(path: str, rng: Range, decode: DecodeConfig, segment: SegmentConfig) -> list[Segment]:
+    # FFmpeg's threads give the frames one thread gives; one per CPU asked for, or every task takes every core
+    decode = replace(decode, threads=decode.threads or DECODE_CPUS)
     return list(range_segments(path, rng, decode=decode, segment=segment))
 
 
@@ -158,7 +182,9 @@ class RayLabels:
         data = self.path.read_bytes()
         self._shipped = [ray.put(data)]
         digest = hashlib.sha256(data).hexdigest()
-        self.pool = [Labeller.remote(str(self.path.resolve()), digest, self._shipped, replace(engine, warmup=False))
+        # one onnxruntime thread per actor unless told: several actors share a node's cores with the decoders
+        actor_cfg = replace(engine, warmup=False, threads=engine.threads or 1)
+        self.pool = [Labeller.remote(str(self.path.resolve()), digest, self._shipped, actor_cfg)
                      for _ in range(self.workers)]
         self.device = f"ray ({self.workers} actors)"
 

@@ -122,6 +122,21 @@ def test_a_run_killed_mid_way_resumes_without_doubling(archive, cluster, tmp_pat
     assert not list(out.glob("*.partial"))
 
 
+def test_ctrl_c_leaves_the_outputs_as_the_local_engine_does(archive, cluster, tmp_path):
+    model, videos, local = archive
+    out = tmp_path / "ray"
+    p = _start(model, videos, out, "--engine", "ray", "--address", cluster.address, "--workers", "2")
+    _wait_for(lambda: (out / "long.mp4.jsonl.partial").exists() or p.poll() is not None)
+    p.send_signal(signal.SIGINT)
+    _, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130, stderr
+    assert not (out / "long.mp4.jsonl").exists() and (out / "long.mp4.jsonl.partial").exists()
+    for name in ("a.mp4", "b.mp4"):  # finished before the stop: final, and as the local engine wrote them
+        assert (out / f"{name}.jsonl").read_text() == (local / f"{name}.jsonl").read_text()
+    partial = (out / "long.mp4.jsonl.partial").read_text()
+    assert (local / "long.mp4.jsonl").read_text().startswith(partial)  # what it has is the run's beginning
+
+
 def test_a_worker_killed_mid_file_is_retried(archive, cluster, tmp_path):
     model, videos, local = archive
     out = tmp_path / "ray"
@@ -129,20 +144,21 @@ def test_a_worker_killed_mid_file_is_retried(archive, cluster, tmp_path):
     killed: list[int] = []
 
     def kill_a_worker() -> bool:
-        if p.poll() is not None or not (out / "long.mp4.jsonl.partial").exists():
+        """While a file is half written: a decoding worker if one is busy, and an actor (restarted with its calls)."""
+        if p.poll() is not None or not list(out.glob("*.partial")):
             return p.poll() is not None
-        for pid in cluster.workers_named("ray::_decode") + cluster.workers_named("ray::Labeller"):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-            killed.append(pid)
-            return True
-        return False
+        for title in ("ray::_decode", "ray::Labeller"):
+            for pid in cluster.workers_named(title)[:1]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                except ProcessLookupError:
+                    pass
+        return bool(killed)
 
     _wait_for(kill_a_worker)
     stdout, stderr = p.communicate(timeout=300)
-    assert killed, "the run ended before a Ray worker could be killed in the long file"
+    assert killed, "the run ended before a Ray worker could be killed mid-file"
     assert p.returncode == 1, stderr
     _same_as_local(local, out)
 

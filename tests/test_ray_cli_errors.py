@@ -1,4 +1,5 @@
-"""``avfuse run --engine ray`` where Ray is not installed: one line naming the extra, exit status 2."""
+"""``avfuse run --engine ray`` refusing what it cannot do, in one line and at once: Ray not installed
+(naming the extra, exit status 2), an address nobody answers at, an address that is not one."""
 
 from __future__ import annotations
 
@@ -35,3 +36,18 @@ def test_unknown_engine_is_refused(tmp_path):
     r = subprocess.run([sys.executable, "-m", "stream.cli", "run", "m.onnx", "x.mp4", "--engine", "spark"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--engine" in r.stderr
+
+
+def test_an_address_nobody_answers_at_is_one_line_at_once(tmp_path):
+    import socket
+
+    model = colour_model(tmp_path / "colour.onnx")
+    clip = colour_video(tmp_path / "clip.mp4", ["red"])
+    with socket.socket() as s:  # a port that was free a moment ago: nobody listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for address, why in ((f"127.0.0.1:{port}", "no Ray head answers there"), ("ray://head:10001", "auto or HOST:PORT")):
+        r = subprocess.run([sys.executable, "-m", "stream.cli", "run", str(model), str(clip), "--engine", "ray",
+                            "--address", address], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and why in r.stderr and address in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
