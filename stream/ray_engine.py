@@ -15,7 +15,8 @@ flight ahead of the one being written, across files. A task whose worker dies is
 ``max_task_retries``); a file that cannot be decoded ends as its ``error`` record, as locally.
 
 Every node must see the model and the media at the same paths (a shared volume, as in
-docker/rayjob.yaml); the model file is also shipped to the actors through the object store.
+docker/rayjob.yaml); an actor that finds another model file there (by its sha256), or none, stops the run
+before it starts, with one error naming the node.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import logging
 import os
 import re
 import socket
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -38,7 +38,7 @@ from ray.exceptions import RayError, RayTaskError
 
 from stream.config import DecodeConfig, SegmentConfig
 from stream.engine import Engine, EngineConfig, Outputs
-from stream.errors import ConfigError, SourceError
+from stream.errors import AvfuseError, ConfigError, ModelError, SourceError
 from stream.modelspec import ModelSpec, read_spec
 from stream.pipeline import Pipeline
 from stream.range_decode import RANGE_S, Range, plan_ranges, range_segments
@@ -50,6 +50,7 @@ DECODE_CPUS = 1  # a decode task asks Ray for one CPU and decodes on one FFmpeg 
 TASK_RETRIES = 3  # a decode or plan task whose worker dies is run again this often
 _POLL_S = 0.2  # how often a wait for Ray looks at the stop flag
 OBJECT_STORE_BYTES = 200 * 1024 * 1024  # a local cluster's object store: segments in flight, not the archive
+ACTOR_START_S = 300.0  # longest wait for the actors' sessions (a busy cluster may first start worker processes)
 JOIN_TIMEOUT_S = 5.0  # a head that does not answer this fast is reported, not waited for (Ray waits minutes)
 _HOST_PORT = re.compile(r"\[?[\w.:-]+?\]?:\d{1,5}")
 
@@ -129,31 +130,33 @@ def _decode(path: str, rng: Range, decode: DecodeConfig, segment: SegmentConfig)
     return list(range_segments(path, rng, decode=decode, segment=segment))
 
 
-def _model_file(path: str, digest: str, shipped: list) -> str:
-    """The model at ``path`` where this node has that very file (sha256 ``digest``), else a copy in the temp
-    dir of the bytes shipped through the object store (``shipped``: [ObjectRef[bytes]], nested so that the
-    ref stays the driver's and a restarted actor can read it again)."""
+def _same_file(path: str, digest: str) -> str | None:
+    """Why this node cannot use the model at ``path`` (sha256 ``digest`` on the driver), or None."""
     try:
         if hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest:
-            return path
-    except OSError:
-        pass
-    data = ray.get(shipped[0])
-    copy = Path(tempfile.gettempdir()) / f"avfuse-{digest[:16]}-{Path(path).name}"
-    if not copy.is_file():
-        tmp = copy.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(copy)
-    return str(copy)
+            return None
+        why = "it differs from the driver's file"
+    except OSError as e:
+        why = e.strerror or str(e)
+    return f"{path} on the Ray node {ray.util.get_node_ip_address()}: {why} (every node needs it at the same path)"
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class Labeller:
     """One onnxruntime session for the actor's life; labels a range's segments in micro-batches."""
 
-    def __init__(self, model: str, digest: str, shipped: list, config: EngineConfig):
-        self.engine = Engine(_model_file(model, digest, shipped), config)
-        self.batch = config.max_batch
+    def __init__(self, model: str, digest: str, config: EngineConfig):
+        self.batch, self.engine = config.max_batch, None
+        self.error = _same_file(model, digest)
+        if self.error is None:
+            try:
+                self.engine = Engine(model, config)
+            except AvfuseError as e:
+                self.error = str(e)
+
+    def ready(self) -> str | None:
+        """None once the session is built; else why it could not be."""
+        return self.error
 
     def label(self, segments: list[Segment]) -> list[LabelledSegment]:
         out: list[LabelledSegment] = []
@@ -179,14 +182,19 @@ class RayLabels:
         self.spec: ModelSpec = read_spec(self.path)
         self._started = connect(config)
         self.workers = cluster_workers(config)
-        data = self.path.read_bytes()
-        self._shipped = [ray.put(data)]
-        digest = hashlib.sha256(data).hexdigest()
+        digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
         # one onnxruntime thread per actor unless told: several actors share a node's cores with the decoders
         actor_cfg = replace(engine, warmup=False, threads=engine.threads or 1)
-        self.pool = [Labeller.remote(str(self.path.resolve()), digest, self._shipped, actor_cfg)
-                     for _ in range(self.workers)]
+        self.pool = [Labeller.remote(str(self.path.resolve()), digest, actor_cfg) for _ in range(self.workers)]
         self.device = f"ray ({self.workers} actors)"
+        try:
+            errors = [e for e in ray.get([a.ready.remote() for a in self.pool], timeout=ACTOR_START_S) if e]
+        except RayError as e:
+            self.close()
+            raise ModelError(f"{self.path}: the Ray actors did not start ({type(e).__name__})") from e
+        if errors:
+            self.close()
+            raise ModelError(errors[0])
 
     def run_segments(self, segments: Sequence[LabelledSegment]) -> Outputs:
         return Outputs(probs=np.stack([s.probs for s in segments]), gates=np.stack([s.gates for s in segments]),
