@@ -154,6 +154,8 @@ def _output_dir(args: argparse.Namespace) -> OutputDir | None:
 def run(args: argparse.Namespace) -> int:
     engine_cfg, pipe_cfg = _configs(args)
     ray_run = None
+    if args.engine != "ray" and (args.address is not None or args.workers):
+        raise ConfigError("--address and --workers are options of --engine ray")
     if args.engine == "ray":
         try:
             ray_run = import_ray_module("stream.ray_engine", who="avfuse run --engine ray")

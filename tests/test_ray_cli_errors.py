@@ -32,10 +32,13 @@ def test_engine_ray_without_ray_names_the_extra(tmp_path):
     assert not (tmp_path / "out").exists()  # nothing was started
 
 
-def test_unknown_engine_is_refused(tmp_path):
+def test_unknown_engine_and_ray_options_without_it_are_refused(tmp_path):
     r = subprocess.run([sys.executable, "-m", "stream.cli", "run", "m.onnx", "x.mp4", "--engine", "spark"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--engine" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "stream.cli", "run", "m.onnx", "x.mp4", "--workers", "4"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "--engine ray" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_an_address_nobody_answers_at_is_one_line_at_once(tmp_path):
