@@ -28,7 +28,16 @@ from pathlib import Path
 import av
 
 from stream.config import DecodeConfig, SegmentConfig
-from stream.decode import EPS, DecodeStats, completeness_check, decode_items, media_start, media_streams, open_container
+from stream.decode import (
+    EPS,
+    DecodeStats,
+    completeness_check,
+    decode_items,
+    media_duration,
+    media_start,
+    media_streams,
+    open_container,
+)
 from stream.gop_decode import _nal_length_size, is_idr
 from stream.prefetch import prefetch
 from stream.segment import Segment
@@ -85,6 +94,9 @@ def plan_ranges(path: str, segment: SegmentConfig, *, range_s: float = RANGE_S) 
         raise ValueError(f"range length must be > 0 s, got {range_s}")
     try:
         with av.open(str(path)) as c:
+            duration = media_duration(c)
+            if duration is not None and duration < 2 * range_s:
+                return [WHOLE]  # one range anyway: not worth reading every packet to find out
             idrs = _idr_times(path, c)
     except (av.error.FFmpegError, OSError):
         return [WHOLE]

@@ -18,6 +18,9 @@ from media import AudioSpec, VideoSpec, write_garbage, write_media
 from onnx_models import colour_model, colour_video
 from ray_cluster import ROOT, Cluster, ray_env
 
+from stream.modelspec import read_spec
+from stream.range_decode import plan_ranges
+
 pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -38,6 +41,7 @@ def archive(tmp_path_factory):
                                                      x264=(("g", "20"),)),
                 audio=AudioSpec(duration=50.0, codec="aac", channels=1, rate=16000))
     model = colour_model(root / "colour.onnx", fps=2, window_s=0.5)
+    assert len(plan_ranges(str(videos / "long.mp4"), read_spec(model).segment)) == 3  # what the Ray runs cut
     local = root / "local"
     r = _run(model, videos, local)
     assert r.returncode == 1, r.stderr  # the bad file
