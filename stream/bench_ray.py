@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  ray 2 workers / local, folder:           {results['ray2_vs_local_folder']:.2f}x (goal >= 0.9x)")
     print(f"  long file in ranges / whole, 2 workers:  {results['split_vs_whole_2_workers']:.2f}x (goal >= 1.6x)")
     print(f"  per-file overhead of ray:  {per_file:+.3f} s ({one['tiny'].wall_s / local['tiny'].wall_s:.2f}x the "
-          f"local engine's time on 1 s files; goal < {MAX_FILE_OVERHEAD_S} s)")
+          f"local engine's time on the short files; goal < {MAX_FILE_OVERHEAD_S} s)")
     print(f"  per-range overhead of ray: {per_range:+.3f} s ({one['split'].wall_s / one['whole'].wall_s:.2f}x the "
           "whole file's time with 1 worker)")
     missed = [k for k, v in results.items() if v < GOALS[k]] + (["per_file_overhead"]

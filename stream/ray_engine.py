@@ -214,7 +214,7 @@ class _Work:
     source: Source
     plan: object | None = None  # ObjectRef[list[Range]]
     labelled: deque = field(default_factory=deque)  # ObjectRef[list[LabelledSegment]] per range, in order
-    ranges: int = 0
+    error: BaseException | None = None  # its plan failed: raised when the file's turn comes, not before
 
 
 class Scheduler:
@@ -249,13 +249,18 @@ class Scheduler:
             for w in list(self.queue):
                 if self.in_flight() >= self.window or stop.is_set():
                     return
-                if w.plan is None:
-                    continue
-                ranges = _resolve(w.plan, stop, w.source)
-                w.plan = None
-                for rng in ranges:
-                    self._submit(w, rng)
-                w.ranges = len(ranges)
+                if w.plan is not None:
+                    self._plan_ranges(w, stop)
+
+    def _plan_ranges(self, w: _Work, stop: threading.Event) -> None:
+        """Submit ``w``'s ranges once its plan is in; a plan that failed is kept for the file's own turn."""
+        try:
+            ranges = _resolve(w.plan, stop, w.source)
+        except Exception as e:  # any error of that file's plan is that file's
+            w.error, ranges = e, []
+        w.plan = None
+        for rng in ranges:
+            self._submit(w, rng)
 
     def segments(self, source: Source, stop: threading.Event) -> Iterator[LabelledSegment]:
         """``source``'s labelled segments in order; what is left of it is cancelled when the reader stops."""
@@ -265,16 +270,13 @@ class Scheduler:
         try:
             while True:
                 self.top_up(stop)
-                if w.plan is None and not w.labelled:
-                    return
-                if stop.is_set():
+                if w.error is not None:
+                    raise w.error
+                if (w.plan is None and not w.labelled) or stop.is_set():
                     return
                 if not w.labelled:  # its plan is behind the window: make room for it
                     with self._lock:
-                        ranges = _resolve(w.plan, stop, source)
-                        w.plan = None
-                        for rng in ranges:
-                            self._submit(w, rng)
+                        self._plan_ranges(w, stop)
                     continue
                 ref = w.labelled[0]
                 part = _resolve(ref, stop, source)
