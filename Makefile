@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[train,dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[train,dev,ray]'
 	touch $(STAMP)
 
 system-deps:

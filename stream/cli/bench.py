@@ -12,6 +12,8 @@ BENCHES: dict[str, tuple[str, str]] = {
     "run": ("avfuse.export.bench_run", "end-to-end pipeline against decode-only and a naive PyTorch loop"),
     "model": ("avfuse.export.bench_model", "onnxruntime against PyTorch eager, int8 against fp32"),
     "live": ("avfuse.stream.cli.bench_live", "RTSP latency and concurrent streams held without drops"),
+    "ray": ("avfuse.stream.cli.bench_ray", "the Ray engine (1 and 2 workers) against the local engine on a folder, "
+            "and a long file in ranges against whole"),
     "quality": ("avfuse.export.bench_quality", "the default training recipe on the generalisation suite, "
                 "per fusion head and single modality, with the int8 change"),
     "train": ("avfuse.models.bench_train", "avfuse train with --nproc N ranks against one process, "

@@ -26,7 +26,7 @@ import signal
 import sys
 from pathlib import Path
 
-from avfuse.stream.errors import ConfigError
+from avfuse.stream.errors import ConfigError, DependencyError
 from avfuse.stream.infer.engine import DEVICES, GRAPH_OPT, Engine, EngineConfig, default_cache_dir
 from avfuse.stream.infer.events import EventConfig
 from avfuse.stream.infer.postprocess import PostprocessConfig, parse_smoothing
@@ -42,6 +42,7 @@ from avfuse.stream.run.metrics import DEFAULT_HOST, Metrics
 from avfuse.stream.run.model_swap import POLL_S, ModelSwap
 from avfuse.stream.run.outputs import OutputDir, RunOutputs, check_target, file_sha256, write_atomic
 from avfuse.stream.run.pipeline import FILE_WAIT_MS, Pipeline, PipelineConfig
+from avfuse.stream.run.ray_extra import EXIT_MISSING, import_ray_module
 from avfuse.stream.run.report import hooks as report_hooks
 from avfuse.stream.run.sinks import make_sinks
 from avfuse.stream.run.sinks.files import FileSink
@@ -84,6 +85,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-wait-ms", type=float, default=None,
                    help=f"longest wait to fill a batch (default: {FILE_WAIT_MS:g} ms; 0 when a source is live)")
     g.add_argument("--queue", type=int, default=32, help="decoded segments buffered before inference")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default): this process; ray: decode and label on a Ray cluster (files only; "
+                   "pip install 'avfuse[ray]'), the outputs written here as locally")
+    g.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                   help="--engine ray: the cluster to join (default: start one on this machine for the run)")
+    g.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="--engine ray: inference actors, each with one onnxruntime session (0: one per CPU)")
     g.add_argument("--watch-model", type=float, default=POLL_S, metavar="S",
                    help="look at the model file every S seconds and swap in a replaced one between two batches "
                    "(0: only on SIGHUP); each record's model is the labelling file's SHA-256 prefix")
@@ -167,6 +175,18 @@ def _output_dir(args: argparse.Namespace) -> OutputDir | None:
 
 def run(args: argparse.Namespace) -> int:
     engine_cfg, pipe_cfg = _configs(args)
+    ray_run = None
+    if args.engine != "ray" and (args.address is not None or args.workers):
+        raise ConfigError("--address and --workers are options of --engine ray")
+    if args.engine == "ray":
+        if args.clips is not None:
+            raise ConfigError("--clips works with the local engine only (--engine local)")
+        try:
+            ray_run = import_ray_module("avfuse.stream.run.ray_engine", who="avfuse run --engine ray")
+        except DependencyError as e:
+            print(f"avfuse run: {e}", file=sys.stderr)
+            return EXIT_MISSING
+        ray_cfg = ray_run.RayConfig(address=args.address, workers=args.workers)
     if args.summary_json is not None:  # checked now, not found out after the whole run
         check_target(args.summary_json)
     sources = expand(args.sources)
@@ -174,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
              if args.clips is not None else None)
     if clips is not None:
         clips.check()
-    engine = Engine(args.model, engine_cfg)
+    engine = ray_run.RayLabels(args.model, engine_cfg, ray_cfg) if ray_run else Engine(args.model, engine_cfg)
     out = _output_dir(args)
     metrics = Metrics()
     if args.metrics_port is not None:
@@ -191,9 +211,12 @@ def run(args: argparse.Namespace) -> int:
             out.outputs = RunOutputs(model_sha256=file_sha256(args.model),
                                      sinks=tuple(sorted(redact(s) for s in args.sink or ["jsonl"])),
                                      exts=tuple(s.ext for s in sinks if isinstance(s, FileSink)))
-        models = ModelSwap(engine, lambda path: Engine(path, engine_cfg), poll_s=args.watch_model)
-        pipeline = Pipeline(engine, sinks, config=pipe_cfg, out=out, metrics=metrics, taps=views.taps,
-                            clips=clips, models=models)
+        if ray_run:  # the actors hold the model: a swap would need them all to reload (not done yet)
+            pipeline = ray_run.RayPipeline(engine, sinks, config=pipe_cfg, out=out, metrics=metrics, taps=views.taps)
+        else:
+            models = ModelSwap(engine, lambda path: Engine(path, engine_cfg), poll_s=args.watch_model)
+            pipeline = Pipeline(engine, sinks, config=pipe_cfg, out=out, metrics=metrics, taps=views.taps,
+                                clips=clips, models=models)
         views.attach(pipeline.stats)
         received: list[int] = []
 
@@ -204,7 +227,9 @@ def run(args: argparse.Namespace) -> int:
             pipeline.stop()
 
         previous = {s: signal.signal(s, on_signal) for s in EXIT_SIGNAL}
-        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda signum, frame: models.request())
+        if models is not None:
+            swap = models
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda signum, frame: swap.request())
         with Progress(pipeline.stats, len(sources)):
             stats = pipeline.run(sources)
     finally:
@@ -214,6 +239,8 @@ def run(args: argparse.Namespace) -> int:
         if models is not None:
             models.close()
         views.close()
+        if isinstance(engine, ray_run.RayLabels if ray_run else ()):
+            engine.close()
         if out is not None:
             out.unlock()
     print(stats.render(), file=sys.stderr)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import av
@@ -249,7 +249,7 @@ def iter_segments(source: str | os.PathLike, *, decode: DecodeConfig = DecodeCon
                   segment: SegmentConfig = SegmentConfig(),  # noqa: B008 (frozen, so a shared default is safe)
                   captions: str | os.PathLike | None = None,
                   stats: DecodeStats | None = None, options: dict[str, str] | None = None,
-                  timeout: float | tuple[float, float] | None = None) -> Iterator[Segment]:
+                  timeout: float | tuple[float, float] | None = None) -> Generator[Segment, None, None]:
     """Decode ``source`` on a background thread and yield its Segments in order. ``captions``: a caption
     file to use instead of the sidecar/embedded ones. ``options``/``timeout`` go to av.open (for URLs).
 
