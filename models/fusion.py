@@ -22,9 +22,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from avfuse.models.recipe import FUSIONS
 from avfuse.stream.errors import ConfigError
 
-FUSIONS = ("gated", "concat", "sequential")
 EPS = 1e-6
 
 

@@ -17,12 +17,11 @@ import logging
 import torch
 from torch import Tensor, nn
 
+from avfuse.models.recipe import BACKBONES, POOLINGS
 from avfuse.stream.errors import ConfigError, DependencyError
 
 log = logging.getLogger(__name__)
 
-BACKBONES = ("tiny", "mobilenet_v3_small", "resnet18", "efficientnet_b0")
-POOLINGS = ("mean", "attention")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from avfuse.models.audio import AudioEncoder
 from avfuse.models.fusion import FUSIONS, make_fusion
 from avfuse.models.image import BACKBONES, POOLINGS, ImageEncoder
+from avfuse.models.recipe import TrainConfig
 from avfuse.models.text import TextEncoder
 from avfuse.stream.errors import ConfigError
 from avfuse.stream.media.segment import MODALITIES
@@ -32,17 +33,18 @@ class ModelConfig:
     samples: int  # S
     vocab_size: int  # len(tokenizer)
     max_tokens: int  # tokenizer.max_len (L)
-    image_backbone: str = "tiny"  # avfuse train defaults to mobilenet_v3_small (models/train.py)
-    pooling: str = "mean"  # over frames: mean | attention
-    fusion: str = "gated"
+    # the network the default recipe trains (avfuse.models.recipe.TrainConfig) unless told otherwise
+    image_backbone: str = TrainConfig.backbone
+    pooling: str = TrainConfig.pooling  # over frames: mean | attention
+    fusion: str = TrainConfig.fusion
     modalities: tuple[str, ...] = MODALITIES  # encoders are built only for these
-    dim: int = 128  # every modality embedding and the fused embedding
-    n_mels: int = 64
+    dim: int = TrainConfig.dim  # every modality embedding and the fused embedding
+    n_mels: int = TrainConfig.n_mels
     n_fft: int = 400
-    hop_length: int = 160
+    hop_length: int = TrainConfig.hop_length
     text_embed: int = 64
     dropout: float = 0.1
-    modality_dropout: float = 0.25  # training only: chance to hide each present modality per sample
+    modality_dropout: float = TrainConfig.modality_dropout  # training only: chance to hide each present modality
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", tuple(self.labels))

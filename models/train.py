@@ -27,73 +27,12 @@ from tqdm import tqdm
 
 from avfuse.models import distributed
 from avfuse.models.evaluate import Tensors, evaluate, to_tensors
-from avfuse.models.fusion import FUSIONS
-from avfuse.models.image import BACKBONES, POOLINGS
 from avfuse.models.net import AvfuseNet, ModelConfig, build_model
+from avfuse.models.recipe import TrainConfig
 from avfuse.stream.errors import ConfigError, DataError
 from avfuse.stream.infer.tokenize import Tokenizer
-from avfuse.stream.media.segment import MODALITIES
 
 log = logging.getLogger(__name__)
-
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("staged", "joint")
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    fusion: str = "gated"
-    modalities: tuple[str, ...] = MODALITIES
-    backbone: str = "tiny"  # trained from scratch, offline: 50-92% held-out where mobilenet_v3_small got 31%
-    pooling: str = "mean"
-    pretrained: bool = False
-    dim: int = 64
-    n_mels: int = 40
-    hop_length: int = 320  # 20 ms at 16 kHz: enough time resolution for segment labels, half the work of 10 ms
-    max_tokens: int = 16
-    modality_dropout: float = 0.4
-    augment: bool = True  # per segment: horizontal flip and brightness/contrast jitter of frames, audio gain
-    strong_augment: bool = True  # and shifts, colour gains, noise, shuffled and dropped words (see augment)
-    unimodal_weight: float = 1.0  # weight of the per-modality auxiliary classifiers' loss (0: off)
-    schedule: str = "joint"  # joint: all from the start; staged: each encoder learns alone first, then fused
-    stage_epochs: int = 8  # staged: epochs of the unimodal stage (not counted in ``epochs``)
-    class_weights: bool = True  # weight the loss by inverse class frequency (unequal classes)
-    epochs: int = 30
-    patience: int = 10  # epochs without a better validation macro-F1 before stopping
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    optimizer: str = "adamw"
-    seed: int = 0
-    device: str = "cpu"
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default (one per core)
-    progress: bool = True  # a tqdm bar per epoch (shown on a terminal only)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "modalities", tuple(self.modalities))
-        v = self
-        checks = [(v.fusion in FUSIONS, f"fusion must be one of {FUSIONS}, got {v.fusion!r}"),
-                  (bool(v.modalities) and set(v.modalities) <= set(MODALITIES),
-                   f"modalities must be a non-empty subset of {MODALITIES}, got {v.modalities!r}"),
-                  (v.backbone in BACKBONES, f"backbone must be one of {BACKBONES}, got {v.backbone!r}"),
-                  (v.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {v.pooling!r}"),
-                  (v.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {v.optimizer!r}"),
-                  (v.device in ("cpu", "cuda"), f"device must be cpu or cuda, got {v.device!r}"),
-                  (v.epochs >= 1 and v.batch_size >= 1 and v.patience >= 1,
-                   f"epochs, batch_size and patience must be >= 1, got {v.epochs}, {v.batch_size}, {v.patience}"),
-                  (v.lr > 0 and v.weight_decay >= 0,
-                   f"lr must be > 0 and weight_decay >= 0, got {v.lr}, {v.weight_decay}"),
-                  (v.threads >= 0, f"threads must be >= 0, got {v.threads}"),
-                  (v.unimodal_weight >= 0, f"unimodal_weight must be >= 0, got {v.unimodal_weight}"),
-                  (v.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {v.schedule!r}"),
-                  (v.stage_epochs >= 1, f"stage_epochs must be >= 1, got {v.stage_epochs}")]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-
-    def as_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
-
 
 @dataclass(frozen=True, kw_only=True)
 class TrainResult:

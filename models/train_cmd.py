@@ -27,16 +27,27 @@ import math
 from pathlib import Path
 
 from avfuse.models.launch import nproc_arg
+from avfuse.models.recipe import (
+    BACKBONES,
+    FUSIONS,
+    OPTIMIZERS,
+    POOLINGS,
+    SCHEDULES,
+    TRAIN_FPS,
+    TRAIN_SIZE,
+    TRAIN_WINDOW_S,
+    TrainConfig,
+)
 from avfuse.stream.cli.main import size_arg
 from avfuse.stream.errors import ConfigError
 from avfuse.stream.media.segment import MODALITIES
 from avfuse.stream.run.outputs import write_atomic
 
 log = logging.getLogger(__name__)
+D = TrainConfig()  # the default recipe: every flag's default is its field here
 
 # how the ranks get the options whose values are not their own text (avfuse.models.launch.argv_of)
 RANK_FORMATS = {"modalities": ",".join, "size": lambda size: f"{size[0]}x{size[1]}"}
-BACKBONES = ("tiny", "mobilenet_v3_small", "resnet18", "efficientnet_b0")  # avfuse.models.image.BACKBONES, torch-free
 
 
 def _modalities(text: str) -> tuple[str, ...]:
@@ -53,46 +64,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--manifest", type=Path, help="CSV with path,start,end,label (paths relative to the CSV)")
     src.add_argument("--data", type=Path, help="folder with one sub-folder of videos per label")
     parser.add_argument("-o", "--out", type=Path, required=True, help="run folder for model.pt and metrics.json")
-    parser.add_argument("--fusion", choices=("gated", "concat", "sequential"), default="gated")
-    parser.add_argument("--modalities", type=_modalities, default=MODALITIES, help="comma list (default all three)")
+    parser.add_argument("--fusion", choices=FUSIONS, default=D.fusion)
+    parser.add_argument("--modalities", type=_modalities, default=D.modalities, help="comma list (default all three)")
     parser.add_argument("--folds", type=int, default=0, help="K-fold cross-validation by source file (K >= 2)")
     parser.add_argument("--val-split", type=float, default=0.25, help="fraction of source files for validation")
     parser.add_argument("--test-manifest", type=Path, help="held-out videos to report test metrics on")
     parser.add_argument("--ablate", action="store_true",
                         help="train every fusion head and modality set; print a table, write ablation.json")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--patience", type=int, default=10, help="early stopping: epochs without a better val F1")
-    parser.add_argument("--modality-dropout", type=float, default=0.4,
-                        help="training only: chance to hide each present modality of a segment (default 0.4)")
-    parser.add_argument("--schedule", choices=("staged", "joint"), default="joint",
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=D.device)
+    parser.add_argument("--epochs", type=int, default=D.epochs)
+    parser.add_argument("--patience", type=int, default=D.patience,
+                        help="early stopping: epochs without a better val F1")
+    parser.add_argument("--modality-dropout", type=float, default=D.modality_dropout,
+                        help="training only: chance to hide each present modality of a segment (default %(default)s)")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=D.schedule,
                         help="joint (default): everything from the start; staged: each modality's encoder learns "
                              "alone first, then all are fused")
-    parser.add_argument("--stage-epochs", type=int, default=8, help="staged: epochs of the unimodal stage (default 8)")
-    parser.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--stage-epochs", type=int, default=D.stage_epochs,
+                        help=f"staged: epochs of the unimodal stage (default {D.stage_epochs})")
+    parser.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=D.class_weights,
                         help="weight the loss by inverse class frequency (default on)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backbone", choices=BACKBONES, default="tiny",
+    parser.add_argument("--lr", type=float, default=D.lr)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=D.optimizer)
+    parser.add_argument("--batch-size", type=int, default=D.batch_size)
+    parser.add_argument("--seed", type=int, default=D.seed)
+    parser.add_argument("--backbone", choices=BACKBONES, default=D.backbone,
                         help="image backbone (default tiny: a small CNN that learns from scratch, offline; the "
                              "torchvision ones want --pretrained ImageNet weights)")
-    parser.add_argument("--pooling", choices=("mean", "attention"), default="mean", help="over the frames")
+    parser.add_argument("--pooling", choices=POOLINGS, default=D.pooling, help="over the frames")
     parser.add_argument("--pretrained", action="store_true", help="torchvision ImageNet weights (needs internet once)")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: one per core)")
+    parser.add_argument("--threads", type=int, default=D.threads, help="CPU threads for torch (default: one per core)")
     parser.add_argument("--nproc", type=nproc_arg, default=1,
                         help="train on N processes with DistributedDataParallel (gloo on CPU, nccl with --device "
                              "cuda: a GPU each); --batch-size stays the global batch (default 1)")
-    parser.add_argument("--fps", type=float, default=2.0, help="frames sampled per second (default 2)")
-    parser.add_argument("--size", type=size_arg, default=(64, 64), metavar="WxH", help="frame size (default 64x64)")
-    parser.add_argument("--window", type=float, default=2.0, help="segment length in seconds (default 2)")
+    parser.add_argument("--fps", type=float, default=TRAIN_FPS,
+                        help=f"frames sampled per second (default {TRAIN_FPS:g})")
+    parser.add_argument("--size", type=size_arg, default=TRAIN_SIZE, metavar="WxH",
+                        help="frame size (default {}x{})".format(*TRAIN_SIZE))
+    parser.add_argument("--window", type=float, default=TRAIN_WINDOW_S,
+                        help=f"segment length in seconds (default {TRAIN_WINDOW_S:g})")
     parser.add_argument("--cache-dir", type=Path, default=None, help="decoded segment cache (default $AVFUSE_CACHE)")
 
 
-def train_config(args: argparse.Namespace, **overrides):
-    from avfuse.models.train import TrainConfig
-
+def train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
     fields = dict(fusion=args.fusion, modalities=args.modalities, backbone=args.backbone, pooling=args.pooling,
                   pretrained=args.pretrained, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
                   lr=args.lr, optimizer=args.optimizer, seed=args.seed, device=args.device,

@@ -78,13 +78,14 @@ def top_k(probs: np.ndarray, labels: tuple[str, ...], k: int) -> list[tuple[str,
 
 
 def segment_record(segment: Segment, probs: np.ndarray, gates: np.ndarray, labels: tuple[str, ...],
-                   k: int) -> dict:
+                   k: int, *, model: str | None = None) -> dict:
+    """The record of ``segment``; ``model``: what labelled it (the model file's SHA-256 prefix)."""
     top = top_k(probs, labels, k)
     return as_dict(SegmentRecord(
         source=segment.source, index=segment.index, start=round(segment.start, 6), end=round(segment.end, 6),
         label=top[0][0], score=top[0][1], top=tuple(top),
         gates={m: round(float(g), 6) for m, g in zip(MODALITIES, gates, strict=True)},
-        present=segment.present.as_dict(), wallclock=segment.wallclock))
+        present=segment.present.as_dict(), wallclock=segment.wallclock, model=model))
 
 
 def error_record(source: str, error: BaseException) -> dict:

@@ -38,7 +38,7 @@ from avfuse.stream.run.batching import Channel, micro_batches
 from avfuse.stream.run.event_clips import EventClips
 from avfuse.stream.run.live_output import resume_point
 from avfuse.stream.run.metrics import Metrics
-from avfuse.stream.run.model_swap import ModelSwap
+from avfuse.stream.run.model_swap import ModelSwap, model_version
 from avfuse.stream.run.opener import LiveCounts, Opener, open_source
 from avfuse.stream.run.outputs import OutputDir
 from avfuse.stream.run.sink_guard import SinkGuard
@@ -121,6 +121,8 @@ class Pipeline:
         self.engine, self.sinks = engine, list(sinks)
         self.clips = clips  # --clips: each event's media remuxed into a file (avfuse.stream.run.event_clips)
         self.models = models  # the model file watched and swapped between batches (avfuse.stream.run.model_swap)
+        # what records say labelled them when the file is not watched: it cannot change during the run
+        self._version = "" if models is not None else model_version(engine.spec.path)
         self.taps = list(taps)  # see Tap: thumbnails, the live view
         self.config = config or PipelineConfig()
         self.out, self.metrics = out, metrics or Metrics()
@@ -332,9 +334,7 @@ class Pipeline:
                 by_key: dict[str, _Records] = {}
                 for n, i in enumerate(items):
                     rec = segment_record(i.segment, smoothers[i.key](outputs.probs[n]), outputs.gates[n],
-                                         engine.spec.labels, cfg.post.top_k)
-                    if version:
-                        rec["model"] = version
+                                         engine.spec.labels, cfg.post.top_k, model=version or None)
                     group = by_key.setdefault(i.key, _Records(i.key, [], []))
                     group.records.append(rec)
                     group.times.append((i.t, i.segment.wallclock if i.live else None))
@@ -363,10 +363,10 @@ class Pipeline:
             out.close()
 
     def _engine(self, shown: dict[str, str]) -> tuple[Engine, str]:
-        """The engine for the next batch, and its version ("" when the model file is not watched): a
-        new model file loaded meanwhile takes over here; one refused is an error record in each open source."""
+        """The engine for the next batch, and its version (the model file's SHA-256 prefix): a new model
+        file loaded meanwhile takes over here; one refused is an error record in each open source."""
         if self.models is None:
-            return self.engine, ""
+            return self.engine, self._version
         for refused in self.models.take():
             self.stats.models_refused += 1
             for key, name in shown.items():

@@ -3,7 +3,8 @@
     from avfuse.stream.run.ray_data import read_segments
     read_segments(["videos/a.mp4", "videos/b.mp4"], "model.onnx").write_parquet("labels/")
 
-One row per segment, with the fields of the JSONL ``segment`` record (ARCHITECTURE.md, "Records"),
+One row per segment, with the fields of the JSONL ``segment`` record (ARCHITECTURE.md, "Records", ``model``
+included),
 in file order and within a file in segment order; ``top`` is a list of ``{"label", "score"}`` (a
 table column holds one type) and ``wallclock`` is null (files only). A file that cannot be decoded
 is one row of type ``error`` with its ``error`` and ``detail`` and empty segment fields, as the run
@@ -25,12 +26,13 @@ from avfuse.stream.errors import AvfuseError
 from avfuse.stream.infer.engine import EngineConfig
 from avfuse.stream.infer.postprocess import PostprocessConfig, error_record, segment_record
 from avfuse.stream.media.segment import MODALITIES
+from avfuse.stream.run.model_swap import model_version
 from avfuse.stream.run.ray_engine import RayConfig, RayLabels, Scheduler
 from avfuse.stream.run.sources import expand
 
 _EMPTY = {"index": -1, "start": 0.0, "end": 0.0, "label": "", "score": 0.0, "top": [],
           "gates": dict.fromkeys(MODALITIES, 0.0), "present": dict.fromkeys(MODALITIES, False),
-          "wallclock": None, "error": "", "detail": ""}
+          "wallclock": None, "model": "", "error": "", "detail": ""}
 
 
 def _row(record: dict) -> dict:
@@ -50,13 +52,15 @@ def read_segments(paths: Iterable[str | Path], model: str | Path, *, address: st
     scheduler.add([s for s in sources if s.error is None])
     never = threading.Event()
     rows: list[dict] = []
+    version = model_version(Path(model))
     try:
         for source in sources:
             try:
                 if source.error is not None:
                     raise AvfuseError(f"{source.shown}: {source.error}")
                 for seg in scheduler.segments(source, never):
-                    rows.append(_row(segment_record(seg, seg.probs, seg.gates, labels.spec.labels, top_k)))
+                    rows.append(_row(segment_record(seg, seg.probs, seg.gates, labels.spec.labels, top_k,
+                                                    model=version)))
             except AvfuseError as e:  # one bad file is its error row; the others go on
                 rows.append(_row(error_record(source.shown, e)))
     finally:

@@ -149,17 +149,3 @@ def test_torchvision_backbones_with_random_init(backbone):
         probs, gates, emb = model(frames, audio, tokens, present)
     assert probs.shape == (B, 4) and emb.shape == (B, 32) and torch.isfinite(probs).all()
     assert torch.equal(gates, torch.tensor([[1.0, 0.0, 0.0]] * B))
-
-
-def test_train_command_offers_exactly_the_model_choices():
-    """avfuse.models.train_cmd keeps torch-free copies of these names (its parser builds without torch)."""
-    import argparse
-
-    from avfuse.models import train_cmd
-    from avfuse.models.fusion import FUSIONS
-    from avfuse.models.image import BACKBONES, POOLINGS
-
-    parser = argparse.ArgumentParser()
-    train_cmd.add_arguments(parser)
-    choices = {a.dest: tuple(a.choices) for a in parser._actions if a.choices}
-    assert (choices["backbone"], choices["fusion"], choices["pooling"]) == (BACKBONES, FUSIONS, POOLINGS)
