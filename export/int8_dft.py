@@ -14,7 +14,7 @@ rows [n_fft, 2 * n_freq] (:class:`avfuse.models.audio.LogMel`). In the int8 file
 What each gives, on the demo model at one thread (``avfuse bench model``, int8 against fp32 at batch 1 / 8, on
 an AVX2 CPU): 8 bits 1.29-1.32x / 1.25-1.26x; 16 bits 1.04-1.05x / 0.97x (with the u8s8 product, exact only
 with VNNI: 1.35-1.36x / 1.34x and 1.23-1.28x / 1.26-1.28x). What each changes, as the mean absolute change of
-the log-mel against fp32 on quiet audio (tones at -35 dBFS over a -70 dBFS floor, tests/test_int8_dft.py):
+the log-mel against fp32 on quiet audio (tones at -35 dBFS over a -70 dBFS floor, tests/export/test_int8_dft.py):
 the int8 kernel alone 0.14 (the weight-only int8 kernel of earlier files did as much); with 16-bit frames
 the same; with 8-bit frames 0.26, the added error sitting in the near-silent bands. One 8-bit part per
 tensor, as static or dynamic QDQ would give, moved the real test clip's log-mel by 0.5.

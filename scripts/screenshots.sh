@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 base=$(mktemp -d)
 .venv/bin/python -m pytest -q -p no:cacheprovider --basetemp="$base" \
-  "tests/test_report_run.py::test_report_draws_each_segment_and_the_pointer_reads_its_record" \
-  tests/test_report_train.py tests/test_live_view.py
+  "tests/run/test_report_run.py::test_report_draws_each_segment_and_the_pointer_reads_its_record" \
+  tests/run/test_report_train.py tests/run/test_live_view.py
 mkdir -p docs
 cp "$(find "$base" -name report.png | head -1)" docs/report.png
 cp "$(find "$base" -name training-report.png | head -1)" docs/training-report.png
