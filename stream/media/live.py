@@ -30,13 +30,14 @@ import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from avfuse.stream.errors import AvfuseError, ConfigError, SourceError
 from avfuse.stream.media.config import DecodeConfig, SegmentConfig
 from avfuse.stream.media.hls import is_playlist
 from avfuse.stream.media.items import AudioItem, Item
+from avfuse.stream.media.live_reader import POLL_S, Ended, Failed, Opened, Reader
 from avfuse.stream.media.mjpeg import OPTIONS as MJPEG_OPTIONS
 from avfuse.stream.media.mjpeg import is_http
 from avfuse.stream.media.reconnect import Backoff
@@ -47,14 +48,12 @@ from avfuse.stream.media.transport import TransportChoice, is_refusal
 from avfuse.stream.records import GapRecord, as_dict
 
 if TYPE_CHECKING:
-    import av
 
     from avfuse.stream.media.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
 
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "tcp")
-_POLL_S = 0.1  # how often the consumer looks at the stop event and the watchdog
 MAX_TIMEOUT_S = 600.0  # the longest open or read timeout
 
 
@@ -143,35 +142,6 @@ def _clean(e: BaseException) -> BaseException:
     return e
 
 
-class _Timed:
-    """Forwards to a PyAV container, giving untimed leading video packets a timestamp (an RTSP stream
-    sends its first frame before the RTCP sync that times it: pts None) and showing its name redacted."""
-
-    def __init__(self, container, tap=None):
-        self._container = container
-        self._tap = tap  # sees every packet demuxed (avfuse.stream.run.event_clips): a PacketRing's push
-
-    def __getattr__(self, name: str):
-        return getattr(self._container, name)
-
-    @property
-    def name(self) -> str:
-        """The URL as it may be shown: the decoder quotes it in its logs and errors."""
-        return redact(self._container.name)
-
-    def demux(self, *streams):
-        timed = False
-        for packet in self._container.demux(*streams):
-            if not timed and packet.stream.type == "video":
-                if packet.pts is None and packet.dts is None:
-                    packet.pts = packet.stream.start_time or 0
-                elif packet.pts is not None:
-                    timed = True
-            if self._tap is not None:
-                self._tap(packet)
-            yield packet
-
-
 class _CloseClock:
     """Wall-clock time at which a window of a connection closed.
 
@@ -203,81 +173,10 @@ class _CloseClock:
 
 
 @dataclass(frozen=True, slots=True)
-class _Opened:
-    """The reader's connection is open: which streams it has, and the duration (a looped file's)."""
-
-    has_video: bool
-    has_audio: bool
-    duration: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Ended:
-    """The media ended (a stream that stopped, or a looped file's pass)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Failed:
-    """The reader failed; the consumer decides what that means."""
-
-    error: BaseException
-
-
-@dataclass(frozen=True, slots=True)
 class _FirstMedia:
     """A connection's first window closed: media time 0 of the connection is at ``wallclock``."""
 
     wallclock: float
-
-
-class _Reader(threading.Thread):
-    """Opens one connection and decodes it into a bounded queue until cancelled or the media ends."""
-
-    def __init__(self, url: str, *, options: dict[str, str], timeouts: tuple[float, float],
-                 decode: DecodeConfig, segment: SegmentConfig, size: int, packets=None, offset: float = 0.0):
-        super().__init__(daemon=True, name=f"live-reader {redact(url)}")
-        self.url, self.options, self.timeouts, self.decode, self.segment = url, options, timeouts, decode, segment
-        self.packets, self.offset = packets, offset  # a PacketRing to copy packets into; media time of pts t0
-        self.items: queue.Queue = queue.Queue(maxsize=size)
-        self.cancel = threading.Event()
-
-    def _put(self, item: Item | _Opened | _Ended | _Failed) -> bool:
-        while not self.cancel.is_set():
-            try:
-                self.items.put(item, timeout=_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run(self) -> None:
-        from avfuse.stream.media.decode import DecodeStats, decode_items, media_start, media_streams, open_container
-
-        container = None
-        try:
-            container = open_container(self.url, options=self.options, timeout=self.timeouts)
-            duration = container.duration / 1_000_000 if container.duration else None
-            video, audio = media_streams(container)  # the streams decode_items reads: cover art is not video
-            if not self._put(_Opened(video is not None, audio is not None, duration)):
-                return
-            tap = None
-            if self.packets is not None:
-                self.packets.open([s for s in (video, audio) if s is not None], t0=media_start(container),
-                                  offset=self.offset)
-                tap = self.packets.push
-            timed = cast("av.container.InputContainer", _Timed(container, tap))  # forwards every attribute
-            for item in decode_items(timed, self.decode, DecodeStats(), self.segment, ticks=True):
-                if not self._put(item):
-                    return
-            self._put(_Ended())
-        except BaseException as e:  # handed to the consumer, which decides; never lost here
-            self._put(_Failed(e))
-        finally:
-            if container is not None:
-                try:
-                    container.close()
-                except Exception as e:  # closing a broken connection may fail too; nothing to do
-                    log.debug("%s: close failed: %s", redact(self.url), scrub(str(e), self.url))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -458,7 +357,7 @@ class LiveSource:
         clock = _CloseClock(self.speed if self.loop_file else None)
         first_sent = False
         while True:
-            reader = _Reader(self.url, options=self.options(), timeouts=(self.open_timeout, self.read_timeout),
+            reader = Reader(self.url, options=self.options(), timeouts=(self.open_timeout, self.read_timeout),
                              decode=self._reader_decode(), segment=self.segment,
                              size=max(64, self.decode.queue_size),
                              packets=self.packets.ring if self.packets is not None else None, offset=pass_offset)
@@ -471,7 +370,7 @@ class LiveSource:
                     if stop.is_set():
                         return
                     try:
-                        got = reader.items.get(timeout=_POLL_S)
+                        got = reader.items.get(timeout=POLL_S)
                     except queue.Empty:
                         if time.monotonic() > deadline:
                             self.stats.stalls += 1
@@ -479,16 +378,16 @@ class LiveSource:
                                     else f"no media for {self.read_timeout:g} s")
                             raise _Lost(f"stalled: {what}", media=first_sent, transport_issue=True) from None
                         continue
-                    if isinstance(got, _Opened):
+                    if isinstance(got, Opened):
                         duration = got.duration
                         segmenter = self._segmenter(got.has_video, got.has_audio)
                         waiting, deadline = "media", time.monotonic() + max(self.open_timeout, self.read_timeout)
                         continue
-                    if isinstance(got, _Failed):
+                    if isinstance(got, Failed):
                         raise self._failure(got.error, first_sent)
-                    if segmenter is None:  # the reader puts _Opened first
+                    if segmenter is None:  # the reader puts Opened first
                         raise RuntimeError(f"{self.name}: the reader sent {got!r} before opening")
-                    if isinstance(got, _Ended):
+                    if isinstance(got, Ended):
                         if not self.loop_file:
                             raise _Lost("the stream ended", media=first_sent)
                         if not data_end:
@@ -524,7 +423,7 @@ class LiveSource:
                         yield self._shift(seg, pass_offset, clock)
             finally:
                 reader.cancel.set()
-                reader.join(timeout=_POLL_S * 5)
+                reader.join(timeout=POLL_S * 5)
                 if reader.is_alive():  # blocked in FFmpeg; its own timeout ends it, we do not wait
                     (log.debug if stop.is_set() else log.warning)("%s: reader did not stop in time; left to "
                                                                   "time out on its own", self.name)
