@@ -139,11 +139,23 @@ def bench_set(suite_set, root: Path, args: argparse.Namespace) -> dict:
         if name == "gated":
             row["train_seconds"] = round(result.seconds, 1)
             row["val"] = metrics["val"]["accuracy"]
+            row["factors"] = _factors(result, test)
+            log.info("%s / gated: held-out accuracy per factor (%s) of the fused head and of each modality's own "
+                     "classifier: %s", suite_set.name, suite_set.rule, row["factors"])
         log.info("%s / %s: held-out accuracy %.3f (%.0f s)", suite_set.name, name, row[name], result.seconds)
     if args.int8:
         row.update(_onnx_accuracy(runs / "gated" / "model.pt", runs / "gated" / "model.onnx", made.test_manifest,
                                   made.train_manifest, int8=True))
     return row
+
+
+def _factors(result, test) -> dict:
+    """Held-out accuracy on each factor of the class (video, audio, text; the pair rule's labels name two)."""
+    from avfuse.models.factor_report import factor_accuracy, head_predictions
+    from avfuse.models.train import held_out_tensors
+
+    tensors = held_out_tensors(result, test)
+    return factor_accuracy(result.config.labels, tensors.labels.numpy(), head_predictions(result.model, tensors))
 
 
 def table(rows: list[dict]) -> str:
