@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.test_model_net import config, inputs  # noqa: E402
+from test_model_net import config, inputs  # noqa: E402
 
 from avfuse.models.factor_report import ABSENT, factor_accuracy, head_predictions  # noqa: E402
 from avfuse.models.net import build_model  # noqa: E402
