@@ -14,7 +14,8 @@ from pathlib import Path
 import av
 import pytest
 from onnx_models import colour_model
-from rtsp_server import RtspServer, gstreamer_available
+
+from avfuse.stream.cli.rtsp_test_server import RtspServer, gstreamer_available
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow,
