@@ -1,13 +1,15 @@
 """``avfuse bench live --ui``: the same streams measured with the live view (``avfuse run --ui-port``) closed and
 open, in rounds ordered off-on, on-off, ... so that a load that drifts over the run weighs on both alike. The page
-is :class:`PageClient`, which does what the open page does (``stream/report/live.html``): reads the Server-Sent
-Events of ``/events`` and, for each source whose frame changed, fetches ``/frame/N.jpg`` at most once a second."""
+is :class:`PageClient`, a process of its own that does what the open page does (``stream/run/report/live.html``):
+reads the Server-Sent Events of ``/events`` and, for each source whose frame changed, fetches ``/frame/N.jpg``
+at most once a second."""
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,39 +22,59 @@ log = logging.getLogger(__name__)
 FRAME_EVERY_S = 1.0  # as the page: a source's picture is loaded at most once a second
 
 
-class PageClient(threading.Thread):
-    """Consumes ``http://127.0.0.1:PORT/events`` until the view closes; counts what it received."""
+def read_page(base: str) -> dict:
+    """What the open page does, until the view closes: the events of ``base/events``, and for each source whose
+    frame changed, ``/frame/N.jpg`` at most once a second. Returns what it received."""
+    loaded: dict[int, tuple[int, float]] = {}  # source id -> (frame shown, when loaded)
+    got: dict = {"messages": 0, "frames": 0, "error": None}
+    try:
+        with urllib.request.urlopen(f"{base}/events", timeout=30) as events:
+            for line in events:
+                if not line.startswith(b"data: "):
+                    continue
+                got["messages"] += 1
+                now = time.monotonic()
+                for s in json.loads(line[6:])["sources"]:
+                    frame, at = loaded.get(s["id"], (-1, -FRAME_EVERY_S))
+                    if s["frame"] != frame and now - at >= FRAME_EVERY_S:
+                        with urllib.request.urlopen(f"{base}/frame/{s['id']}.jpg?seq={s['frame']}", timeout=30) as r:
+                            r.read()
+                        loaded[s["id"]] = (s["frame"], now)
+                        got["frames"] += 1
+    except (OSError, urllib.error.URLError, ValueError) as e:
+        got["error"] = str(e)
+    return got
+
+
+class PageClient:
+    """The page, in a process of its own as a browser would be (its reading and parsing take nothing from the
+    measured process): ``python -m avfuse.stream.cli.bench_live_ui URL``. ``join`` collects what it received."""
 
     def __init__(self, port: int) -> None:
-        super().__init__(name="bench-live-page", daemon=True)
         self.base = f"http://127.0.0.1:{port}"
         self.messages = 0
         self.frames = 0
         self.error: str | None = None
-        self.connected = threading.Event()
+        self.proc: subprocess.Popen | None = None
 
-    def run(self) -> None:
-        loaded: dict[int, tuple[int, float]] = {}  # source id -> (frame shown, when loaded)
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "avfuse.stream.cli.bench_live_ui", self.base],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def join(self, timeout: float) -> None:
+        if self.proc is None:
+            return
         try:
-            with urllib.request.urlopen(f"{self.base}/events", timeout=30) as events:
-                self.connected.set()
-                for line in events:
-                    if not line.startswith(b"data: "):
-                        continue
-                    self.messages += 1
-                    now = time.monotonic()
-                    for s in json.loads(line[6:])["sources"]:
-                        frame, at = loaded.get(s["id"], (-1, -FRAME_EVERY_S))
-                        if s["frame"] != frame and now - at >= FRAME_EVERY_S:
-                            with urllib.request.urlopen(f"{self.base}/frame/{s['id']}.jpg?seq={s['frame']}",
-                                                        timeout=30) as r:
-                                r.read()
-                            loaded[s["id"]] = (s["frame"], now)
-                            self.frames += 1
-        except (OSError, urllib.error.URLError, ValueError) as e:
-            self.error = str(e)
-        finally:
-            self.connected.set()
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        try:
+            got = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            self.error = f"the page process gave no counts (exit {self.proc.returncode}): {err.strip()[-300:]}"
+            return
+        self.messages, self.frames, self.error = got["messages"], got["frames"], got["error"]
 
 
 def compare_view(urls: list[str], trial: Callable[..., Trial], out: Path, *,
@@ -79,3 +101,7 @@ def compare_view(urls: list[str], trial: Callable[..., Trial], out: Path, *,
                 page.join(10)
             pages.append(page)
     return merge(closed), merge(opened), pages
+
+
+if __name__ == "__main__":
+    print(json.dumps(read_page(sys.argv[1])), flush=True)
