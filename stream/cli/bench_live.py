@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: onnxruntime decides)")
     parser.add_argument("--ui", action="store_true", help="also compare the p95 with the live view open and not")
     parser.add_argument("--ui-streams", type=int, default=8, help="streams for the --ui comparison")
-    parser.add_argument("--ui-rounds", type=int, default=2,
+    parser.add_argument("--ui-rounds", type=int, default=4,
                         help="--ui: pairs of measurements, closed-open then open-closed, and so on")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 import sys
 import time
@@ -22,9 +23,19 @@ log = logging.getLogger(__name__)
 FRAME_EVERY_S = 1.0  # as the page: a source's picture is loaded at most once a second
 
 
+class _Closed(Exception):
+    """The page was told to close (SIGTERM): what it met after that is not the view's doing."""
+
+
+def _close(_signum, _frame) -> None:
+    raise _Closed
+
+
 def read_page(base: str) -> dict:
-    """What the open page does, until the view closes: the events of ``base/events``, and for each source whose
-    frame changed, ``/frame/N.jpg`` at most once a second. Returns what it received."""
+    """What the open page does, until it is closed (SIGTERM) or the view ends the events: the events of
+    ``base/events``, and for each source whose frame changed, ``/frame/N.jpg`` at most once a second. Returns what
+    it received, and the first error met while the page was open."""
+    signal.signal(signal.SIGTERM, _close)
     loaded: dict[int, tuple[int, float]] = {}  # source id -> (frame shown, when loaded)
     got: dict = {"messages": 0, "frames": 0, "error": None}
     try:
@@ -41,6 +52,8 @@ def read_page(base: str) -> dict:
                             r.read()
                         loaded[s["id"]] = (s["frame"], now)
                         got["frames"] += 1
+    except _Closed:
+        pass
     except (OSError, urllib.error.URLError, ValueError) as e:
         got["error"] = str(e)
     return got
@@ -62,8 +75,10 @@ class PageClient:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def join(self, timeout: float) -> None:
+        """Close the page (before the view closes, as a user closes the tab) and collect its counts."""
         if self.proc is None:
             return
+        self.proc.send_signal(signal.SIGTERM)
         try:
             out, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -97,8 +112,8 @@ def compare_view(urls: list[str], trial: Callable[..., Trial], out: Path, *,
             try:
                 opened.append(trial(urls, folder, taps=[view], attach=view.attach))
             finally:
-                view.close()
                 page.join(10)
+                view.close()
             pages.append(page)
     return merge(closed), merge(opened), pages
 

@@ -52,6 +52,7 @@ def test_bench_live_ui_compares_the_p95_with_the_page_open_and_the_page_got_even
     assert ui, out
     on, off, ratio, events, frames = (float(g) for g in ui.groups())
     assert events >= 2 and frames >= 2  # a page that saw both streams' labels and pictures
+    assert "its error" not in out  # closing the page at the end is not an error of the view
     assert on > 0 and off > 0 and abs(ratio - on / off) < 0.02 + 0.5 * 2 / off  # the ratio of the printed p95s
     assert re.search(r"CPU with the page open: [\d.]+x the CPU without", out), out
 
