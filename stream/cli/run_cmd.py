@@ -29,6 +29,7 @@ from pathlib import Path
 from avfuse.stream.errors import ConfigError, DependencyError
 from avfuse.stream.infer.engine import DEVICES, GRAPH_OPT, Engine, EngineConfig, default_cache_dir
 from avfuse.stream.infer.events import EventConfig
+from avfuse.stream.infer.modelspec import file_sha256
 from avfuse.stream.infer.postprocess import PostprocessConfig, parse_smoothing
 from avfuse.stream.media.live import LiveConfig
 from avfuse.stream.media.reconnect import Backoff
@@ -40,7 +41,7 @@ from avfuse.stream.run.event_clips import ClipConfig, EventClips
 from avfuse.stream.run.live_output import Rotation
 from avfuse.stream.run.metrics import DEFAULT_HOST, Metrics
 from avfuse.stream.run.model_swap import POLL_S, ModelSwap
-from avfuse.stream.run.outputs import OutputDir, RunOutputs, check_target, file_sha256, write_atomic
+from avfuse.stream.run.outputs import OutputDir, RunOutputs, check_target, write_atomic
 from avfuse.stream.run.pipeline import FILE_WAIT_MS, Pipeline, PipelineConfig
 from avfuse.stream.run.ray_extra import EXIT_MISSING, import_ray_module
 from avfuse.stream.run.report import hooks as report_hooks

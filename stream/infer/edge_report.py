@@ -7,10 +7,11 @@ Debian userland with the base install), compares every record, and writes ``MODE
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from avfuse.stream.infer.modelspec import file_sha256
 
 REPORT_VERSION = 1
 SUFFIX = ".edge.json"
@@ -23,14 +24,6 @@ INT8_TOP1_VS_FP32 = 0.99
 def report_path(model: Path) -> Path:
     """``model.onnx`` -> ``model.edge.json``; ``model.int8.onnx`` -> ``model.int8.edge.json``."""
     return model.with_name(model.name.removesuffix(".onnx") + SUFFIX)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,7 +6,10 @@ inputs/outputs are the contract in ARCHITECTURE.md.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,3 +248,19 @@ def read_spec(path: str | Path) -> ModelSpec:
     spec = spec_from_metadata(dict(session.get_modelmeta().custom_metadata_map), path)
     check_shapes(session, spec)
     return spec
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex), read once per version of the file: the same path, inode, mtime and
+    size give the digest already computed, so a run that names its model in several places hashes it once."""
+    st = os.stat(path)
+    return _sha256(os.fspath(path), st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, _inode: int, _mtime_ns: int, _size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from avfuse.stream.errors import AvfuseError, ModelError
 from avfuse.stream.infer.engine import Engine
-from avfuse.stream.run.outputs import file_sha256
+from avfuse.stream.infer.modelspec import file_sha256
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5  # --watch-model: how often the model file is looked at

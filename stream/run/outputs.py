@@ -17,7 +17,6 @@ A write that fails (disk full, name too long, read-only, a directory in the way)
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import io
 import json
 import logging
@@ -35,7 +34,6 @@ PARTIAL = ".partial"
 DONE_DIR = ".done"
 PENDING_DIR = ".pending"  # finished, but some records are still spooled: done once they are delivered
 LOCK_FILE = ".lock"
-_HASH_CHUNK = 1 << 20
 
 
 def output_error(where: str | os.PathLike, e: OSError) -> OutputError:
@@ -43,14 +41,6 @@ def output_error(where: str | os.PathLike, e: OSError) -> OutputError:
     err = OutputError(f"{where}: cannot write ({e.strerror or e})")
     err.errno = e.errno
     return err
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_writable(folder: Path, *, name: str | os.PathLike | None = None) -> None:
