@@ -31,6 +31,7 @@ class TrainConfig:
     modality_dropout: float = 0.4
     augment: bool = True  # per segment: horizontal flip and brightness/contrast jitter of frames, audio gain
     strong_augment: bool = True  # and shifts, colour gains, noise, shuffled and dropped words (see augment)
+    colour_orders: float = 0.0  # strong: share of segments whose colour channels are put in a random order
     unimodal_weight: float = 1.0  # weight of the per-modality auxiliary classifiers' loss (0: off)
     schedule: str = "joint"  # joint: all from the start; staged: each encoder learns alone first, then fused
     stage_epochs: int = 8  # staged: epochs of the unimodal stage (not counted in ``epochs``)
@@ -63,7 +64,8 @@ class TrainConfig:
                   (v.threads >= 0, f"threads must be >= 0, got {v.threads}"),
                   (v.unimodal_weight >= 0, f"unimodal_weight must be >= 0, got {v.unimodal_weight}"),
                   (v.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {v.schedule!r}"),
-                  (v.stage_epochs >= 1, f"stage_epochs must be >= 1, got {v.stage_epochs}")]
+                  (v.stage_epochs >= 1, f"stage_epochs must be >= 1, got {v.stage_epochs}"),
+                  (0.0 <= v.colour_orders <= 1.0, f"colour_orders must be in [0, 1], got {v.colour_orders}")]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)

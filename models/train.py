@@ -69,15 +69,18 @@ def model_config(train_set, cfg: TrainConfig, decode: dict, tokenizer: Tokenizer
                        n_mels=cfg.n_mels, hop_length=cfg.hop_length, modality_dropout=cfg.modality_dropout)
 
 
-def augment(frames: torch.Tensor, audio: torch.Tensor, tokens: torch.Tensor | None = None, *, strong: bool = False
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def augment(frames: torch.Tensor, audio: torch.Tensor, tokens: torch.Tensor | None = None, *, strong: bool = False,
+            colour_orders: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Label-preserving jitter per segment: frames flipped left-right half the time and scaled in contrast and
     shifted in brightness (still uint8); audio scaled by a gain of 0.5..1.5.
 
     ``strong`` adds what keeps a small data set from being learnt by heart (each file's own colours, each
-    caption's own word order): frames shifted by up to an eighth of their size and each colour channel scaled
-    by 0.8..1.2; audio shifted in time (circularly) and mixed with noise 20..40 dB below it; the caption's
-    words shuffled and each dropped with chance 0.2 (a caption left with no word counts as no text)."""
+    caption's own word order): frames shifted by up to an eighth of their size, each colour channel scaled
+    by 0.8..1.2, and a ``colour_orders`` share of the segments' colour channels put in a random order (so that
+    what a video shows, its shapes and textures, is learnt rather than each training file's colours: for data
+    whose colours are an accident of each file, not of its class); audio shifted in time (circularly) and
+    mixed with noise 20..40 dB below it; the caption's words shuffled and each dropped with chance 0.2 (a
+    caption left with no word counts as no text)."""
     b = frames.shape[0]
     flip = torch.rand(b, device=frames.device) < 0.5
     frames = torch.where(flip.view(b, 1, 1, 1, 1), frames.flip(3), frames)
@@ -90,6 +93,8 @@ def augment(frames: torch.Tensor, audio: torch.Tensor, tokens: torch.Tensor | No
     audio = audio * gain
     if strong:
         x = x * torch.empty(b, 1, 1, 1, 3, device=x.device).uniform_(0.8, 1.2)
+        if colour_orders > 0:
+            x = x.gather(4, _channel_orders(b, x.device, share=colour_orders).view(b, 1, 1, 1, 3).expand_as(x))
         h, w = x.shape[2], x.shape[3]
         dy, dx = int(torch.randint(-(h // 8), h // 8 + 1, ())), int(torch.randint(-(w // 8), w // 8 + 1, ()))
         x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))  # one shift per batch: cheap, and frames stay whole
@@ -101,6 +106,13 @@ def augment(frames: torch.Tensor, audio: torch.Tensor, tokens: torch.Tensor | No
         if tokens is not None:
             tokens = shuffle_and_drop_words(tokens, drop=0.2)
     return x.round().clamp(0, 255).to(torch.uint8), audio, tokens
+
+
+def _channel_orders(b: int, device: torch.device, *, share: float) -> torch.Tensor:
+    """int64 [b, 3]: for ``share`` of the rows a random order of the three colour channels, else 0, 1, 2."""
+    orders = torch.rand(b, 3, device=device).argsort(dim=1)
+    keep = torch.rand(b, 1, device=device) >= share
+    return torch.where(keep, torch.arange(3, device=device).expand(b, 3), orders)
 
 
 def shuffle_and_drop_words(tokens: torch.Tensor, *, drop: float) -> torch.Tensor:
@@ -259,7 +271,8 @@ class _Loop:
                 x.to(self.device, non_blocking=True)
                 for x in self.data.batch(order[step * batch:(step + 1) * batch]))
             if cfg.augment:
-                frames, audio, tokens = augment(frames, audio, tokens, strong=cfg.strong_augment)
+                frames, audio, tokens = augment(frames, audio, tokens, strong=cfg.strong_augment,
+                                                colour_orders=cfg.colour_orders)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 logits, per_modality, real = self.forward(frames, audio, tokens, present)
                 aux = unimodal_loss(per_modality.float(), real, labels, self.weight)

@@ -77,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="early stopping: epochs without a better val F1")
     parser.add_argument("--modality-dropout", type=float, default=D.modality_dropout,
                         help="training only: chance to hide each present modality of a segment (default %(default)s)")
+    parser.add_argument("--colour-orders", type=float, default=D.colour_orders, metavar="SHARE",
+                        help="training only: share of segments whose colour channels are shuffled, for data whose "
+                             "colours belong to each file rather than to its class (default %(default)s)")
     parser.add_argument("--schedule", choices=SCHEDULES, default=D.schedule,
                         help="joint (default): everything from the start; staged: each modality's encoder learns "
                              "alone first, then all are fused")
@@ -111,7 +114,8 @@ def train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
                   pretrained=args.pretrained, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
                   lr=args.lr, optimizer=args.optimizer, seed=args.seed, device=args.device,
                   threads=args.threads, modality_dropout=args.modality_dropout, schedule=args.schedule,
-                  stage_epochs=args.stage_epochs, class_weights=args.class_weights)
+                  stage_epochs=args.stage_epochs, class_weights=args.class_weights,
+                  colour_orders=args.colour_orders)
     return TrainConfig(**{**fields, **overrides})
 
 
