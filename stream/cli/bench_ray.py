@@ -28,7 +28,7 @@ from avfuse.stream.errors import ConfigError
 from avfuse.stream.infer.engine import Engine, EngineConfig
 from avfuse.stream.media.sample_clips import real_clip
 from avfuse.stream.run.pipeline import Pipeline, PipelineConfig
-from avfuse.stream.run.ray_engine import RayConfig, RayLabels, RayPipeline
+from avfuse.stream.run.ray_engine import RangeCounts, RayConfig, RayLabels, RayPipeline
 from avfuse.stream.run.sources import Source
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ WHOLE_S = 1e9  # a range length no file reaches: files decode whole
 class Timing:
     segments: int
     wall_s: float
+    ranges: RangeCounts | None = None  # a Ray run's: what it cut and decoded
 
     @property
     def rate(self) -> float:
@@ -61,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check(stats, what: str) -> Timing:
     if stats.sources_failed:
         raise ConfigError(f"{what}: {stats.sources_failed[0][0]} failed: {stats.sources_failed[0][1]}")
-    return Timing(stats.segments, stats.wall_s)
+    return Timing(stats.segments, stats.wall_s, stats.ranges)
 
 
 def _local(engine: Engine, files: list[str], batch: int) -> Timing:
@@ -116,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
                                             "whole": ([long], WHOLE_S), "split": ([long], args.range_s)}, args.batch)
         two = _ray(model, cfg, 2, tiny, {"folder": (folder, WHOLE_S), "whole": ([long], WHOLE_S),
                                             "split": ([long], args.range_s)}, args.batch)
-    ranges = max(1, round(long_s / args.range_s))
+    counted = one["split"].ranges
+    ranges = counted.ranges if counted is not None and counted.ranges else max(1, round(long_s / args.range_s))
     per_file = (one["tiny"].wall_s - local["tiny"].wall_s) / args.tiny
     per_range = (one["split"].wall_s - one["whole"].wall_s) / max(1, ranges - 1)
     results = {"ray2_vs_local_folder": two["folder"].rate / local["folder"].rate,
@@ -141,6 +143,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"  long file in ranges / whole, 2 workers:  {results['split_vs_whole_2_workers']:.2f}x (goal >= 1.6x)")
     print(f"  per-file overhead of ray:  {per_file:+.3f} s ({one['tiny'].wall_s / local['tiny'].wall_s:.2f}x the "
           f"local engine's time on the short files; goal < {MAX_FILE_OVERHEAD_S} s)")
+    cut, whole = two["split"].ranges, two["whole"].ranges
+    if cut is not None and whole is not None:
+        print(f"  long file in ranges, 2 workers: {cut.ranges} ranges, {cut.audio_tracks} audio track decoded for "
+              f"them; audio frames decoded {cut.decoded.audio_frames} ({whole.decoded.audio_frames} whole), "
+              f"video frames {cut.decoded.video_frames} ({whole.decoded.video_frames} whole)")
     print(f"  per-range overhead of ray: {per_range:+.3f} s ({one['split'].wall_s / one['whole'].wall_s:.2f}x the "
           "whole file's time with 1 worker)")
     missed = [k for k, v in results.items() if v < GOALS[k]] + (["per_file_overhead"]
