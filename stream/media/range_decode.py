@@ -141,12 +141,13 @@ def _cut(path: str, rng: Range, decode: DecodeConfig, segment: SegmentConfig, au
                     has_video=vstream is not None, has_audio=astream is not None)
     items = split_items(path, container, decode, segment, stats, name=name, seek_pts=rng.seek_pts, audio=audio)
     try:
+        last = None if rng.stop is None else rng.stop - 1
         for item in items:
             for s in seg.push(item):
-                if rng.stop is not None and s.index >= rng.stop:
-                    return
                 if s.index >= rng.first:
                     yield s
+                if s.index == last:
+                    return  # no more decoding: the next range has the media after it
         for s in seg.finish():
             if s.index >= rng.first and (rng.stop is None or s.index < rng.stop):
                 yield s
