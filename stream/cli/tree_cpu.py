@@ -1,5 +1,8 @@
 """CPU seconds used so far by a process and all its descendants (Linux ``/proc``): what a benchmark's
-configuration really got of the machine's cores, Ray's worker processes (children of its raylet) included."""
+configuration really got of the machine's cores, Ray's worker processes (children of its raylet) included.
+
+Each process counts its own time and that of its children that ended and were waited for, so a worker
+that exits between two readings (Ray stops idle ones) still counts, in its parent."""
 
 from __future__ import annotations
 
@@ -10,18 +13,19 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _stat(pid_dir: Path) -> tuple[int, int, float] | None:
-    """(pid, parent pid, user + system CPU seconds) of one /proc entry, None when it is gone."""
+    """(pid, parent pid, user + system CPU seconds of it and its waited-for children) of one /proc entry,
+    None when it is gone."""
     try:
         text = (pid_dir / "stat").read_text()
     except OSError:
         return None
     fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) "; comm may hold spaces
-    return int(pid_dir.name), int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK
+    return int(pid_dir.name), int(fields[1]), sum(int(f) for f in fields[11:15]) / _TICK  # utime ... cstime
 
 
 def tree_cpu_seconds(pid: int | None = None) -> float | None:
-    """User + system CPU seconds of ``pid`` (default: this process) and its living descendants; None
-    without /proc. Descendants that have ended since are not counted (Ray keeps its workers)."""
+    """User + system CPU seconds of ``pid`` (default: this process) and its descendants, living or ended
+    and waited for; None without /proc."""
     proc = Path("/proc")
     if not proc.is_dir():
         return None

@@ -12,7 +12,7 @@ BUSY = ("import time\nt = time.process_time()\nwhile time.process_time() - t < 0
         "print('done', flush=True)\ntime.sleep(30)")
 
 
-def test_a_busy_child_counts_and_a_sleeping_one_does_not():
+def test_a_busy_child_counts_even_once_ended_and_a_sleeping_one_does_not():
     before = tree_cpu_seconds()
     busy = subprocess.Popen([sys.executable, "-c", BUSY], stdout=subprocess.PIPE, text=True)
     idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
@@ -24,6 +24,9 @@ def test_a_busy_child_counts_and_a_sleeping_one_does_not():
         assert child >= 0.55  # its 0.6 s of busy loop, in clock ticks
         assert sleeper < 0.3  # started Python, then slept
         assert after - before >= child  # the children are in this process's tree
+        busy.kill()
+        busy.wait()
+        assert tree_cpu_seconds() >= after  # an ended child's time stays counted, in its parent
     finally:
         busy.kill()
         idle.kill()
