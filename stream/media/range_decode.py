@@ -139,7 +139,10 @@ def _cut(path: str, rng: Range, decode: DecodeConfig, segment: SegmentConfig, au
         raise
     seg = Segmenter(source=name, decode=decode, segment=segment, captions=caps,
                     has_video=vstream is not None, has_audio=astream is not None)
-    items = split_items(path, container, decode, segment, stats, name=name, seek_pts=rng.seek_pts, audio=audio)
+    # the video up to its first frame past the range's last window (which that frame closes)
+    until = None if rng.stop is None else (rng.stop - 1) * segment.hop + segment.window_s - EPS
+    items = split_items(path, container, decode, segment, stats, name=name, seek_pts=rng.seek_pts, until=until,
+                        audio=audio)
     try:
         last = None if rng.stop is None else rng.stop - 1
         for item in items:
