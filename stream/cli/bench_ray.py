@@ -26,7 +26,7 @@ import ray
 
 from avfuse.stream.cli.bench_decode import loop_clip
 from avfuse.stream.cli.main import import_extra
-from avfuse.stream.cli.tree_cpu import tree_cpu_seconds
+from avfuse.stream.cli.tree_cpu import TreeCpuMeter
 from avfuse.stream.errors import ConfigError
 from avfuse.stream.infer.engine import Engine, EngineConfig
 from avfuse.stream.media.sample_clips import real_clip
@@ -59,11 +59,10 @@ class Timing:
 
 
 def _timed(run: Callable[[], RunStats], what: str) -> Timing:
-    before = tree_cpu_seconds()
-    stats = run()
-    after = tree_cpu_seconds()
+    with TreeCpuMeter() as cpu:
+        stats = run()
     t = _check(stats, what)
-    t.cpu_s = None if before is None or after is None else after - before
+    t.cpu_s = cpu.seconds
     return t
 
 

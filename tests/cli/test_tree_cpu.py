@@ -1,34 +1,28 @@
-"""avfuse.stream.cli.tree_cpu: the CPU a process tree took, children included (what bench ray's cores are)."""
+"""avfuse.stream.cli.tree_cpu: the CPU a process tree took in a block, children included, ended or not
+(what bench ray's cores are)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
-from avfuse.stream.cli.tree_cpu import tree_cpu_seconds
+from avfuse.stream.cli.tree_cpu import TreeCpuMeter
 
 BUSY = ("import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\n"
-        "print('done', flush=True)\ntime.sleep(30)")
+        "print('done', flush=True)\ntime.sleep(0.5)")
 
 
-def test_a_busy_child_counts_even_once_ended_and_a_sleeping_one_does_not():
-    before = tree_cpu_seconds()
-    busy = subprocess.Popen([sys.executable, "-c", BUSY], stdout=subprocess.PIPE, text=True)
-    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+def test_a_child_that_worked_and_ended_counts_and_a_sleeping_one_does_not():
+    idle = subprocess.Popen([sys.executable, "-c", "import time; print('asleep', flush=True); time.sleep(30)"],
+                            stdout=subprocess.PIPE, text=True)
     try:
-        assert busy.stdout is not None and busy.stdout.readline() == "done\n"
-        time.sleep(0.2)
-        after, child, sleeper = tree_cpu_seconds(), tree_cpu_seconds(busy.pid), tree_cpu_seconds(idle.pid)
-        assert before is not None and after is not None and child is not None and sleeper is not None
-        assert child >= 0.55  # its 0.6 s of busy loop, in clock ticks
-        assert sleeper < 0.3  # started Python, then slept
-        assert after - before >= child  # the children are in this process's tree
-        busy.kill()
-        busy.wait()
-        assert tree_cpu_seconds() >= after  # an ended child's time stays counted, in its parent
+        assert idle.stdout is not None and idle.stdout.readline() == "asleep\n"
+        with TreeCpuMeter(idle.pid) as asleep, TreeCpuMeter() as mine:
+            busy = subprocess.run([sys.executable, "-c", BUSY], capture_output=True, text=True, check=True)
+        assert busy.stdout == "done\n"
+        assert mine.seconds is not None and asleep.seconds is not None
+        assert mine.seconds >= 0.55  # the busy child's 0.6 s, though it had ended before the block did
+        assert asleep.seconds < 0.1
     finally:
-        busy.kill()
         idle.kill()
-        busy.wait()
         idle.wait()
