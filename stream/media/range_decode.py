@@ -114,8 +114,9 @@ def range_segments(path: str, rng: Range, *, decode: DecodeConfig, segment: Segm
     """The segments of ``path`` in ``rng``, exactly as one pass of ``iter_segments`` gives them.
 
     ``audio``: the file's audio decoded once (:func:`~avfuse.stream.media.audio_track.decode_audio_track`), or
-    a function giving it when it is first needed; None: this range decodes it itself, from the file's
-    start. The whole file (one range) is one pass and ignores it. ``stats`` gets what this range decoded."""
+    a function giving it, called once the range's video is decoded; None: this range decodes it itself, from
+    the file's start. The whole file (one range) is one pass and ignores it. ``stats`` gets what this range
+    decoded. The range's video is decoded before its first segment comes out (see ``split_items``)."""
     stats = stats if stats is not None else DecodeStats()
     if rng.whole:
         yield from iter_segments(path, decode=decode, segment=segment, stats=stats)
