@@ -11,8 +11,8 @@ Per file: a plan task cuts it at IDR frames (:mod:`avfuse.stream.media.range_dec
 gives its segments, and an actor of the pool (each holding ONE onnxruntime session, built once from
 the model file) labels them in micro-batches of ``--batch``. A file cut into several ranges has its audio
 decoded once, by an audio task started with its ranges (:mod:`avfuse.stream.media.audio_track`); each range
-task is handed a reference to it and decodes its video meanwhile. ``Scheduler.counts`` says what was cut
-and decoded. Up to ``2 * workers`` ranges are in
+task is handed a reference to it, decodes its video, and only then takes the track. ``Scheduler.counts``
+(in the summary as ``ranges``) says what was cut and decoded. Up to ``2 * workers`` ranges are in
 flight ahead of the one being written, across files. A task whose worker dies is retried
 (``max_retries``), an actor that dies is restarted and its call retried (``max_restarts``,
 ``max_task_retries``); a file that cannot be decoded ends as its ``error`` record, as locally.
