@@ -31,7 +31,8 @@ from avfuse.stream.errors import ConfigError
 from avfuse.stream.infer.engine import Engine, EngineConfig
 from avfuse.stream.media.sample_clips import real_clip
 from avfuse.stream.run.pipeline import Pipeline, PipelineConfig
-from avfuse.stream.run.ray_engine import RangeCounts, RayConfig, RayLabels, RayPipeline
+from avfuse.stream.run.ray_engine import RayConfig, RayLabels, RayPipeline
+from avfuse.stream.run.ray_tasks import RangeCounts
 from avfuse.stream.run.sources import Source
 from avfuse.stream.run.summary import RunStats
 

@@ -43,17 +43,14 @@ from ray.exceptions import RayError, RayTaskError
 from avfuse.stream.errors import AvfuseError, ConfigError, ModelError, SourceError
 from avfuse.stream.infer.engine import Engine, EngineConfig, Outputs
 from avfuse.stream.infer.modelspec import ModelSpec, read_spec
-from avfuse.stream.media.audio_track import AudioTrack, decode_audio_track
 from avfuse.stream.media.config import DecodeConfig, SegmentConfig
-from avfuse.stream.media.decode import DecodeStats
-from avfuse.stream.media.range_decode import RANGE_S, Range, plan_ranges, range_segments
+from avfuse.stream.media.range_decode import RANGE_S, Range
 from avfuse.stream.media.segment import Segment
 from avfuse.stream.run.pipeline import Pipeline
+from avfuse.stream.run.ray_tasks import Decoded, RangeCounts, decode_audio, decode_range, get, plan_file
 from avfuse.stream.run.sources import Source, output_stems
 
 log = logging.getLogger(__name__)
-DECODE_CPUS = 1  # a decode task asks Ray for one CPU and decodes on one FFmpeg thread: Ray shares out the cores
-TASK_RETRIES = 3  # a decode or plan task whose worker dies is run again this often
 _POLL_S = 0.2  # how often a wait for Ray looks at the stop flag
 OBJECT_STORE_BYTES = 200 * 1024 * 1024  # a local cluster's object store: segments in flight, not the archive
 ACTOR_START_S = 300.0  # longest wait for the actors' sessions (a busy cluster may first start worker processes)
@@ -122,64 +119,6 @@ def _check_reachable(address: str) -> None:
 
 def cluster_workers(config: RayConfig) -> int:
     return config.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-
-@ray.remote(num_cpus=0, max_retries=TASK_RETRIES)
-def _plan(path: str, segment: SegmentConfig, range_s: float) -> list[Range]:
-    return plan_ranges(path, segment, range_s=range_s)
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """A range's segments (labelled, once back from an actor) and what decoding them took."""
-
-    segments: list
-    stats: DecodeStats
-
-
-@dataclass
-class RangeCounts:
-    """What a Ray run cut and decoded: files planned, those cut into several ranges and their ranges, audio
-    tracks decoded for the cut files (one each), and the decoders' counts over all tasks read."""
-
-    files: int = 0
-    cut: int = 0
-    ranges: int = 0
-    audio_tracks: int = 0
-    decoded: DecodeStats = field(default_factory=DecodeStats)
-
-
-def _one_thread(decode: DecodeConfig) -> DecodeConfig:
-    # FFmpeg's threads give the frames one thread gives; one per CPU asked for, or every task takes every core
-    return replace(decode, threads=decode.threads or DECODE_CPUS)
-
-
-@ray.remote(num_cpus=DECODE_CPUS, max_retries=TASK_RETRIES, num_returns=2)
-def _audio(path: str, decode: DecodeConfig, segment: SegmentConfig) -> tuple[AudioTrack, DecodeStats]:
-    track = decode_audio_track(path, decode=_one_thread(decode), segment=segment)
-    return track, track.stats
-
-
-def _get(ref):
-    """``ray.get(ref)``, a task's error raised as the error the task raised (so its record is the local
-    engine's, and a range's is its audio task's)."""
-    try:
-        return ray.get(ref)
-    except RayTaskError as e:
-        cause = getattr(e, "cause", None)
-        if isinstance(cause, Exception):
-            raise cause from None
-        raise
-
-
-@ray.remote(num_cpus=DECODE_CPUS, max_retries=TASK_RETRIES)
-def _decode(path: str, rng: Range, decode: DecodeConfig, segment: SegmentConfig, audio: list) -> Decoded:
-    """``audio``: [a reference to the file's AudioTrack] for a cut file (nested, so that this task starts,
-    and decodes its video, before the audio is ready), [] for a whole one."""
-    stats = DecodeStats()
-    track = (lambda: _get(audio[0])) if audio else None
-    segments = list(range_segments(path, rng, decode=_one_thread(decode), segment=segment, audio=track, stats=stats))
-    return Decoded(segments, stats)
 
 
 def _same_file(path: str, digest: str) -> str | None:
@@ -288,7 +227,7 @@ class Scheduler:
 
     def add(self, sources: Sequence[Source]) -> None:
         for s in sources:
-            w = _Work(s, plan=_plan.remote(s.name, self.segment, self.labels.config.range_s))
+            w = _Work(s, plan=plan_file.remote(s.name, self.segment, self.labels.config.range_s))
             self.queue.append(w)
             self.by_name[s.name] = w
 
@@ -298,7 +237,7 @@ class Scheduler:
     def _submit(self, w: _Work, rng: Range, audio: list) -> None:
         actor = self.labels.pool[self._next_actor % len(self.labels.pool)]
         self._next_actor += 1
-        w.labelled.append(actor.label.remote(_decode.remote(w.source.name, rng, self.decode, self.segment, audio)))
+        w.labelled.append(actor.label.remote(decode_range.remote(w.source.name, rng, self.decode, self.segment, audio)))
 
     def top_up(self, stop: threading.Event) -> None:
         """Submit ranges of the files ahead (their plans in order) while fewer than the window are in flight."""
@@ -319,7 +258,7 @@ class Scheduler:
         audio: list = []
         if len(ranges) > 1:  # decoded once, before the ranges so that Ray starts it first; they take it by reference
             # (num_returns=2 gives two references; Ray's stubs do not say so)
-            track, w.audio_stats = _audio.remote(w.source.name, self.decode, self.segment)  # type: ignore[misc]
+            track, w.audio_stats = decode_audio.remote(w.source.name, self.decode, self.segment)  # type: ignore[misc]
             audio = [track]  # type: ignore[has-type]
             self.counts.cut += 1
             self.counts.ranges += len(ranges)
@@ -392,7 +331,7 @@ def _resolve(ref, stop: threading.Event, source: Source):
     else:
         return None
     try:
-        return _get(ref)
+        return get(ref)
     except RayTaskError as e:
         raise SourceError(f"{source.shown}: a Ray task failed ({type(e).__name__})") from e
     except RayError as e:

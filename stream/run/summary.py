@@ -15,7 +15,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from avfuse.stream.run.event_clips import ClipCounts
-    from avfuse.stream.run.ray_engine import RangeCounts
+    from avfuse.stream.run.ray_tasks import RangeCounts
 
 STAGES = ("decode", "inference", "postprocess", "sinks")
 LATENCY_KEPT = 100_000  # percentiles are over the latest segments, so a run of days keeps flat memory

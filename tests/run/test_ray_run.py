@@ -168,7 +168,7 @@ def test_a_worker_killed_mid_file_is_retried(archive, cluster, tmp_path):
         """While a file is half written: a decoding worker if one is busy, and an actor (restarted with its calls)."""
         if p.poll() is not None or not list(out.glob("*.partial")):
             return p.poll() is not None
-        for title in ("ray::_decode", "ray::Labeller"):
+        for title in ("ray::decode_range", "ray::Labeller"):
             for pid in cluster.workers_named(title)[:1]:
                 try:
                     os.kill(pid, signal.SIGKILL)
