@@ -6,11 +6,11 @@ to the end of the file), ``first`` being the first window starting after that ID
 resets the decoder (the premise of :mod:`avfuse.stream.media.gop_decode`, whose IDR test and reordering rule this
 module shares), so from it on the video decodes as in one pass; every sample time of the range's
 windows lies at or after it, so the latest frame at or before it comes from the range itself, and a
-window holds a frame exactly when one pass finds one there. Audio is decoded from the start of the
-file: a fresh AAC decoder and resampler after a seek would give slightly different samples, and audio
-costs little next to video. Video and audio are merged by time as :mod:`avfuse.stream.media.split_decode` merges
-them, and the same :class:`~avfuse.stream.media.segmenter.Segmenter` cuts the windows; those before ``first`` are
-dropped. The first range is :func:`~avfuse.stream.media.segmenter.iter_segments` itself, cut short at ``stop``.
+window holds a frame exactly when one pass finds one there. Audio cannot be cut so (a fresh AAC decoder
+and resampler after a seek give slightly other samples): it is decoded once per file, from its start
+(:mod:`avfuse.stream.media.audio_track`), and every range merges those same items with its video by time in
+:func:`~avfuse.stream.media.split_decode.split_items`, as one pass merges its two threads; the same
+:class:`~avfuse.stream.media.segmenter.Segmenter` cuts the windows, and those outside the range are dropped.
 
 Files that are not H.264 in MP4/MOV/Matroska, or whose pts go back without declared B-frames, or
 shorter than two ranges, get one range: the whole file, decoded as the local engine decodes it.
@@ -18,30 +18,20 @@ shorter than two ranges, get one range: the whole file, decoded as the local eng
 
 from __future__ import annotations
 
-import heapq
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from operator import attrgetter
 from pathlib import Path
 
 import av
 
+from avfuse.stream.media.audio_track import AudioTrack, decode_audio_track
 from avfuse.stream.media.config import DecodeConfig, SegmentConfig
-from avfuse.stream.media.decode import (
-    EPS,
-    DecodeStats,
-    completeness_check,
-    decode_items,
-    media_duration,
-    media_start,
-    media_streams,
-    open_container,
-)
+from avfuse.stream.media.decode import EPS, DecodeStats, media_duration, media_start, media_streams, open_container
 from avfuse.stream.media.gop_decode import _nal_length_size, is_idr
-from avfuse.stream.media.prefetch import prefetch
 from avfuse.stream.media.segment import Segment
 from avfuse.stream.media.segmenter import Segmenter, _captions_for, iter_segments
+from avfuse.stream.media.split_decode import split_items
 
 RANGE_S = 20.0  # default media seconds per range: long enough that its decoder start-up is small
 
@@ -118,63 +108,52 @@ def plan_ranges(path: str, segment: SegmentConfig, *, range_s: float = RANGE_S) 
     return ranges
 
 
-def range_segments(path: str, rng: Range, *, decode: DecodeConfig, segment: SegmentConfig) -> Iterator[Segment]:
-    """The segments of ``path`` in ``rng``, exactly as one pass of ``iter_segments`` gives them."""
-    if rng.seek_pts is None:  # the first range: one pass, cut short
-        it = iter_segments(path, decode=decode, segment=segment)
-        try:
-            for s in it:
-                if rng.stop is not None and s.index >= rng.stop:
-                    return
-                yield s
-        finally:
-            it.close()
+def range_segments(path: str, rng: Range, *, decode: DecodeConfig, segment: SegmentConfig,
+                   audio: AudioTrack | Callable[[], AudioTrack] | None = None,
+                   stats: DecodeStats | None = None) -> Iterator[Segment]:
+    """The segments of ``path`` in ``rng``, exactly as one pass of ``iter_segments`` gives them.
+
+    ``audio``: the file's audio decoded once (:func:`~avfuse.stream.media.audio_track.decode_audio_track`), or
+    a function giving it, called once the range's video is decoded; None: this range decodes it itself, from
+    the file's start. The whole file (one range) is one pass and ignores it. ``stats`` gets what this range
+    decoded. The range's video is decoded before its first segment comes out (see ``split_items``)."""
+    stats = stats if stats is not None else DecodeStats()
+    if rng.whole:
+        yield from iter_segments(path, decode=decode, segment=segment, stats=stats)
         return
-    yield from _seeked(path, rng, decode, segment)
+    if audio is None:
+        track = decode_audio_track(path, decode=decode, segment=segment)
+        stats.add(track.stats)
+        audio = track
+    yield from _cut(path, rng, decode, segment, audio if callable(audio) else (lambda: audio), stats)
 
 
-def _seeked(path: str, rng: Range, decode: DecodeConfig, segment: SegmentConfig) -> Iterator[Segment]:
-    seek_pts = rng.seek_pts
-    if seek_pts is None:
-        raise ValueError(f"range {rng.index} of {path} starts at the file's start: it is not seeked")
+def _cut(path: str, rng: Range, decode: DecodeConfig, segment: SegmentConfig, audio: Callable[[], AudioTrack],
+         stats: DecodeStats) -> Iterator[Segment]:
     name = str(Path(path))
     container = open_container(path)
     try:
         caps = _captions_for(path, container, None, None, None)
         vstream, astream = media_streams(container)
-        audio_c = open_container(path) if astream is not None else None
     except BaseException:
         container.close()
         raise
-    check = completeness_check(container)
     seg = Segmenter(source=name, decode=decode, segment=segment, captions=caps,
                     has_video=vstream is not None, has_audio=astream is not None)
-    ends: dict[str, float] = {}
-    counts = DecodeStats()
-
-    def produce(c: av.container.InputContainer, only: str) -> Iterator:
-        try:
-            if only == "video":
-                c.seek(seek_pts, stream=vstream, backward=True, any_frame=False)
-            ends[only] = yield from decode_items(c, decode, counts, segment, only=only if audio_c else None)
-        finally:
-            c.close()
-
-    short = Path(name).name
-    streams = [prefetch(produce(container, "video"), decode.queue_size, name=f"range-video:{short}")]
-    if audio_c is not None:
-        streams.append(prefetch(produce(audio_c, "audio"), decode.queue_size, name=f"range-audio:{short}"))
+    # the video up to its first frame past the range's last window (which that frame closes)
+    until = None if rng.stop is None else (rng.stop - 1) * segment.hop + segment.window_s - EPS
+    items = split_items(path, container, decode, segment, stats, name=name, seek_pts=rng.seek_pts, until=until,
+                        audio=audio)
     try:
-        for item in heapq.merge(*streams, key=attrgetter("t")):
+        last = None if rng.stop is None else rng.stop - 1
+        for item in items:
             for s in seg.push(item):
-                if rng.stop is not None and s.index >= rng.stop:
-                    return
                 if s.index >= rng.first:
                     yield s
+                if s.index == last:
+                    return  # no more decoding: the next range has the media after it
         for s in seg.finish():
             if s.index >= rng.first and (rng.stop is None or s.index < rng.stop):
                 yield s
-        check(max(ends.values()))
     finally:
-        for stream in streams:
-            stream.close()
+        items.close()

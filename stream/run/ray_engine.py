@@ -9,7 +9,10 @@ local engine's.
 
 Per file: a plan task cuts it at IDR frames (:mod:`avfuse.stream.media.range_decode`), a decode task per range
 gives its segments, and an actor of the pool (each holding ONE onnxruntime session, built once from
-the model file) labels them in micro-batches of ``--batch``. Up to ``2 * workers`` ranges are in
+the model file) labels them in micro-batches of ``--batch``. A file cut into several ranges has its audio
+decoded once, by an audio task started with its ranges (:mod:`avfuse.stream.media.audio_track`); each range
+task is handed a reference to it, decodes its video, and only then takes the track. ``Scheduler.counts``
+(in the summary as ``ranges``) says what was cut and decoded. Up to ``2 * workers`` ranges are in
 flight ahead of the one being written, across files. A task whose worker dies is retried
 (``max_retries``), an actor that dies is restarted and its call retried (``max_restarts``,
 ``max_task_retries``); a file that cannot be decoded ends as its ``error`` record, as locally.
@@ -41,14 +44,13 @@ from avfuse.stream.errors import AvfuseError, ConfigError, ModelError, SourceErr
 from avfuse.stream.infer.engine import Engine, EngineConfig, Outputs
 from avfuse.stream.infer.modelspec import ModelSpec, read_spec
 from avfuse.stream.media.config import DecodeConfig, SegmentConfig
-from avfuse.stream.media.range_decode import RANGE_S, Range, plan_ranges, range_segments
+from avfuse.stream.media.range_decode import RANGE_S, Range
 from avfuse.stream.media.segment import Segment
 from avfuse.stream.run.pipeline import Pipeline
+from avfuse.stream.run.ray_tasks import Decoded, RangeCounts, decode_audio, decode_range, get, plan_file
 from avfuse.stream.run.sources import Source, output_stems
 
 log = logging.getLogger(__name__)
-DECODE_CPUS = 1  # a decode task asks Ray for one CPU and decodes on one FFmpeg thread: Ray shares out the cores
-TASK_RETRIES = 3  # a decode or plan task whose worker dies is run again this often
 _POLL_S = 0.2  # how often a wait for Ray looks at the stop flag
 OBJECT_STORE_BYTES = 200 * 1024 * 1024  # a local cluster's object store: segments in flight, not the archive
 ACTOR_START_S = 300.0  # longest wait for the actors' sessions (a busy cluster may first start worker processes)
@@ -119,18 +121,6 @@ def cluster_workers(config: RayConfig) -> int:
     return config.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-@ray.remote(num_cpus=0, max_retries=TASK_RETRIES)
-def _plan(path: str, segment: SegmentConfig, range_s: float) -> list[Range]:
-    return plan_ranges(path, segment, range_s=range_s)
-
-
-@ray.remote(num_cpus=DECODE_CPUS, max_retries=TASK_RETRIES)
-def _decode(path: str, rng: Range, decode: DecodeConfig, segment: SegmentConfig) -> list[Segment]:
-    # FFmpeg's threads give the frames one thread gives; one per CPU asked for, or every task takes every core
-    decode = replace(decode, threads=decode.threads or DECODE_CPUS)
-    return list(range_segments(path, rng, decode=decode, segment=segment))
-
-
 def _same_file(path: str, digest: str) -> str | None:
     """Why this node cannot use the model at ``path`` (sha256 ``digest`` on the driver), or None."""
     try:
@@ -159,8 +149,8 @@ class Labeller:
         """None once the session is built; else why it could not be."""
         return self.error
 
-    def label(self, segments: list[Segment]) -> list[LabelledSegment]:
-        out: list[LabelledSegment] = []
+    def label(self, decoded: Decoded) -> Decoded:
+        segments, out = decoded.segments, []
         for i in range(0, len(segments), self.batch):
             chunk = segments[i:i + self.batch]
             if self.engine is None:  # ready() said why; the driver stops before it sends work
@@ -170,7 +160,7 @@ class Labeller:
                 mid = len(s.frames) // 2
                 out.append(LabelledSegment(**{**_fields(s), "frames": s.frames[mid:mid + 1]},
                                            probs=o.probs[n], gates=o.gates[n], embedding=o.embedding[n]))
-        return out
+        return Decoded(out, decoded.stats)
 
 
 def _fields(s: Segment) -> dict:
@@ -217,7 +207,8 @@ class RayLabels:
 class _Work:
     source: Source
     plan: object | None = None  # ObjectRef[list[Range]]
-    labelled: deque = field(default_factory=deque)  # ObjectRef[list[LabelledSegment]] per range, in order
+    labelled: deque = field(default_factory=deque)  # ObjectRef[Decoded] (labelled) per range, in order
+    audio_stats: object | None = None  # ObjectRef[DecodeStats] of its audio track, when it was cut
     error: BaseException | None = None  # its plan failed: raised when the file's turn comes, not before
 
 
@@ -232,20 +223,21 @@ class Scheduler:
         self.by_name: dict[str, _Work] = {}
         self._next_actor = 0
         self._lock = threading.Lock()
+        self.counts = RangeCounts()
 
     def add(self, sources: Sequence[Source]) -> None:
         for s in sources:
-            w = _Work(s, plan=_plan.remote(s.name, self.segment, self.labels.config.range_s))
+            w = _Work(s, plan=plan_file.remote(s.name, self.segment, self.labels.config.range_s))
             self.queue.append(w)
             self.by_name[s.name] = w
 
     def in_flight(self) -> int:
         return sum(len(w.labelled) for w in self.queue)
 
-    def _submit(self, w: _Work, rng: Range) -> None:
+    def _submit(self, w: _Work, rng: Range, audio: list) -> None:
         actor = self.labels.pool[self._next_actor % len(self.labels.pool)]
         self._next_actor += 1
-        w.labelled.append(actor.label.remote(_decode.remote(w.source.name, rng, self.decode, self.segment)))
+        w.labelled.append(actor.label.remote(decode_range.remote(w.source.name, rng, self.decode, self.segment, audio)))
 
     def top_up(self, stop: threading.Event) -> None:
         """Submit ranges of the files ahead (their plans in order) while fewer than the window are in flight."""
@@ -259,12 +251,20 @@ class Scheduler:
     def _plan_ranges(self, w: _Work, stop: threading.Event) -> None:
         """Submit ``w``'s ranges once its plan is in; a plan that failed is kept for the file's own turn."""
         try:
-            ranges = _resolve(w.plan, stop, w.source)
+            ranges = _resolve(w.plan, stop, w.source) or []
         except Exception as e:  # any error of that file's plan is that file's
             w.error, ranges = e, []
         w.plan = None
+        audio: list = []
+        if len(ranges) > 1:  # decoded once, before the ranges so that Ray starts it first; they take it by reference
+            # (num_returns=2 gives two references; Ray's stubs do not say so)
+            track, w.audio_stats = decode_audio.remote(w.source.name, self.decode, self.segment)  # type: ignore[misc]
+            audio = [track]  # type: ignore[has-type]
+            self.counts.cut += 1
+            self.counts.ranges += len(ranges)
+        self.counts.files += 1
         for rng in ranges:
-            self._submit(w, rng)
+            self._submit(w, rng, audio)
 
     def segments(self, source: Source, stop: threading.Event) -> Iterator[LabelledSegment]:
         """``source``'s labelled segments in order; what is left of it is cancelled when the reader stops."""
@@ -277,6 +277,7 @@ class Scheduler:
                 if w.error is not None:
                     raise w.error
                 if (w.plan is None and not w.labelled) or stop.is_set():
+                    self._done(w, stop)
                     return
                 if not w.labelled:  # its plan is behind the window: make room for it
                     with self._lock:
@@ -285,41 +286,53 @@ class Scheduler:
                 ref = w.labelled[0]
                 part = _resolve(ref, stop, source)
                 w.labelled.popleft()
-                yield from part
+                if part is None:
+                    continue  # stopped
+                self.counts.decoded.add(part.stats)
+                yield from part.segments
         finally:
             with self._lock:
                 for ref in w.labelled:
                     ray.cancel(ref)
                 w.labelled.clear()
-                w.plan = None
+                if w.audio_stats is not None:
+                    ray.cancel(w.audio_stats)
+                w.plan = w.audio_stats = None
                 if w in self.queue:
                     self.queue.remove(w)
+
+    def _done(self, w: _Work, stop: threading.Event) -> None:
+        """A file read to its end: count its audio track's decoding."""
+        if w.audio_stats is not None:
+            stats = _resolve(w.audio_stats, stop, w.source)  # (None when stopped)
+            w.audio_stats = None
+            if stats is not None:
+                self.counts.audio_tracks += 1
+                self.counts.decoded.add(stats)
 
     def cancel(self) -> None:
         with self._lock:
             for w in self.queue:
                 for ref in w.labelled:
                     ray.cancel(ref)
-                if w.plan is not None:
-                    ray.cancel(w.plan)
+                for ref in (w.plan, w.audio_stats):
+                    if ref is not None:
+                        ray.cancel(ref)
             self.queue.clear()
 
 
 def _resolve(ref, stop: threading.Event, source: Source):
-    """``ray.get(ref)``, waiting in short steps so a stop is seen; a task's error comes out as the error
-    decoding raised (so its record is the local engine's), Ray's own as a SourceError naming the file."""
+    """:func:`_get`, waiting in short steps so a stop is seen (then None); Ray's own errors come out as a
+    SourceError naming the file."""
     while not stop.is_set():
         ready, _ = ray.wait([ref], timeout=_POLL_S)
         if ready:
             break
     else:
-        return []
+        return None
     try:
-        return ray.get(ref)
+        return get(ref)
     except RayTaskError as e:
-        cause = getattr(e, "cause", None)
-        if isinstance(cause, Exception):
-            raise cause from None
         raise SourceError(f"{source.shown}: a Ray task failed ({type(e).__name__})") from e
     except RayError as e:
         raise SourceError(f"{source.shown}: Ray gave up on it ({type(e).__name__}: {e})") from e
@@ -348,6 +361,8 @@ class RayPipeline(Pipeline):
                          and self.out.redo_reason(s, stems[s.name]) is None)]
         self.scheduler.add(todo)
         try:
-            return super().run(sources)
+            stats = super().run(sources)
         finally:
             self.scheduler.cancel()
+        stats.ranges = self.scheduler.counts
+        return stats

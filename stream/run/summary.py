@@ -15,6 +15,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from avfuse.stream.run.event_clips import ClipCounts
+    from avfuse.stream.run.ray_tasks import RangeCounts
 
 STAGES = ("decode", "inference", "postprocess", "sinks")
 LATENCY_KEPT = 100_000  # percentiles are over the latest segments, so a run of days keeps flat memory
@@ -61,6 +62,7 @@ class RunStats:
     clips: ClipCounts | None = None  # --clips: event clips written, truncated, not written; the ring's peak
     model_swaps: int = 0  # model files swapped in while running (avfuse.stream.run.model_swap)
     models_refused: int = 0  # model files refused (broken, or not fitting the running decode config)
+    ranges: RangeCounts | None = None  # --engine ray: files cut into ranges, audio tracks, frames decoded
     stopped: str = ""  # why the run stopped before its end on its own (an output every source needs failed)
 
     def finish(self) -> None:
@@ -100,6 +102,7 @@ class RunStats:
             "device": self.device, "stopped": self.stopped,
             "model_swaps": self.model_swaps, "models_refused": self.models_refused,
             "clips": dataclasses.asdict(self.clips) if self.clips is not None else None,
+            "ranges": dataclasses.asdict(self.ranges) if self.ranges is not None else None,
             "live": {"sources": self.live_sources, "latency_p50_s": round(self.live_percentile(50), 4),
                      "latency_p95_s": round(self.live_percentile(95), 4), "dropped": self.dropped,
                      "dropped_by_source": dict(self.dropped_by_source),
@@ -134,6 +137,11 @@ class RunStats:
             lines.append(f"  event clips: {clips['written']} written, {clips['truncated']} of them truncated, "
                          f"{clips['failed']} not written; packet buffer peak {clips['peak_packets']} packets, "
                          f"{clips['peak_bytes'] / 2**20:.1f} MiB")
+        r = self.ranges
+        if r is not None:
+            lines.append(f"  ray: {r.files} file(s), {r.cut} cut into {r.ranges} ranges "
+                         f"with {r.audio_tracks} audio track(s) decoded for them; {r.decoded.video_frames} video "
+                         f"and {r.decoded.audio_frames} audio frames decoded")
         if self.model_swaps or self.models_refused:
             lines.append(f"  model: {self.model_swaps} swap(s) while running, {self.models_refused} file(s) refused "
                          "(error records; the running model went on)")

@@ -19,7 +19,9 @@ from onnx_models import colour_model, colour_video
 from ray_cluster import ROOT, Cluster, ray_env
 
 from avfuse.stream.infer.modelspec import read_spec
+from avfuse.stream.media.decode import DecodeStats
 from avfuse.stream.media.range_decode import plan_ranges
+from avfuse.stream.media.segmenter import iter_segments
 
 pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -92,6 +94,21 @@ def test_a_local_ray_cluster_writes_what_the_local_engine_writes(archive, tmp_pa
     assert r.returncode == 1, r.stderr  # the bad file fails, as locally; the others are labelled
     _same_as_local(local, out)
     assert _summary(out) == _summary(local)
+    ranges = json.loads(out.with_suffix(".summary.json").read_text())["ranges"]
+    assert {k: ranges[k] for k in ("files", "cut", "ranges", "audio_tracks")} == {
+        "files": 4, "cut": 1, "ranges": 3, "audio_tracks": 1}
+    # the long file's three ranges share one audio track: the audio of one pass, decoded once
+    assert ranges["decoded"]["audio_frames"] == _one_pass(model, videos).audio_frames > 0
+    assert "1 cut into 3 ranges with 1 audio track(s) decoded for them" in r.stderr
+
+
+def _one_pass(model: Path, videos: Path) -> DecodeStats:
+    """What the local engine's one pass over each good file decodes."""
+    spec, total = read_spec(model), DecodeStats()
+    for name in FILES:
+        if name != "bad.mp4":
+            list(iter_segments(videos / name, decode=spec.decode, segment=spec.segment, stats=total))
+    return total
 
 
 def test_two_nodes_write_what_the_local_engine_writes(archive, cluster, tmp_path):
@@ -151,7 +168,7 @@ def test_a_worker_killed_mid_file_is_retried(archive, cluster, tmp_path):
         """While a file is half written: a decoding worker if one is busy, and an actor (restarted with its calls)."""
         if p.poll() is not None or not list(out.glob("*.partial")):
             return p.poll() is not None
-        for title in ("ray::_decode", "ray::Labeller"):
+        for title in ("ray::decode_range", "ray::Labeller"):
             for pid in cluster.workers_named(title)[:1]:
                 try:
                     os.kill(pid, signal.SIGKILL)
