@@ -143,6 +143,10 @@ def _handler(view: LiveView) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args) -> None:
             log.debug("live view: " + format, *args)
 
+        def handle(self) -> None:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a page closed mid-reply
+                super().handle()
+
         def _send(self, code: int, kind: str, body: bytes) -> None:
             self.send_response(code)
             self.send_header("Content-Type", kind)
