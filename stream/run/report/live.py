@@ -25,6 +25,7 @@ import numpy as np
 
 from avfuse.stream.errors import ConfigError
 from avfuse.stream.media.segment import Segment
+from avfuse.stream.run.report.page import fill
 from avfuse.stream.run.report.thumbs import jpeg
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class LiveView:
     def __init__(self, port: int, host: str) -> None:
         if not 0 <= port <= 65535:
             raise ConfigError(f"--ui-port must be 0..65535, got {port}")
+        self.page = fill(PAGE.read_text(encoding="utf-8")).encode("utf-8")  # read once, served on every visit
         self._lock = threading.Lock()
         self._sources: dict[str, _Source] = {}
         self._version = 0
@@ -158,7 +160,7 @@ def _handler(view: LiveView) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/":
-                self._send(200, "text/html; charset=utf-8", PAGE.read_bytes())
+                self._send(200, "text/html; charset=utf-8", view.page)
             elif path == "/events":
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from avfuse.stream.errors import ConfigError
 
 _SLOT = re.compile(r"\{\{(\w+)\}\}")
+HELPERS = Path(__file__).with_name("helpers.js")  # the script functions the pages share: the ``helpers`` slot
 
 
 def embed_json(value: object) -> str:
@@ -18,7 +20,10 @@ def embed_json(value: object) -> str:
 
 
 def fill(template: str, **slots: str) -> str:
-    """Put each slot's (already escaped) HTML in place of ``{{slot}}``; every slot must be given."""
+    """Put each slot's (already escaped) HTML in place of ``{{slot}}``; every slot must be given but
+    ``helpers``, which is the pages' shared script (``helpers.js``)."""
+    if "{{helpers}}" in template and "helpers" not in slots:
+        slots = {**slots, "helpers": HELPERS.read_text(encoding="utf-8")}
     missing = set(_SLOT.findall(template)) - slots.keys()
     if missing:
         raise ConfigError(f"report template slots without a value: {', '.join(sorted(missing))}")
