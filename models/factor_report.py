@@ -23,14 +23,15 @@ ABSENT = -1
 
 
 def head_predictions(model: AvfuseNet, data: Tensors, *, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """{"fused": the class of each segment, and per modality of the model: its own classifier's class, ABSENT
+    """{"fused": the class the model gives each segment (through its held-out confusions where it has them), and
+    per modality of the model: its own classifier's class, ABSENT
     where the segment lacks the modality}."""
     model.eval()
     heads: dict[str, list[np.ndarray]] = {"fused": [], **{m: [] for m in model.config.modalities}}
     with torch.no_grad():
         for at in range(0, len(data), batch_size):
             frames, audio, tokens, present, _ = data.batch(torch.arange(at, min(len(data), at + batch_size)))
-            heads["fused"].append(model.logits(frames, audio, tokens, present).argmax(1).numpy())
+            heads["fused"].append(model(frames, audio, tokens, present)[0].argmax(1).numpy())
             seen = model.present_mask(tokens, present)
             for i, (m, emb) in enumerate(zip(MODALITIES, model.encode(frames, audio, tokens), strict=True)):
                 if emb is not None:

@@ -45,6 +45,9 @@ class ModelConfig:
     text_embed: int = 64
     dropout: float = 0.1
     modality_dropout: float = TrainConfig.modality_dropout  # training only: chance to hide each present modality
+    # the served probabilities read each classifier (the modalities' own and the fused head) through its
+    # confusion matrix on held-out files (avfuse.models.cross_fit); False: the fused head's softmax
+    confusions: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", tuple(self.labels))
@@ -107,6 +110,9 @@ class AvfuseNet(nn.Module):
         self.unimodal = nn.ModuleDict({m: nn.Linear(c.dim, len(c.labels)) for m in c.modalities})
         enabled = torch.tensor([float(m in c.modalities) for m in MODALITIES])
         self.register_buffer("enabled", enabled, persistent=False)
+        if c.confusions:  # [video, audio, text, fused] x true class x said class; filled by cross-fitting
+            n = len(c.labels)
+            self.register_buffer("confusions", torch.full((len(MODALITIES) + 1, n, n), 1.0 / n))
 
     def present_mask(self, tokens: Tensor, present: Tensor) -> Tensor:
         """present [B, 3] with modalities not in the config and empty text (all-zero tokens) zeroed."""
@@ -157,10 +163,38 @@ class AvfuseNet(nn.Module):
                                     for m, e in zip(MODALITIES, raw, strict=True)], dim=1)
         return logits, per_modality, real
 
+    def classifier_probs(self, frames: Tensor, audio: Tensor, tokens: Tensor,
+                         present: Tensor) -> tuple[Tensor, Tensor]:
+        """-> the present mask [B, 3] and the probabilities [B, 4, C] of each modality's own classifier and of
+        the fused head (a modality without an encoder: uniform), as cross-fitting counts them."""
+        p = self.effective_present(tokens, present)
+        raw = self.encode(frames, audio, tokens)
+        return p, torch.stack(self._classifier_probs(raw, self._fuse(raw, p)[0]), dim=1)
+
+    def _classifier_probs(self, raw: list[Tensor | None], fused_logits: Tensor) -> list[Tensor]:
+        uniform = torch.full_like(fused_logits, 1.0 / fused_logits.shape[1])
+        return [uniform if e is None else torch.softmax(self.unimodal[m](e), dim=1)
+                for m, e in zip(MODALITIES, raw, strict=True)] + [torch.softmax(fused_logits, dim=1)]
+
+    def _read_through_confusions(self, raw: list[Tensor | None], fused_logits: Tensor, p: Tensor) -> Tensor:
+        """Scores [B, C]: sum over the classifiers present of log sum_k q(k) K[y, k] (avfuse.models.cross_fit)."""
+        weights = torch.cat([p, torch.ones_like(p[:, :1])], dim=1)  # the fused head is always there
+        scores = torch.zeros_like(fused_logits)
+        for i, q in enumerate(self._classifier_probs(raw, fused_logits)):
+            if i < len(raw) and raw[i] is None:
+                continue
+            evidence = torch.log((q.unsqueeze(1) * self.confusions[i]).sum(dim=2))  # Mul and ReduceSum: fp32
+            scores = scores + weights[:, i: i + 1] * evidence
+        return scores
+
     def forward(self, frames: Tensor, audio: Tensor, tokens: Tensor, present: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """frames uint8 [B,T,H,W,3]; audio float32 [B,S]; tokens int64 [B,L]; present float32 [B,3]
         -> probs [B,C] (softmax), gates [B,3], embedding [B,D]."""
-        logits, gates, embedding = self.fuse(frames, audio, tokens, present)
+        p = self.effective_present(tokens, present)
+        raw = self.encode(frames, audio, tokens)
+        logits, gates, embedding = self._fuse(raw, p)
+        if self.config.confusions:
+            logits = self._read_through_confusions(raw, logits, p)
         return torch.softmax(logits, dim=1), gates, embedding
 
     def describe(self) -> dict:
@@ -169,6 +203,7 @@ class AvfuseNet(nn.Module):
         encoders = {"video": f"{c.image_backbone}+{c.pooling}-pool", "audio": f"log-mel{c.n_mels}+cnn",
                     "text": "embedding+bigru+masked-mean"}
         return {"encoders": {m: encoders[m] for m in c.modalities}, "fusion": c.fusion, "dim": c.dim,
+                "combination": "held-out confusions" if c.confusions else "fused head",
                 "modalities": list(c.modalities), "num_classes": len(c.labels),
                 "parameters": sum(p.numel() for p in self.parameters())}
 

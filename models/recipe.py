@@ -38,6 +38,10 @@ class TrainConfig:
     class_weights: bool = True  # weight the loss by inverse class frequency (unequal classes)
     epochs: int = 30
     patience: int = 10  # epochs without a better validation macro-F1 before stopping
+    # after training, this many shares of the training files each held out once (the first is validation), so
+    # that the served model reads its classifiers through their held-out confusions (models/cross_fit.py);
+    # costs cross_fit_folds - 1 more trainings; 0 or 1: off, the fused head alone
+    cross_fit_folds: int = 4
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.05
@@ -65,6 +69,7 @@ class TrainConfig:
                   (v.unimodal_weight >= 0, f"unimodal_weight must be >= 0, got {v.unimodal_weight}"),
                   (v.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {v.schedule!r}"),
                   (v.stage_epochs >= 1, f"stage_epochs must be >= 1, got {v.stage_epochs}"),
+                  (v.cross_fit_folds >= 0, f"cross_fit_folds must be >= 0, got {v.cross_fit_folds}"),
                   (0.0 <= v.colour_orders <= 1.0, f"colour_orders must be in [0, 1], got {v.colour_orders}")]
         for ok, message in checks:
             if not ok:

@@ -80,6 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--colour-orders", type=float, default=D.colour_orders, metavar="SHARE",
                         help="training only: share of segments whose colour channels are shuffled, for data whose "
                              "colours belong to each file rather than to its class (default %(default)s)")
+    parser.add_argument("--cross-fit-folds", type=int, default=D.cross_fit_folds, metavar="K",
+                        help="after training, K - 1 more models each hold out another share of the training files, "
+                             "and the model reads its classifiers through their confusions on files they did not "
+                             "see (default %(default)s; 0: off, the fused head alone)")
     parser.add_argument("--schedule", choices=SCHEDULES, default=D.schedule,
                         help="joint (default): everything from the start; staged: each modality's encoder learns "
                              "alone first, then all are fused")
@@ -115,7 +119,7 @@ def train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
                   lr=args.lr, optimizer=args.optimizer, seed=args.seed, device=args.device,
                   threads=args.threads, modality_dropout=args.modality_dropout, schedule=args.schedule,
                   stage_epochs=args.stage_epochs, class_weights=args.class_weights,
-                  colour_orders=args.colour_orders)
+                  colour_orders=args.colour_orders, cross_fit_folds=args.cross_fit_folds)
     return TrainConfig(**{**fields, **overrides})
 
 
@@ -130,9 +134,17 @@ def train_once(ds, train_idx, val_idx, test, *, config, decode: dict, out: Path 
     from avfuse.models.train import held_out_tensors, train
 
     result = train(ds.subset(train_idx), ds.subset(val_idx), config=config, decode=decode)
+    crossed = None
+    if config.cross_fit_folds > 1 and len(val_idx):
+        from avfuse.models.cross_fit import cross_fit
+
+        result, crossed = cross_fit(result, ds, train_idx, val_idx, config=config, decode=decode,
+                                    folds=config.cross_fit_folds)
     metrics = {"val": result.metrics, "best_epoch": result.best_epoch, "seconds": round(result.seconds, 2),
                "history": result.history, "unimodal_stage": result.stage_history, "train_config": config.as_dict(),
                "model": result.model.describe()}
+    if crossed is not None:
+        metrics["cross_fit"] = crossed
     if test is not None:
         tensors = held_out_tensors(result, test)
         metrics["test"] = evaluate(result.model, tensors)
@@ -144,6 +156,17 @@ def train_once(ds, train_idx, val_idx, test, *, config, decode: dict, out: Path 
         save_checkpoint(out, result.model, config=result.config, decode=decode, tokenizer=result.tokenizer,
                         metrics=short, train_args=train_args)
     return result, metrics
+
+
+def cross_fit_line(report: dict) -> str:
+    """The summary's line on cross-fitting (models/cross_fit.py)."""
+    if "skipped" in report:
+        return f"cross-fitting skipped ({report['skipped']}): the model serves its fused head alone"
+    acc = report["held_out_accuracy"]
+    alone = ", ".join(f"{name} {acc[name]:.3f}" for name in ("video", "audio", "text") if acc.get(name) is not None)
+    return (f"cross-fitting: {report['folds']} shares of the training files, each held out once "
+            f"({report['held_out_segments']} segments): fused head {acc['fused']:.3f}, read through the held-out "
+            f"confusions {acc['combined']:.3f} (counted on these segments: optimistic); each alone {alone}")
 
 
 def cross_validate(ds, folds, *, config, decode: dict) -> dict:
@@ -409,6 +432,8 @@ def _run(args: argparse.Namespace, ranks) -> int:
     val = metrics["val"]
     print(f"best epoch {result.best_epoch}: validation accuracy {val['accuracy']:.3f}, macro-F1 {val['macro_f1']:.3f} "
           f"({val['segments']} segments) in {result.seconds:.1f} s")
+    if "cross_fit" in metrics:
+        print(cross_fit_line(metrics["cross_fit"]))
     print("\n".join(class_table(val, "validation")))
     if "test" in metrics:
         t = metrics["test"]

@@ -30,3 +30,8 @@ def test_defaults_learn_a_set_avfuse_synth_did_not_make(tmp_path, capsys):
     # the pair rule: one modality alone leaves two classes open (at most 50%), chance is 25%
     assert test["accuracy"] >= 0.85, capsys.readouterr().out
     assert metrics["train_config"]["backbone"] == "tiny" and metrics["train_config"]["schedule"] == "joint"
+    # every training file was held out once, and the model serves the combination through those confusions
+    crossed = metrics["cross_fit"]
+    assert crossed["folds"] == 4 and crossed["held_out_segments"] == SMALL.videos * 4
+    assert metrics["model"]["combination"] == "held-out confusions"
+    assert "cross-fitting: 4 shares" in capsys.readouterr().out
