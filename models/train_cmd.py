@@ -5,13 +5,15 @@ trains every fusion head and modality set and prints a table (RUN/ablation.json)
 
 The defaults are what held up on data avfuse never generated (``avfuse bench quality``'s suite): the
 ``tiny`` image CNN trained from scratch with the joint schedule, class-weighted loss and strong
-augmentation (shifts, colour gains, noise, shuffled and dropped caption words). mobilenet_v3_small from
+augmentation (shifts, colour gains, noise, shuffled and dropped caption words), then cross-fitting: three more
+models each hold out another quarter of the training files, and the saved model reads its classifiers through
+their confusions on the files they did not see (:mod:`avfuse.models.cross_fit`). mobilenet_v3_small from
 scratch got 31% held-out on the suite's ``webcam`` set where ``tiny`` got 50-73%; it, resnet18 and
 efficientnet_b0 stay selectable, for ``--pretrained`` ImageNet weights on a machine that can fetch them. With
-the decode defaults (2 fps, 64x64 frames, 2 s windows) 40 videos of 8 s train in well under a minute on two
-CPU cores. On a busy or small CPU, ``--threads 1`` is often faster than torch's
-default of one thread per core: these convolutions are too small to split. torch is imported only
-inside ``run``, so ``avfuse train -h`` works on the edge install.
+the decode defaults (2 fps, 64x64 frames, 2 s windows) 40 videos of 8 s train in under two minutes on two
+idle CPU cores, cross-fitting's four trainings included. On a busy or small CPU, ``--threads 1`` is often
+faster than torch's default of one thread per core: these convolutions are too small to split. torch is
+imported only inside ``run``, so ``avfuse train -h`` works on the edge install.
 
 ``--nproc N`` trains on N DistributedDataParallel ranks (:mod:`avfuse.models.launch` starts them through
 torch.distributed.run; :mod:`avfuse.models.distributed` is what changes in training); ``torchrun --nproc_per_node N -m

@@ -114,3 +114,52 @@ def test_the_matrices_travel_in_the_checkpoint_and_the_onnx_file(tmp_path):
     assert np.allclose(got, want, atol=1e-5), np.abs(got - want).max()
     assert not np.allclose(want, model(data.frames, data.audio, data.tokens, data.present)[0].detach().numpy(),
                            atol=1e-3)  # the file serves the combination, not the fused head
+
+
+def _segments(files: int, per_file: int = 4):
+    """Segments of ``files`` short sources, two labels told apart by the caption (what a run needs, no more)."""
+    from avfuse.models.data import SegmentSet
+
+    n = files * per_file
+    rng = np.random.default_rng(5)
+    labels = np.arange(n) // per_file % 2
+    return SegmentSet(frames=rng.integers(0, 256, (n, DECODE["frames"], 32, 32, 3), dtype=np.uint8),
+                      audio=rng.standard_normal((n, DECODE["samples"])).astype(np.float32),
+                      texts=["a river" if y == 0 else "the flame" for y in labels],
+                      present=np.ones((n, 3), np.float32), labels=labels.astype(np.int64),
+                      label_names=("water", "fire"), sources=[f"f{i // per_file}.mp4" for i in range(n)],
+                      starts=np.arange(n, dtype=np.float64) % per_file)
+
+
+def _trained(ds, **config):
+    from avfuse.models import data
+    from avfuse.models.recipe import TrainConfig
+    from avfuse.models.train import train
+
+    train_idx, val_idx = data.split_by_source(ds, 0.25, 0)
+    cfg = TrainConfig(epochs=2, batch_size=8, dim=16, n_mels=16, threads=1, progress=False, **config)
+    return train(ds.subset(train_idx), ds.subset(val_idx), config=cfg, decode=DECODE), train_idx, val_idx, cfg
+
+
+def test_every_training_file_is_held_out_once():
+    from avfuse.models.cross_fit import cross_fit
+
+    ds = _segments(8)
+    result, train_idx, val_idx, cfg = _trained(ds)
+    new, report = cross_fit(result, ds, train_idx, val_idx, config=cfg, decode=DECODE, folds=4)
+    assert report["folds"] == 4 and report["held_out_segments"] == len(ds)
+    assert set(report["held_out_accuracy"]) == {"video", "audio", "text", "fused", "combined"}
+    assert new.model.config.confusions and not result.model.config.confusions
+    assert np.allclose(new.model.confusions.sum(dim=2).numpy(), 1)
+    for name, p in result.model.state_dict().items():  # the served weights are the trained model's
+        assert torch.equal(new.model.state_dict()[name], p)
+
+
+def test_too_few_files_to_deal_keeps_the_fused_head_and_says_why():
+    from avfuse.models.cross_fit import cross_fit
+
+    ds = _segments(4)  # one validation file and three training files: not four shares
+    result, train_idx, val_idx, cfg = _trained(ds)
+    new, report = cross_fit(result, ds, train_idx, val_idx, config=cfg, decode=DECODE, folds=5)
+    assert new is result
+    assert report == {"folds": 5, "skipped": "3 training files cannot make 4 shares besides the validation files"}

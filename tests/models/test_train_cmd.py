@@ -49,7 +49,7 @@ def test_folds_and_ablation(synth, tmp_path, capsys):
     assert folds["accuracy_std"] == pytest.approx(statistics.pstdev(accuracies))
     assert "2-fold cross-validation: accuracy" in capsys.readouterr().out
     assert main(["train", "--manifest", str(synth.manifest), "--test-manifest", str(synth.test_manifest),
-                 "-o", str(tmp_path / "ab"), "--ablate", "--epochs", "1", *FAST[2:]]) == 0
+                 "-o", str(tmp_path / "ab"), "--ablate", "--epochs", "1", "--cross-fit-folds", "0", *FAST[2:]]) == 0
     table = capsys.readouterr().out
     rows = json.loads((tmp_path / "ab" / "ablation.json").read_text())["rows"]
     assert [(tuple(r["modalities"]), r["fusion"]) for r in rows][-3:] == [
