@@ -13,7 +13,8 @@ torch = pytest.importorskip("torch")
 from avfuse.models.class_report import class_table, data_warnings  # noqa: E402
 from avfuse.stream.cli.main import main  # noqa: E402
 
-FAST = ["--threads", "1", "--fps", "1", "--size", "32x32", "--batch-size", "8", "--backbone", "tiny"]
+FAST = ["--threads", "1", "--fps", "1", "--size", "32x32", "--batch-size", "8", "--backbone", "tiny",
+        "--cross-fit-folds", "0"]
 
 
 

@@ -12,7 +12,7 @@ from avfuse.stream.cli.main import main
 
 pytestmark = [needs_chromium, pytest.mark.slow, pytest.mark.timeout(300)]
 FAST = ["--epochs", "3", "--threads", "1", "--fps", "1", "--size", "32x32", "--batch-size", "8", "--backbone", "tiny",
-        "--schedule", "staged"]
+        "--schedule", "staged", "--cross-fit-folds", "0"]
 
 
 @pytest.fixture(scope="module")
