@@ -112,7 +112,8 @@ def cross_fit(result: TrainResult, ds, train_idx: np.ndarray, val_idx: np.ndarra
         log.warning("cross-fitting skipped: the training files cannot be dealt into %d shares (%s); the model "
                     "keeps its fused head alone", folds, e)
         return result, {"folds": folds, "skipped": str(e)}
-    outputs = [held_out(result.model, held_out_tensors(result, ds.subset(val_idx)))]
+    val = held_out_tensors(result, ds.subset(val_idx))
+    outputs = [held_out(result.model, val)]
     used = np.concatenate(parts)
     for k, part in enumerate(parts[1:], start=2):
         log.info("cross-fitting: model %d of %d, holding out %d segments", k, folds, len(part))
@@ -124,7 +125,6 @@ def cross_fit(result: TrainResult, ds, train_idx: np.ndarray, val_idx: np.ndarra
                      labels=np.concatenate([o.labels for o in outputs]))
     matrices = confusions(joined, num_classes)
     model = with_confusions(result.model, matrices)
-    val = held_out_tensors(result, ds.subset(val_idx))
     accuracy, seconds = _accuracies(joined, matrices), round(time.perf_counter() - began, 2)
     report = {"folds": folds, "held_out_segments": len(joined.labels), "held_out_accuracy": accuracy,
               "seconds": seconds}

@@ -157,9 +157,12 @@ def test_every_training_file_is_held_out_once():
 
 def test_too_few_files_to_deal_keeps_the_fused_head_and_says_why():
     from avfuse.models.cross_fit import cross_fit
+    from avfuse.models.train_cmd import cross_fit_line
 
     ds = _segments(4)  # one validation file and three training files: not four shares
     result, train_idx, val_idx, cfg = _trained(ds)
     new, report = cross_fit(result, ds, train_idx, val_idx, config=cfg, decode=DECODE, folds=5)
     assert new is result
     assert report == {"folds": 5, "skipped": "3 training files cannot make 4 shares besides the validation files"}
+    assert cross_fit_line(report) == ("cross-fitting skipped (3 training files cannot make 4 shares besides the "
+                                      "validation files): the model serves its fused head alone")
