@@ -132,7 +132,9 @@ def test_a_run_killed_mid_way_resumes_without_doubling(archive, cluster, tmp_pat
     model, videos, local = archive
     out = tmp_path / "ray"
     p = _start(model, videos, out, "--engine", "ray", "--address", cluster.address, "--workers", "2")
-    _wait_for(lambda: (out / "a.mp4.jsonl").exists() or p.poll() is not None)
+    # a.mp4 is done once its marker is written, just after its output is renamed: a kill between the two
+    # labels it again on resume (no doubling either way), so wait for the marker
+    _wait_for(lambda: (out / ".done" / "a.mp4.json").exists() or p.poll() is not None)
     p.send_signal(signal.SIGKILL)
     p.communicate()
     assert not (out / "long.mp4.jsonl").exists(), "the run had finished before it was killed"
