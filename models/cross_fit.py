@@ -90,7 +90,7 @@ def _parts(ds, train_idx: np.ndarray, val_idx: np.ndarray, folds: int, seed: int
     into ``folds - 1`` shares by source (stratified by label)."""
     if folds == 2:
         return [val_idx, train_idx]
-    files = len(set(ds.subset(train_idx).sources))
+    files = len({ds.sources[i] for i in train_idx})
     if files < folds - 1:
         raise DataError(f"{files} training files cannot make {folds - 1} shares besides the validation files")
     rest = data.kfold_by_source(ds.subset(train_idx), folds - 1, seed)
@@ -118,8 +118,9 @@ def cross_fit(result: TrainResult, ds, train_idx: np.ndarray, val_idx: np.ndarra
     for k, part in enumerate(parts[1:], start=2):
         log.info("cross-fitting: model %d of %d, holding out %d segments", k, folds, len(part))
         rest = np.setdiff1d(used, part)
-        fold = train(ds.subset(rest), ds.subset(part), config=config, decode=decode)
-        outputs.append(held_out(fold.model, held_out_tensors(fold, ds.subset(part))))
+        held = ds.subset(part)
+        fold = train(ds.subset(rest), held, config=config, decode=decode)
+        outputs.append(held_out(fold.model, held_out_tensors(fold, held)))
     joined = HeldOut(probs=np.concatenate([o.probs for o in outputs]),
                      present=np.concatenate([o.present for o in outputs]),
                      labels=np.concatenate([o.labels for o in outputs]))
