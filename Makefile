@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# pytest-xdist processes: most tests wait on servers, streams and subprocesses, so two share two cores well
+TEST_WORKERS ?= 2
 
 .PHONY: demo test test-fast bench edge lint system-deps clean
 
@@ -20,11 +22,11 @@ demo: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 # the tests not marked slow, without the linters: for a quick check while working
 test-fast: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 DEMO_MODEL := demo-out/model.onnx
 
