@@ -21,6 +21,9 @@ What stays fp32 arithmetic, and why:
   touches a quarter of the values. onnxruntime would move the QuantizeLinear above a max-pool and run
   the pool in uint8 without its blocked layout (12x slower), so the stem's ``Relu -> MaxPool`` is
   reordered to ``MaxPool -> Relu`` (the same values) before quantizing, see :func:`pool_before_relu`;
+- the image encoder's fixed texture filters (``/video/texture/``, one grey channel in, see
+  ``avfuse.models.image.TextureBank``): a convolution over one channel, like the stems, and energies whose
+  logarithm spans what 8 bits cannot;
 - a whole CNN with activations onnxruntime has no int8 kernel for (MobileNetV3's hard-swish), see
   :func:`fp32_cnns`: its kernels are stored int8 instead.
 

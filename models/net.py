@@ -36,6 +36,7 @@ class ModelConfig:
     # the network the default recipe trains (avfuse.models.recipe.TrainConfig) unless told otherwise
     image_backbone: str = TrainConfig.backbone
     pooling: str = TrainConfig.pooling  # over frames: mean | attention
+    texture: bool = TrainConfig.texture  # fixed Gabor texture energies beside the image backbone (models/image.py)
     fusion: str = TrainConfig.fusion
     modalities: tuple[str, ...] = MODALITIES  # encoders are built only for these
     dim: int = TrainConfig.dim  # every modality embedding and the fused embedding
@@ -89,6 +90,7 @@ class ModelConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"model config has unknown fields {unknown}; it was written by another avfuse version")
+        d = {"texture": False, **d}  # written before the texture energies: the network had none
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
@@ -98,8 +100,8 @@ class AvfuseNet(nn.Module):
     def __init__(self, config: ModelConfig, *, pretrained: bool = False) -> None:
         super().__init__()
         self.config = c = config
-        self.video = (ImageEncoder(backbone=c.image_backbone, pooling=c.pooling, dim=c.dim, pretrained=pretrained)
-                      if "video" in c.modalities else None)
+        self.video = (ImageEncoder(backbone=c.image_backbone, pooling=c.pooling, dim=c.dim, pretrained=pretrained,
+                                   texture=c.texture) if "video" in c.modalities else None)
         self.audio = (AudioEncoder(sample_rate=c.sample_rate, n_fft=c.n_fft, hop_length=c.hop_length,
                                    n_mels=c.n_mels, dim=c.dim) if "audio" in c.modalities else None)
         self.text = (TextEncoder(vocab_size=c.vocab_size, dim=c.dim, embed=c.text_embed)
@@ -200,7 +202,8 @@ class AvfuseNet(nn.Module):
     def describe(self) -> dict:
         """The ``avfuse.model`` metadata: encoders, fusion, dims."""
         c = self.config
-        encoders = {"video": f"{c.image_backbone}+{c.pooling}-pool", "audio": f"log-mel{c.n_mels}+cnn",
+        video = c.image_backbone + ("+gabor-texture" if c.texture else "")
+        encoders = {"video": f"{video}+{c.pooling}-pool", "audio": f"log-mel{c.n_mels}+cnn",
                     "text": "embedding+bigru+masked-mean"}
         return {"encoders": {m: encoders[m] for m in c.modalities}, "fusion": c.fusion, "dim": c.dim,
                 "combination": "held-out confusions" if c.confusions else "fused head",

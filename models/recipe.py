@@ -23,6 +23,7 @@ class TrainConfig:
     modalities: tuple[str, ...] = MODALITIES
     backbone: str = "tiny"  # trained from scratch, offline: 50-92% held-out where mobilenet_v3_small got 31%
     pooling: str = "mean"
+    texture: bool = True  # fixed Gabor texture energies beside the backbone's features (models/image.py)
     pretrained: bool = False
     dim: int = 64
     n_mels: int = 40

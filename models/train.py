@@ -65,8 +65,8 @@ def model_config(train_set, cfg: TrainConfig, decode: dict, tokenizer: Tokenizer
     return ModelConfig(labels=tuple(train_set.label_names), frames=t, height=h, width=w,
                        sample_rate=int(decode["sample_rate"]), samples=int(train_set.audio.shape[1]),
                        vocab_size=len(tokenizer), max_tokens=tokenizer.max_len, image_backbone=cfg.backbone,
-                       pooling=cfg.pooling, fusion=cfg.fusion, modalities=cfg.modalities, dim=cfg.dim,
-                       n_mels=cfg.n_mels, hop_length=cfg.hop_length, modality_dropout=cfg.modality_dropout)
+                       pooling=cfg.pooling, texture=cfg.texture, fusion=cfg.fusion, modalities=cfg.modalities,
+                       dim=cfg.dim, n_mels=cfg.n_mels, hop_length=cfg.hop_length, modality_dropout=cfg.modality_dropout)
 
 
 def augment(frames: torch.Tensor, audio: torch.Tensor, tokens: torch.Tensor | None = None, *, strong: bool = False,

@@ -101,6 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image backbone (default tiny: a small CNN that learns from scratch, offline; the "
                              "torchvision ones want --pretrained ImageNet weights)")
     parser.add_argument("--pooling", choices=POOLINGS, default=D.pooling, help="over the frames")
+    parser.add_argument("--texture", action=argparse.BooleanOptionalAction, default=D.texture,
+                        help="fixed Gabor texture energies of each frame beside the backbone's features (default on)")
     parser.add_argument("--pretrained", action="store_true", help="torchvision ImageNet weights (needs internet once)")
     parser.add_argument("--threads", type=int, default=D.threads, help="CPU threads for torch (default: one per core)")
     parser.add_argument("--nproc", type=nproc_arg, default=1,
@@ -121,7 +123,7 @@ def train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
                   lr=args.lr, optimizer=args.optimizer, seed=args.seed, device=args.device,
                   threads=args.threads, modality_dropout=args.modality_dropout, schedule=args.schedule,
                   stage_epochs=args.stage_epochs, class_weights=args.class_weights,
-                  colour_orders=args.colour_orders, cross_fit_folds=args.cross_fit_folds)
+                  colour_orders=args.colour_orders, cross_fit_folds=args.cross_fit_folds, texture=args.texture)
     return TrainConfig(**{**fields, **overrides})
 
 

@@ -98,7 +98,9 @@ def test_cnn_layers_are_quantized_and_grus_and_frontend_activations_are_not(mode
     kernels = {i.name: list(i.dims) for i in original.graph.initializer}
     stems = {n.name for n in original.graph.node if n.op_type == "Conv" and n.name.startswith(("/video/", "/audio/cnn"))
              and kernels.get(n.input[1], [0, 99])[1] <= 3}  # each CNN's first layer: over RGB, over the log-mel
-    assert len(stems) == 2 and stems <= {n.name for n in convs}
+    texture = {n.name for n in convs if n.name.startswith("/video/texture/")}  # the fixed Gabor bank: fp32
+    assert len(texture) == 1 and texture <= stems
+    assert len(stems - texture) == 2 and stems <= {n.name for n in convs}
     assert all(fed_by_dq(n, 0) and fed_by_dq(n, 1) for n in convs if n.name not in stems)  # activation, weight
     assert not any(fed_by_dq(n, 0) or fed_by_dq(n, 1) for n in convs if n.name in stems)
     assert len(convs) == sum(n.op_type == "Conv" for n in original.graph.node)

@@ -149,3 +149,12 @@ def test_torchvision_backbones_with_random_init(backbone):
         probs, gates, emb = model(frames, audio, tokens, present)
     assert probs.shape == (B, 4) and emb.shape == (B, 32) and torch.isfinite(probs).all()
     assert torch.equal(gates, torch.tensor([[1.0, 0.0, 0.0]] * B))
+
+
+def test_a_config_from_before_the_texture_energies_rebuilds_a_network_without_them():
+    saved = config().to_dict()
+    assert saved.pop("texture") is True  # the default recipe's
+    old = ModelConfig.from_dict(saved)
+    assert old.texture is False and build_model(old).video.texture is None
+    assert build_model(config()).video.texture is not None
+    assert "gabor-texture" in build_model(config()).describe()["encoders"]["video"]
