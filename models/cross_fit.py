@@ -14,8 +14,9 @@ training files (the served model's validation files are the first share), so tha
 held out once. It runs each model on its held-out files and counts, per true class, the probabilities
 that each classifier (video, audio, text, and the fused head) gives: four confusion matrices, smoothed by
 ``ALPHA`` and normalised per row. The served model keeps its weights and gets the matrices. It then
-scores class y by ``sum over classifiers c present: log sum_k p_c(k) K_c[y, k]``: each classifier's
-output is evidence, weighed by how it behaved on unseen files (naive Bayes over the classifiers). On the
+scores class y by ``sum over classifiers c present: w_c log sum_k p_c(k) K_c[y, k]``: each classifier's
+output is evidence, weighed by how it behaved on unseen files (naive Bayes over the classifiers), the fused
+head's at half weight (``FUSED_EVIDENCE``: it reads the same embeddings as the others). On the
 generalisation suite (``avfuse bench quality``) it raised held-out accuracy on the sets where each modality
 gives one factor of the class, and cost nothing on the others; it costs ``folds - 1`` more trainings. The
 saved model's validation figures are the combination's, whose matrices counted the validation files too, so
@@ -33,7 +34,7 @@ import torch
 
 from avfuse.models import data
 from avfuse.models.evaluate import Tensors, evaluate
-from avfuse.models.net import AvfuseNet, build_model
+from avfuse.models.net import FUSED_EVIDENCE, AvfuseNet, build_model
 from avfuse.models.train import TrainResult, held_out_tensors, train
 from avfuse.stream.errors import DataError
 from avfuse.stream.media.segment import MODALITIES
@@ -137,9 +138,11 @@ def cross_fit(result: TrainResult, ds, train_idx: np.ndarray, val_idx: np.ndarra
 
 
 def combine(probs: np.ndarray, present: np.ndarray, matrices: np.ndarray) -> np.ndarray:
-    """float [N, C] scores: sum over the classifiers present of log sum_k p(k) K[y, k] (what the model computes)."""
+    """float [N, C] scores: sum over the classifiers present of w log sum_k p(k) K[y, k], w = FUSED_EVIDENCE for
+    the fused head and 1 for the others (what the model computes)."""
     evidence = np.log(np.einsum("nck,cyk->ncy", probs, matrices))
-    return (evidence * present[:, :, None]).sum(axis=1)
+    weights = np.array([1.0] * len(MODALITIES) + [FUSED_EVIDENCE])
+    return (evidence * (present * weights)[:, :, None]).sum(axis=1)
 
 
 def _accuracies(outputs: HeldOut, matrices: np.ndarray) -> dict:
