@@ -101,6 +101,7 @@ class TextureBank(nn.Module):
     ORIENTATIONS = 6
     SIZE = 11  # kernel side
     FEATURES = len(WAVELENGTHS) * ORIENTATIONS
+    STRIDE = 2  # of the filters' responses: their energies are smooth, so the mean over the frame barely moves
 
     def __init__(self) -> None:
         super().__init__()
@@ -123,7 +124,7 @@ class TextureBank(nn.Module):
         """x float [N, 3, H, W] in 0..255 -> float [N, F]."""
         g = (x * self.grey).sum(dim=1, keepdim=True)
         g = (g - g.mean(dim=(2, 3), keepdim=True)) / (g.std(dim=(2, 3), keepdim=True) + 1.0)
-        r = nn.functional.conv2d(g, self.kernels, stride=2, padding=self.SIZE // 2)  # stride 2: the mean barely moves
+        r = nn.functional.conv2d(g, self.kernels, stride=self.STRIDE, padding=self.SIZE // 2)
         energy = r.pow(2).mean(dim=(2, 3)).view(x.shape[0], self.FEATURES, 2).sum(dim=2)
         return torch.log(energy + 1e-4)
 
