@@ -101,7 +101,7 @@ class TextureBank(nn.Module):
     ORIENTATIONS = 6
     SIZE = 11  # kernel side
     FEATURES = len(WAVELENGTHS) * ORIENTATIONS
-    STRIDE = 2  # of the filters' responses: their energies are smooth, so the mean over the frame barely moves
+    STRIDE = 4  # of the filters' responses: their energies are smooth, so the mean over the frame barely moves
 
     def __init__(self) -> None:
         super().__init__()
