@@ -13,7 +13,9 @@ classes it can tell apart and which it cannot.
 training files (the served model's validation files are the first share), so that every training file is
 held out once. It runs each model on its held-out files and counts, per true class, the probabilities
 that each classifier (video, audio, text, and the fused head) gives: four confusion matrices, smoothed by
-``ALPHA`` and normalised per row. The served model keeps its weights and gets the matrices. It then
+``ALPHA`` and normalised per row, then each classifier's rows pooled over the classes it cannot tell
+apart (:mod:`avfuse.models.class_groups`: a row's differences within such a group are noise). The served
+model keeps its weights and gets the matrices. It then
 scores class y by ``sum over classifiers c present: w_c log sum_k p_c(k) K_c[y, k]``: each classifier's
 output is evidence, weighed by how it behaved on unseen files (naive Bayes over the classifiers), the fused
 head's at half weight (``FUSED_EVIDENCE``: it reads the same embeddings as the others). On the
@@ -32,7 +34,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from avfuse.models import data
+from avfuse.models import class_groups, data
 from avfuse.models.evaluate import Tensors, evaluate
 from avfuse.models.net import FUSED_EVIDENCE, AvfuseNet, build_model
 from avfuse.models.train import TrainResult, held_out_tensors, train
@@ -72,10 +74,26 @@ def held_out(model: AvfuseNet, tensors: Tensors, *, batch_size: int = 64) -> Hel
 def confusions(outputs: HeldOut, num_classes: int, *, alpha: float = ALPHA) -> np.ndarray:
     """float32 [4, C, C]: row y of matrix c is classifier c's mean probabilities on held-out segments of class
     y (where the classifier's modality is there), with ``alpha`` added to every cell before normalising."""
-    counts = np.full((len(CLASSIFIERS), num_classes, num_classes), alpha, dtype=np.float64)
+    counts = soft_counts(outputs, num_classes) + alpha
+    return (counts / counts.sum(axis=2, keepdims=True)).astype(np.float32)
+
+
+def soft_counts(outputs: HeldOut, num_classes: int) -> np.ndarray:
+    """float64 [4, C, C]: per classifier, true class x the summed probabilities it gave (where present)."""
+    counts = np.zeros((len(CLASSIFIERS), num_classes, num_classes), dtype=np.float64)
     for c in range(len(CLASSIFIERS)):
         np.add.at(counts[c], outputs.labels, outputs.probs[:, c] * outputs.present[:, c:c + 1])
-    return (counts / counts.sum(axis=2, keepdims=True)).astype(np.float32)
+    return counts
+
+
+def pooled_confusions(outputs: HeldOut, num_classes: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(``confusions`` with each classifier's rows pooled over the classes it cannot tell apart, float32
+    [4, C, C]; each classifier's group per class, models/class_groups.py)."""
+    matrices, counts = confusions(outputs, num_classes), soft_counts(outputs, num_classes)
+    groups = [class_groups.indistinct_groups(counts[c], int(outputs.present[:, c].sum()))
+              for c in range(len(CLASSIFIERS))]
+    pooled = np.stack([class_groups.pool(matrices[c], groups[c]) for c in range(len(CLASSIFIERS))])
+    return pooled.astype(np.float32), groups
 
 
 def with_confusions(model: AvfuseNet, matrices: np.ndarray) -> AvfuseNet:
@@ -125,11 +143,14 @@ def cross_fit(result: TrainResult, ds, train_idx: np.ndarray, val_idx: np.ndarra
     joined = HeldOut(probs=np.concatenate([o.probs for o in outputs]),
                      present=np.concatenate([o.present for o in outputs]),
                      labels=np.concatenate([o.labels for o in outputs]))
-    matrices = confusions(joined, num_classes)
+    matrices, groups = pooled_confusions(joined, num_classes)
     model = with_confusions(result.model, matrices)
     accuracy, seconds = _accuracies(joined, matrices), round(time.perf_counter() - began, 2)
+    labels = result.config.labels
+    told_apart = {name: [[labels[k] for k in np.flatnonzero(g == v)] for v in np.unique(g)]
+                  for name, g in zip(CLASSIFIERS, groups, strict=True)}
     report = {"folds": folds, "held_out_segments": len(joined.labels), "held_out_accuracy": accuracy,
-              "seconds": seconds}
+              "groups": told_apart, "seconds": seconds}
     log.info("cross-fitting: %d held-out segments, fused head %.3f, read through their confusions %.3f (%.1f s)",
              len(joined.labels), accuracy["fused"], accuracy["combined"], seconds)
     new = replace(result, model=model, config=model.config, metrics=evaluate(model, val),

@@ -170,7 +170,17 @@ def cross_fit_line(report: dict) -> str:
     alone = ", ".join(f"{name} {acc[name]:.3f}" for name in ("video", "audio", "text") if acc.get(name) is not None)
     return (f"cross-fitting: {report['folds']} shares of the training files, each held out once "
             f"({report['held_out_segments']} segments): fused head {acc['fused']:.3f}, read through the held-out "
-            f"confusions {acc['combined']:.3f} (counted on these segments: optimistic); each alone {alone}")
+            f"confusions {acc['combined']:.3f} (counted on these segments: optimistic); each alone {alone}"
+            + groups_line(report.get("groups", {})))
+
+
+def groups_line(groups: dict) -> str:
+    """How many groups of classes each classifier told apart on held-out files (models/class_groups.py)."""
+    if not groups:
+        return ""
+    classes = sum(len(g) for g in next(iter(groups.values())))
+    told = ", ".join(f"{name} {len(g)}" for name, g in groups.items())
+    return f"; groups of classes each tells apart (of {classes}): {told}"
 
 
 def cross_validate(ds, folds, *, config, decode: dict) -> dict:

@@ -34,4 +34,10 @@ def test_defaults_learn_a_set_avfuse_synth_did_not_make(tmp_path, capsys):
     crossed = metrics["cross_fit"]
     assert crossed["folds"] == 4 and crossed["held_out_segments"] == SMALL.videos * 4
     assert metrics["model"]["combination"] == "held-out confusions"
-    assert "cross-fitting: 4 shares" in capsys.readouterr().out
+    # each classifier's groups of classes it could not tell apart cover every class once
+    labels = sorted(metrics["val"]["confusion"]["labels"])
+    for name in ("video", "audio", "text", "fused"):
+        told = [label for group in crossed["groups"][name] for label in group]
+        assert sorted(told) == labels and len(labels) == 4
+    out = capsys.readouterr().out
+    assert "cross-fitting: 4 shares" in out and "groups of classes each tells apart (of 4)" in out
