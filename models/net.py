@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from avfuse.models.audio import AudioEncoder
 from avfuse.models.fusion import FUSIONS, make_fusion
 from avfuse.models.image import BACKBONES, POOLINGS, ImageEncoder
-from avfuse.models.recipe import TrainConfig
+from avfuse.models.recipe import TEXTURES, TrainConfig
 from avfuse.models.text import TextEncoder
 from avfuse.stream.errors import ConfigError
 from avfuse.stream.media.segment import MODALITIES
@@ -43,7 +43,7 @@ class ModelConfig:
     # the network the default recipe trains (avfuse.models.recipe.TrainConfig) unless told otherwise
     image_backbone: str = TrainConfig.backbone
     pooling: str = TrainConfig.pooling  # over frames: mean | attention
-    texture: bool = TrainConfig.texture  # fixed Gabor texture energies beside the image backbone (models/image.py)
+    texture: str = TrainConfig.texture  # fixed Gabor texture energies beside the image backbone (models/image.py)
     fusion: str = TrainConfig.fusion
     modalities: tuple[str, ...] = MODALITIES  # encoders are built only for these
     dim: int = TrainConfig.dim  # every modality embedding and the fused embedding
@@ -69,6 +69,8 @@ class ModelConfig:
             raise ConfigError(f"image_backbone must be one of {BACKBONES}, got {self.image_backbone!r}")
         if self.pooling not in POOLINGS:
             raise ConfigError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.texture not in TEXTURES:
+            raise ConfigError(f"texture must be one of {TEXTURES}, got {self.texture!r}")
         if self.fusion not in FUSIONS:
             raise ConfigError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         for name in ("frames", "height", "width", "sample_rate", "samples", "vocab_size", "max_tokens", "n_fft",
@@ -98,6 +100,8 @@ class ModelConfig:
         if unknown:
             raise ConfigError(f"model config has unknown fields {unknown}; it was written by another avfuse version")
         d = {"texture": False, **d}  # written before the texture energies: the network had none
+        if isinstance(d["texture"], bool):  # written when they were on or off: an energy per orientation, or none
+            d["texture"] = "oriented" if d["texture"] else "none"
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
@@ -210,7 +214,7 @@ class AvfuseNet(nn.Module):
     def describe(self) -> dict:
         """The ``avfuse.model`` metadata: encoders, fusion, dims."""
         c = self.config
-        video = c.image_backbone + ("+gabor-texture" if c.texture else "")
+        video = c.image_backbone + ("" if c.texture == "none" else f"+gabor-texture-{c.texture}")
         encoders = {"video": f"{video}+{c.pooling}-pool", "audio": f"log-mel{c.n_mels}+cnn",
                     "text": "embedding+bigru+masked-mean"}
         return {"encoders": {m: encoders[m] for m in c.modalities}, "fusion": c.fusion, "dim": c.dim,

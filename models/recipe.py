@@ -13,6 +13,7 @@ from avfuse.stream.media.segment import MODALITIES
 FUSIONS = ("gated", "concat", "sequential")
 BACKBONES = ("tiny", "mobilenet_v3_small", "resnet18", "efficientnet_b0")
 POOLINGS = ("mean", "attention")
+TEXTURES = ("invariant", "oriented", "none")  # the image encoder's fixed texture energies (models/image.py)
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("staged", "joint")
 
@@ -23,7 +24,7 @@ class TrainConfig:
     modalities: tuple[str, ...] = MODALITIES
     backbone: str = "tiny"  # trained from scratch, offline: 50-92% held-out where mobilenet_v3_small got 31%
     pooling: str = "mean"
-    texture: bool = True  # fixed Gabor texture energies beside the backbone's features (models/image.py)
+    texture: str = "invariant"  # fixed Gabor texture energies beside the backbone's features (models/image.py)
     pretrained: bool = False
     dim: int = 64
     n_mels: int = 40
@@ -60,6 +61,7 @@ class TrainConfig:
                    f"modalities must be a non-empty subset of {MODALITIES}, got {v.modalities!r}"),
                   (v.backbone in BACKBONES, f"backbone must be one of {BACKBONES}, got {v.backbone!r}"),
                   (v.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {v.pooling!r}"),
+                  (v.texture in TEXTURES, f"texture must be one of {TEXTURES}, got {v.texture!r}"),
                   (v.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {v.optimizer!r}"),
                   (v.device in ("cpu", "cuda"), f"device must be cpu or cuda, got {v.device!r}"),
                   (v.epochs >= 1 and v.batch_size >= 1 and v.patience >= 1,

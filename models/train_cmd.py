@@ -35,6 +35,7 @@ from avfuse.models.recipe import (
     OPTIMIZERS,
     POOLINGS,
     SCHEDULES,
+    TEXTURES,
     TRAIN_FPS,
     TRAIN_SIZE,
     TRAIN_WINDOW_S,
@@ -101,8 +102,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image backbone (default tiny: a small CNN that learns from scratch, offline; the "
                              "torchvision ones want --pretrained ImageNet weights)")
     parser.add_argument("--pooling", choices=POOLINGS, default=D.pooling, help="over the frames")
-    parser.add_argument("--texture", action=argparse.BooleanOptionalAction, default=D.texture,
-                        help="fixed Gabor texture energies of each frame beside the backbone's features (default on)")
+    parser.add_argument("--texture", choices=TEXTURES, default=D.texture,
+                        help="fixed Gabor texture energies of each frame beside the backbone's features: invariant "
+                             "(sorted over orientations, so they do not turn with the texture; the default), "
+                             "oriented (one per orientation) or none")
     parser.add_argument("--pretrained", action="store_true", help="torchvision ImageNet weights (needs internet once)")
     parser.add_argument("--threads", type=int, default=D.threads, help="CPU threads for torch (default: one per core)")
     parser.add_argument("--nproc", type=nproc_arg, default=1,

@@ -153,8 +153,18 @@ def test_torchvision_backbones_with_random_init(backbone):
 
 def test_a_config_from_before_the_texture_energies_rebuilds_a_network_without_them():
     saved = config().to_dict()
-    assert saved.pop("texture") is True  # the default recipe's
+    assert saved.pop("texture") == "invariant"  # the default recipe's
     old = ModelConfig.from_dict(saved)
-    assert old.texture is False and build_model(old).video.texture is None
+    assert old.texture == "none" and build_model(old).video.texture is None
     assert build_model(config()).video.texture is not None
-    assert "gabor-texture" in build_model(config()).describe()["encoders"]["video"]
+    assert "gabor-texture-invariant" in build_model(config()).describe()["encoders"]["video"]
+
+
+def test_a_config_from_when_the_texture_energies_were_on_or_off_rebuilds_the_same_network():
+    saved = config().to_dict()
+    on = build_model(ModelConfig.from_dict({**saved, "texture": True}))  # one energy per orientation then
+    assert on.config.texture == "oriented" and on.video.texture[0].invariant is False
+    assert on.video.proj[0].in_features == build_model(config()).video.proj[0].in_features - 12
+    assert ModelConfig.from_dict({**saved, "texture": False}).texture == "none"
+    with pytest.raises(ConfigError, match="texture must be one of"):
+        ModelConfig.from_dict({**saved, "texture": "sorted"})
