@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nproc", type=nproc_arg, default=2, help="ranks to compare with one process (default 2)")
     parser.add_argument("--videos", type=int, default=16, help="generated training videos (default 16)")
     parser.add_argument("--test-videos", type=int, default=16, help="generated held-out videos (default 16)")
-    parser.add_argument("--epochs", type=int, default=30, help="at most, as avfuse train (default 30)")
+    parser.add_argument("--epochs", type=int, default=30, help="as avfuse train (default 30)")
     parser.add_argument("--patience", type=int, default=10, help="early stopping, as avfuse train (default 10)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads of the one process (default 0: torch's, one per core)")

@@ -62,6 +62,6 @@ def data_warnings(label_names: Sequence[str], train_labels: Sequence[int], val_l
         missing = [label_names[i] for i in sorted(train) if val[i] == 0]
         if missing:
             out.append(f"classes in training but absent from validation: {', '.join(missing)}; their validation "
-                       "figures are unknown and early stopping ignores them (give more files, or a larger "
-                       "--val-split)")
+                       "figures are unknown and --keep best's choice of epoch ignores them (give more files, or a "
+                       "larger --val-split)")
     return out

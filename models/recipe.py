@@ -16,6 +16,7 @@ POOLINGS = ("mean", "attention")
 TEXTURES = ("invariant", "oriented", "none")  # the image encoder's fixed texture energies (models/image.py)
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("staged", "joint")
+KEEPS = ("last", "best")  # which epoch's weights training keeps
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +40,11 @@ class TrainConfig:
     stage_epochs: int = 8  # staged: epochs of the unimodal stage (not counted in ``epochs``)
     class_weights: bool = True  # weight the loss by inverse class frequency (unequal classes)
     epochs: int = 30
-    patience: int = 10  # epochs without a better validation macro-F1 before stopping
+    # last: the weights at the end of the cosine schedule, every epoch run; best: those of the epoch with the best
+    # validation macro-F1, stopping after ``patience`` epochs without a better one (10 validation files make that
+    # choice noisy: the last epoch did better on the suite, see models/train.py)
+    keep: str = "last"
+    patience: int = 10  # keep="best": epochs without a better validation macro-F1 before stopping
     # after training, this many shares of the training files each held out once (the first is validation), so
     # that the served model reads its classifiers through their held-out confusions (models/cross_fit.py);
     # costs cross_fit_folds - 1 more trainings; 0 or 1: off, the fused head alone
@@ -71,6 +76,7 @@ class TrainConfig:
                   (v.threads >= 0, f"threads must be >= 0, got {v.threads}"),
                   (v.unimodal_weight >= 0, f"unimodal_weight must be >= 0, got {v.unimodal_weight}"),
                   (v.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {v.schedule!r}"),
+                  (v.keep in KEEPS, f"keep must be one of {KEEPS}, got {v.keep!r}"),
                   (v.stage_epochs >= 1, f"stage_epochs must be >= 1, got {v.stage_epochs}"),
                   (v.cross_fit_folds >= 0, f"cross_fit_folds must be >= 0, got {v.cross_fit_folds}"),
                   (0.0 <= v.colour_orders <= 1.0, f"colour_orders must be in [0, 1], got {v.colour_orders}")]

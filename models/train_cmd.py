@@ -32,6 +32,7 @@ from avfuse.models.launch import nproc_arg
 from avfuse.models.recipe import (
     BACKBONES,
     FUSIONS,
+    KEEPS,
     OPTIMIZERS,
     POOLINGS,
     SCHEDULES,
@@ -76,8 +77,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train every fusion head and modality set; print a table, write ablation.json")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=D.device)
     parser.add_argument("--epochs", type=int, default=D.epochs)
+    parser.add_argument("--keep", choices=KEEPS, default=D.keep,
+                        help="which epoch's weights to keep: the last (default) or the best on validation macro-F1, "
+                             "stopping early")
     parser.add_argument("--patience", type=int, default=D.patience,
-                        help="early stopping: epochs without a better val F1")
+                        help="with --keep best, early stopping: epochs without a better val F1")
     parser.add_argument("--modality-dropout", type=float, default=D.modality_dropout,
                         help="training only: chance to hide each present modality of a segment (default %(default)s)")
     parser.add_argument("--colour-orders", type=float, default=D.colour_orders, metavar="SHARE",
@@ -122,8 +126,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
     fields = dict(fusion=args.fusion, modalities=args.modalities, backbone=args.backbone, pooling=args.pooling,
-                  pretrained=args.pretrained, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
-                  lr=args.lr, optimizer=args.optimizer, seed=args.seed, device=args.device,
+                  pretrained=args.pretrained, epochs=args.epochs, keep=args.keep, patience=args.patience,
+                  batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, seed=args.seed, device=args.device,
                   threads=args.threads, modality_dropout=args.modality_dropout, schedule=args.schedule,
                   stage_epochs=args.stage_epochs, class_weights=args.class_weights,
                   colour_orders=args.colour_orders, cross_fit_folds=args.cross_fit_folds, texture=args.texture)
@@ -447,8 +451,8 @@ def _run(args: argparse.Namespace, ranks) -> int:
                                   "batch_per_rank": distributed.batching(len(train_idx), args.batch_size)[0]}
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     val = metrics["val"]
-    print(f"best epoch {result.best_epoch}: validation accuracy {val['accuracy']:.3f}, macro-F1 {val['macro_f1']:.3f} "
-          f"({val['segments']} segments) in {result.seconds:.1f} s")
+    print(f"{args.keep} epoch {result.best_epoch}: validation accuracy {val['accuracy']:.3f}, "
+          f"macro-F1 {val['macro_f1']:.3f} ({val['segments']} segments) in {result.seconds:.1f} s")
     if "cross_fit" in metrics:
         print(cross_fit_line(metrics["cross_fit"]))
     print("\n".join(class_table(val, "validation")))

@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from avfuse.models.evaluate import classification_metrics  # noqa: E402
+from avfuse.models.evaluate import classification_metrics, evaluate  # noqa: E402
 from avfuse.models.train import TrainConfig, held_out_tensors, train  # noqa: E402
 from avfuse.stream.errors import ConfigError, DataError  # noqa: E402
 
@@ -79,6 +79,20 @@ def test_single_modality_model_learns_from_its_modality(modality):
     result = train(ds, val, config=TrainConfig(**{**FAST, "modalities": (modality,)}), decode=DECODE)
     assert result.metrics["accuracy"] >= 0.8
     assert result.metrics["mean_gates"][modality] == pytest.approx(1.0)
+
+
+def test_the_last_epoch_is_kept_by_default_and_the_best_on_validation_when_asked():
+    ds, val = make_segments(32, classes=2, seed=4), make_segments(16, classes=2, seed=5)
+    last = train(ds, val, config=TrainConfig(**{**FAST, "epochs": 5}), decode=DECODE)
+    assert len(last.history) == 5 and last.best_epoch == 5  # every epoch run, none stopped on
+    assert round(evaluate(last.model, held_out_tensors(last, val))["macro_f1"], 4) == last.history[-1]["val_macro_f1"]
+    best = train(ds, val, config=TrainConfig(**{**FAST, "epochs": 5, "keep": "best", "patience": 1}), decode=DECODE)
+    f1 = [h["val_macro_f1"] for h in best.history]
+    assert best.history[best.best_epoch - 1]["val_macro_f1"] == max(f1)
+    assert round(evaluate(best.model, held_out_tensors(best, val))["macro_f1"], 4) == max(f1)  # its weights
+    assert len(f1) == 5 or f1[-1] <= max(f1[:-1])  # stopped only on an epoch no better than one before
+    with pytest.raises(ConfigError, match="keep must be one of"):
+        TrainConfig(keep="first")
 
 
 def test_same_seed_same_run_and_another_seed_differs():
