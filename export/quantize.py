@@ -63,6 +63,7 @@ CNN_ACTIVATION_OPS = ("Relu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "Mu
 NO_INT8_KERNEL = ("HardSwish", "HardSigmoid")  # activations onnxruntime runs only in fp32
 STEM_CHANNELS = 4  # a Conv of either CNN over this many input channels or fewer stays fp32
 FP32_SCOPES = ("/audio/frontend/",)  # node-name prefixes whose activations stay fp32
+EXACT_AUDIO_BITS = 32  # quantize_int8's audio_bits for a log-mel frontend left wholly fp32
 # Constants stored weight-only (compactly, rebuilt to fp32 in the graph): node-name prefix -> op -> inputs.
 WEIGHT_ONLY = {"/audio/frontend/": {"Conv": (1,), "MatMul": (0, 1)},  # DFT kernel, mel matrix
                "/text/": {"Gather": (0,)}}  # the token embedding table (grows with the vocabulary)
@@ -203,10 +204,10 @@ def _weight_only_input(proto: onnx.ModelProto, node: onnx.NodeProto, rules: dict
 
 
 def store_weight_only(proto: onnx.ModelProto, *, storage: str = "int8", rules: dict = WEIGHT_ONLY,
-                      min_size: int = 256) -> int:
+                      min_size: int = 256, exclude: tuple[str, ...] = ()) -> int:
     """Store the fp32 parts' large constants (by default the DFT kernel, mel matrix and token embeddings)
     compactly: ``int8`` with a scale per row of the last axis or ``fp16``; ``rules`` maps a node-name
-    prefix to {op type: input indices}.
+    prefix to {op type: input indices}; nodes whose names start with an ``exclude`` prefix keep theirs.
 
     The operation itself still runs in fp32 on fp32 activations (onnxruntime folds the rebuild when the
     session loads): only the stored kernel loses precision. Returns the bytes saved.
@@ -215,7 +216,7 @@ def store_weight_only(proto: onnx.ModelProto, *, storage: str = "int8", rules: d
         raise ValueError(f"storage must be int8 or fp16, got {storage!r}")
     saved = 0
     for node in list(proto.graph.node):
-        found = _weight_only_input(proto, node, rules, min_size)
+        found = None if exclude and node.name.startswith(exclude) else _weight_only_input(proto, node, rules, min_size)
         if found is None:
             continue
         index, w = found
@@ -254,7 +255,9 @@ def nodes_to_quantize(proto: onnx.ModelProto) -> list[str]:
 def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_channel: bool = True,
                   audio_bits: int = 8) -> None:
     """Write the int8 QDQ model for ``fp32_path`` to ``out_path`` (the caller renames it into place);
-    ``audio_bits`` (8 or 16) is how the log-mel DFT quantizes its frames, see :mod:`avfuse.export.int8_dft`."""
+    ``audio_bits`` (8 or 16) is how the log-mel DFT quantizes its frames, see :mod:`avfuse.export.int8_dft`;
+    32 leaves the whole log-mel frontend fp32, its constants too: the exact log-mel, for audio whose empty
+    bands the integer DFT's rounding would fill (see ``avfuse.export.export_cmd``)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
     if len(calibration) == 0:
@@ -287,6 +290,8 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_c
         log.info("int8: %s keep fp32 arithmetic (activations without int8 kernels); their weights are stored int8",
                  ", ".join(kept_fp32))
     proto = onnx.load(str(out_path))
-    integer_dft(proto, FP32_SCOPES[0], bits=audio_bits)
-    store_weight_only(proto, rules={**{s: {"Conv": (1,)} for s in kept_fp32}, **INT8_WEIGHT_ONLY})
+    if audio_bits != EXACT_AUDIO_BITS:
+        integer_dft(proto, FP32_SCOPES[0], bits=audio_bits)
+    store_weight_only(proto, rules={**{s: {"Conv": (1,)} for s in kept_fp32}, **INT8_WEIGHT_ONLY},
+                      exclude=FP32_SCOPES if audio_bits == EXACT_AUDIO_BITS else ())
     onnx.save_model(proto, str(out_path))

@@ -12,10 +12,11 @@ import torch
 from onnx import numpy_helper
 
 from avfuse.export import verify as V
+from avfuse.export.export_cmd import quantize_frontend_checked
 from avfuse.export.int8_check import INT16_MAX, integer_products, saturation_report
-from avfuse.export.int8_dft import dft_matmul
+from avfuse.export.int8_dft import MAX_LOG_MEL_CHANGE, dft_matmul, log_mel_change
 from avfuse.export.onnx import export_model, model_info, save
-from avfuse.export.quantize import FP32_SCOPES, quantize_int8, store_weight_only
+from avfuse.export.quantize import EXACT_AUDIO_BITS, FP32_SCOPES, quantize_int8, store_weight_only
 from avfuse.models.net import ModelConfig, build_model
 from avfuse.stream.infer.tokenize import Tokenizer
 from avfuse.stream.media.config import DecodeConfig, SegmentConfig, decode_metadata
@@ -218,3 +219,43 @@ def test_the_check_flags_8_bit_kernels_that_would_saturate(models, tmp_path):
     report = saturation_report(onnx.load(str(full)))
     assert not report["saturation_free"] and report["worst_u8s8_pair_sum"] > INT16_MAX
     assert report["saturating_nodes"] and report["exact_on"] == ["x86-64 with VNNI", "ARM64"]
+
+
+def _with_audio(rows: V.Inputs, *, below_hz: float | None, seed: int) -> V.Inputs:
+    """``rows`` with other audio: white noise at -10 dBFS peak, cut above ``below_hz`` (as 8 kHz audio resampled to
+    16 kHz is: nothing above its 4 kHz) or, with None, left broadband."""
+    rng = np.random.default_rng(seed)
+    n, samples = rows.audio.shape
+    spectrum = np.fft.rfft(rng.standard_normal((n, samples)), axis=1)
+    if below_hz is not None:
+        spectrum[:, np.fft.rfftfreq(samples, 1 / 16000) > below_hz] = 0
+    wave = np.fft.irfft(spectrum, samples, axis=1)
+    audio = (0.3 * wave / np.abs(wave).max(axis=1, keepdims=True)).astype(np.float32)
+    return V.Inputs(frames=rows.frames, audio=audio, tokens=rows.tokens, present=rows.present)
+
+
+def _integer_frontend(path: Path) -> bool:
+    return any(n.op_type == "MatMulInteger" and n.name.startswith(FP32_SCOPES) for n in onnx.load(str(path)).graph.node)
+
+
+def test_audio_with_empty_bands_keeps_the_frontend_fp32_and_its_log_mel_exact(models, tmp_path):
+    fp32, _, rows = models
+    band = _with_audio(rows, below_hz=4000, seed=1)
+    integer = tmp_path / "integer.int8.onnx"
+    quantize_int8(fp32, integer, band)
+    leaked = log_mel_change(fp32, integer, FP32_SCOPES[0], [band.feed()])
+    assert leaked is not None and leaked > MAX_LOG_MEL_CHANGE  # the integer DFT's rounding fills the empty bands
+    checked = tmp_path / "checked.int8.onnx"
+    assert quantize_frontend_checked(fp32, checked, band, 8) == EXACT_AUDIO_BITS
+    assert not _integer_frontend(checked) and _integer_frontend(integer)
+    assert log_mel_change(fp32, checked, FP32_SCOPES[0], [band.feed()]) == pytest.approx(0.0, abs=1e-5)
+    assert V.compare("int8", V.run_onnxruntime(fp32, band, batch=3), V.run_onnxruntime(checked, band, batch=3),
+                     V.INT8).ok
+
+
+def test_broadband_audio_keeps_the_integer_dft(models, tmp_path):
+    fp32, _, rows = models
+    noise = _with_audio(rows, below_hz=None, seed=2)
+    checked = tmp_path / "checked.int8.onnx"
+    assert quantize_frontend_checked(fp32, checked, noise, 8) == 8 and _integer_frontend(checked)
+    assert log_mel_change(fp32, checked, FP32_SCOPES[0], [noise.feed()]) < 0.1
