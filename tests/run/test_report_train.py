@@ -28,6 +28,7 @@ def test_training_report_shows_curves_confusion_and_gates(run, browser, tmp_path
     assert main(["report", str(run)]) == 0  # default: RUN/report.html
     browser.get((run / "report.html").as_uri())
     epochs = len(metrics["history"])
+    assert f"{epochs} epoch(s), last epoch {epochs} kept" in browser.find_element("id", "summary").text
     for key in ("loss", "train_accuracy", "val_accuracy", "val_macro_f1"):
         points = browser.find_elements("css selector", f"#summary ~ .charts circle.point[data-key={key}]")
         assert len(points) == epochs + (len(metrics["unimodal_stage"]) if key == "loss" else 0)

@@ -138,7 +138,9 @@ def train_report(path: Path) -> str:
               + _chart("accuracy and macro-F1 per epoch", history, CURVES[1:], unit_max=1.0)
               + _chart("unimodal stage: loss per epoch", stage, CURVES[:1], unit_max=None))
     best = metrics.get("best_epoch")
-    summary = f"{len(history)} epoch(s)" + (f", best epoch {best}" if isinstance(best, int) else "")
+    config = metrics.get("train_config")
+    keep = config.get("keep", "best") if isinstance(config, dict) else "best"  # before --keep: the best epoch
+    summary = f"{len(history)} epoch(s)" + (f", {keep} epoch {best} kept" if isinstance(best, int) else "")
     return fill(TEMPLATE.read_text(encoding="utf-8"), title=escape(f"avfuse training: {path.parent.name}"),
                 summary=escape(summary), curves=curves or "<p>no history in these metrics</p>",
                 splits="".join(_split(s, metrics.get(s)) for s in SPLITS))
