@@ -249,8 +249,9 @@ def quantize_frontend_checked(fp32: Path, tmp: Path, calib, bits: int) -> int:
     quantize_int8(fp32, tmp, calib, audio_bits=EXACT_AUDIO_BITS)
     log.warning("int8: the integer log-mel DFT (%d-bit frames) moved the log-mel by %.2f on average over the %d "
                 "calibration segments (goal <= %.2f): its rounding fills bands the audio leaves empty "
-                "(band-limited or near-silent audio). This file keeps the log-mel frontend fp32; the CNNs are "
-                "int8 as before", bits, change, len(calib), MAX_LOG_MEL_CHANGE)
+                "(band-limited or near-silent audio). This file keeps the log-mel frontend fp32 (its DFT "
+                "kernel built when the session loads); the CNNs are int8 as before",
+                bits, change, len(calib), MAX_LOG_MEL_CHANGE)
     return EXACT_AUDIO_BITS
 
 

@@ -43,8 +43,9 @@ mel and log stay fp32.
 The rounding of the kernel (and of 8-bit frames) leaks a little of each frame's energy into every band. Bands
 that fp32 finds empty, above the cut-off of band-limited audio (8 kHz audio resampled to 16 kHz, AAC) or
 between pure tones, sit at the log floor (about -13.8) there and well above it here: :func:`log_mel_change`
-measures it, and ``avfuse export`` leaves the frontend fp32 where it passes ``MAX_LOG_MEL_CHANGE``
-(``avfuse.export.export_cmd.quantize_frontend_checked``).
+measures it, and ``avfuse export`` leaves the frontend's arithmetic fp32 where it passes
+``MAX_LOG_MEL_CHANGE`` (``avfuse.export.export_cmd.quantize_frontend_checked``), with the DFT kernel built by
+:func:`generated_kernel` when the session loads rather than stored.
 """
 
 from __future__ import annotations
@@ -115,6 +116,48 @@ def integer_dft(proto: onnx.ModelProto, scope: str, *, bits: int = 8) -> bool:
         proto.graph.node.insert(at + offset, new)
     drop_unused(proto, matmul.input[1])
     log.info("int8: %s (%d x %d DFT) now an integer product of %d-bit frames", matmul.name, *w.shape, bits)
+    return True
+
+
+def generated_kernel(proto: onnx.ModelProto, scope: str) -> bool:
+    """Replace the DFT ``MatMul``'s constant kernel under ``scope`` by the nodes that build it when the session
+    loads (onnxruntime folds them): the window times a table of cos and -sin of 2 pi m / n_fft, gathered at
+    ``k n mod n_fft``. The file then holds 3 n_fft numbers instead of 2 n_fft (n_fft / 2 + 1), and the kernel
+    is fp32's to its last bit or two. False (nothing changed) when the kernel is not that DFT."""
+    matmul = dft_matmul(proto, scope)
+    if matmul is None:
+        return False
+    w = constant(proto, matmul.input[1]).astype(np.float64)  # [n_fft, 2 * n_freq]
+    n_fft, n_freq = w.shape[0], w.shape[1] // 2
+    window = w[:, 0]  # cos(0) = 1
+    m = 2 * np.pi * np.arange(n_fft) / n_fft
+    index = np.outer(np.arange(n_fft), np.arange(n_freq)) % n_fft
+    rebuilt = np.concatenate([window[:, None] * np.cos(m)[index], -window[:, None] * np.sin(m)[index]], axis=1)
+    if np.abs(rebuilt - w).max() > 1e-6 * np.abs(w).max():
+        return False
+    p = f"{scope}dft_kernel/"
+    consts = {"window": window.reshape(-1, 1).astype(np.float32), "cos": np.cos(m).astype(np.float32),
+              "neg_sin": (-np.sin(m)).astype(np.float32), "n_fft": np.array(n_fft, np.int64),
+              "zero": np.array(0, np.int64), "one": np.array(1, np.int64), "n_freq": np.array(n_freq, np.int64),
+              "column": np.array([-1, 1], np.int64), "row": np.array([1, -1], np.int64)}
+    proto.graph.initializer.extend(numpy_helper.from_array(v, p + k) for k, v in consts.items())
+
+    def node(op: str, out: str, inputs: list[str], **attrs) -> onnx.NodeProto:
+        return helper.make_node(op, [p + i for i in inputs], [p + out], name=p + out, **attrs)
+
+    nodes = [node("Range", "n", ["zero", "n_fft", "one"]), node("Range", "k", ["zero", "n_freq", "one"]),
+             node("Reshape", "n_column", ["n", "column"]), node("Reshape", "k_row", ["k", "row"]),
+             node("Mul", "nk", ["n_column", "k_row"]), node("Mod", "index", ["nk", "n_fft"]),
+             node("Gather", "cos_nk", ["cos", "index"]), node("Gather", "sin_nk", ["neg_sin", "index"]),
+             node("Concat", "table", ["cos_nk", "sin_nk"], axis=1), node("Mul", "kernel", ["window", "table"])]
+    at = list(proto.graph.node).index(matmul)
+    for offset, new in enumerate(nodes):
+        proto.graph.node.insert(at + offset, new)
+    old = matmul.input[1]
+    matmul.input[1] = p + "kernel"
+    drop_unused(proto, old)
+    log.info("int8: %s keeps fp32 arithmetic; its %d x %d DFT kernel is built when the session loads", matmul.name,
+             n_fft, 2 * n_freq)
     return True
 
 

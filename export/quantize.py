@@ -49,7 +49,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from avfuse.export.graph import constant, consumers, drop_unused
-from avfuse.export.int8_dft import integer_dft
+from avfuse.export.int8_dft import generated_kernel, integer_dft
 from avfuse.export.verify import Inputs
 from avfuse.stream.errors import ModelError
 
@@ -292,6 +292,8 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_c
     proto = onnx.load(str(out_path))
     if audio_bits != EXACT_AUDIO_BITS:
         integer_dft(proto, FP32_SCOPES[0], bits=audio_bits)
+    elif not generated_kernel(proto, FP32_SCOPES[0]):  # fp32 arithmetic, and its own DFT kernel, or else one in
+        store_weight_only(proto, storage="fp16", rules={s: WEIGHT_ONLY[s] for s in FP32_SCOPES})  # fp16
     store_weight_only(proto, rules={**{s: {"Conv": (1,)} for s in kept_fp32}, **INT8_WEIGHT_ONLY},
                       exclude=FP32_SCOPES if audio_bits == EXACT_AUDIO_BITS else ())
     onnx.save_model(proto, str(out_path))
