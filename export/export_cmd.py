@@ -238,25 +238,23 @@ def quantize_frontend_checked(fp32: Path, tmp: Path, calib, bits: int) -> int:
     changed, where with the exact frontend none did. The log-mel is judged, not the top-1 class: on the
     calibration segments (training files) the class held, on new files it did not."""
     from avfuse.export.int8_dft import MAX_LOG_MEL_CHANGE, log_mel_change
-    from avfuse.export.quantize import EXACT_AUDIO_BITS, FP32_SCOPES, quantize_int8
+    from avfuse.export.quantize import EXACT_AUDIO_BITS, FP32_SCOPES, quantize_qdq, write_int8
+    from avfuse.export.verify import chunks
 
-    quantize_int8(fp32, tmp, calib, audio_bits=bits)
+    qdq = quantize_qdq(fp32, calib)  # calibrated once, whichever frontend the file gets
+    write_int8(qdq, tmp, audio_bits=bits)
     if bits == EXACT_AUDIO_BITS:
         return bits
-    change = log_mel_change(fp32, tmp, FP32_SCOPES[0], (calib.feed(sl) for sl in _batches(len(calib), 16)))
+    change = log_mel_change(fp32, tmp, FP32_SCOPES[0], (calib.feed(sl) for sl in chunks(len(calib), 16)))
     if change is None or change <= MAX_LOG_MEL_CHANGE:
         return bits
-    quantize_int8(fp32, tmp, calib, audio_bits=EXACT_AUDIO_BITS)
+    write_int8(qdq, tmp, audio_bits=EXACT_AUDIO_BITS)
     log.warning("int8: the integer log-mel DFT (%d-bit frames) moved the log-mel by %.2f on average over the %d "
                 "calibration segments (goal <= %.2f): its rounding fills bands the audio leaves empty "
                 "(band-limited or near-silent audio). This file keeps the log-mel frontend fp32 (its DFT "
                 "kernel built when the session loads); the CNNs are int8 as before",
                 bits, change, len(calib), MAX_LOG_MEL_CHANGE)
     return EXACT_AUDIO_BITS
-
-
-def _batches(n: int, size: int) -> list[slice]:
-    return [slice(at, min(n, at + size)) for at in range(0, n, size)]
 
 
 def _int8_checks(fp32: Path, int8: Path, parts: list, *, fail: bool) -> dict:

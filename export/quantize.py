@@ -258,12 +258,17 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_c
     ``audio_bits`` (8 or 16) is how the log-mel DFT quantizes its frames, see :mod:`avfuse.export.int8_dft`;
     32 leaves the whole log-mel frontend fp32, its constants too: the exact log-mel, for audio whose empty
     bands the integer DFT's rounding would fill (see ``avfuse.export.export_cmd``)."""
+    write_int8(quantize_qdq(fp32_path, calibration, per_channel=per_channel), out_path, audio_bits=audio_bits)
+
+
+def quantize_qdq(fp32_path: Path, calibration: Inputs, *, per_channel: bool = True) -> onnx.ModelProto:
+    """The calibrated QDQ model of ``fp32_path``, before its frontend and constants are settled (``write_int8``)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
     if len(calibration) == 0:
         raise ModelError("int8 calibration needs at least one segment")
     with tempfile.TemporaryDirectory(prefix="avfuse-int8-") as tmp:
-        pre = Path(tmp) / "pre.onnx"
+        pre, out = Path(tmp) / "pre.onnx", Path(tmp) / "qdq.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
         proto = onnx.load(str(pre))
         if pool_before_relu(proto):
@@ -272,7 +277,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_c
                 any("audio" in n.input for n in proto.graph.node):
             log.warning("int8: no node under %s although the model reads audio: the log-mel frontend was "
                         "renamed? it will be quantized like the rest", "/".join(FP32_SCOPES))
-        selected, kept_fp32 = nodes_to_quantize(proto), fp32_cnns(proto)
+        selected = nodes_to_quantize(proto)
         log.info("int8: calibrating on %d segments; quantizing %d of %d nodes", len(calibration), len(selected),
                  len(proto.graph.node))
         # uint8 activations with int8 weights (U8S8) is what onnxruntime's x86 kernels are fastest at; with
@@ -281,15 +286,23 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Inputs, *, per_c
         # fits the int16 that u8s8 kernels without VNNI sum pairs into (export/int8_check.py). With 8-bit weights
         # QLinearConv on an AVX2 CPU was off by up to 28 output steps; with 7 bits it is exact on every CPU, and
         # per-channel scales keep the extra rounding small (one bit less per filter).
-        quantize_static(str(pre), str(out_path), _Reader(calibration), quant_format=QuantFormat.QDQ,
+        quantize_static(str(pre), str(out), _Reader(calibration), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=sorted({*QUANTIZED_OPS, *CNN_ACTIVATION_OPS}), per_channel=per_channel,
                         reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_quantize=selected, calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        return onnx.load(str(out))
+
+
+def write_int8(qdq: onnx.ModelProto, out_path: Path, *, audio_bits: int = 8) -> None:
+    """Settle a copy of ``qdq``'s log-mel frontend (``audio_bits``, as ``quantize_int8``) and store its large
+    constants compactly; write it to ``out_path``."""
+    proto = onnx.ModelProto()
+    proto.CopyFrom(qdq)
+    kept_fp32 = fp32_cnns(proto)
     if kept_fp32:
         log.info("int8: %s keep fp32 arithmetic (activations without int8 kernels); their weights are stored int8",
                  ", ".join(kept_fp32))
-    proto = onnx.load(str(out_path))
     if audio_bits != EXACT_AUDIO_BITS:
         integer_dft(proto, FP32_SCOPES[0], bits=audio_bits)
     elif not generated_kernel(proto, FP32_SCOPES[0]):  # fp32 arithmetic, and its own DFT kernel, or else one in

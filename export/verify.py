@@ -128,7 +128,7 @@ def verification_rows(inputs: Inputs, tokenizer: Tokenizer, *, rows: int = 5) ->
 
 # --- runners: each returns {output name: array} for all rows, run in chunks of ``batch`` ---------------
 
-def _chunks(n: int, batch: int) -> list[slice]:
+def chunks(n: int, batch: int) -> list[slice]:
     return [slice(i, min(i + batch, n)) for i in range(0, n, batch)]
 
 
@@ -142,7 +142,7 @@ def run_torch(model, inputs: Inputs, *, batch: int) -> dict[str, np.ndarray]:
     model = model.eval()
     out = []
     with torch.inference_mode():
-        for sl in _chunks(len(inputs), batch):
+        for sl in chunks(len(inputs), batch):
             feed = inputs.feed(sl)
             result = model(*(torch.from_numpy(feed[n]) for n in INPUTS))
             out.append({name: t.numpy() for name, t in zip(OUTPUTS, result, strict=True)})
@@ -161,7 +161,7 @@ def ort_session(path: Path):
 def run_onnxruntime(path_or_session, inputs: Inputs, *, batch: int) -> dict[str, np.ndarray]:
     session = ort_session(path_or_session) if isinstance(path_or_session, str | Path) else path_or_session
     out = [dict(zip(OUTPUTS, session.run(list(OUTPUTS), inputs.feed(sl)), strict=True))
-           for sl in _chunks(len(inputs), batch)]
+           for sl in chunks(len(inputs), batch)]
     return _stack(out)
 
 
@@ -173,7 +173,7 @@ def run_openvino(path: Path, inputs: Inputs, *, batch: int) -> dict[str, np.ndar
     try:
         compiled = ov.Core().compile_model(str(path), "CPU")
         out = []
-        for sl in _chunks(len(inputs), batch):
+        for sl in chunks(len(inputs), batch):
             result = compiled(inputs.feed(sl))
             out.append({name: np.asarray(result[compiled.output(name)]) for name in OUTPUTS})
     except RuntimeError as e:  # OpenVINO reports conversion and inference failures as RuntimeError
@@ -188,7 +188,7 @@ def run_reference(path: Path, inputs: Inputs) -> dict[str, np.ndarray]:
     try:
         evaluator = ReferenceEvaluator(str(path))
         out = [dict(zip(OUTPUTS, evaluator.run(list(OUTPUTS), inputs.feed(sl)), strict=True))
-               for sl in _chunks(len(inputs), 1)]
+               for sl in chunks(len(inputs), 1)]
     except Exception as e:  # the evaluator raises whatever its numpy kernels raise
         raise ModelError(f"{path}: onnx.reference cannot run the exported file ({type(e).__name__}: {e})") from e
     return _stack(out)
